@@ -1,0 +1,57 @@
+"""zv_dask: Dask-native reading and analysis of Zarr Vectors (ZV) stores.
+
+Examples
+--------
+>>> import zv_dask
+>>> store = zv_dask.open_zv(zv_dask.example_store())
+>>> store.vertex_count(0) > 0
+True
+"""
+
+from __future__ import annotations
+
+from ._decode import FragmentIndex
+from ._version import __version__
+from .errors import (
+    ArrayNotFoundError,
+    ChunkDecodeError,
+    ChunkMissingError,
+    LevelNotFoundError,
+    MetadataError,
+    NotAZVStoreError,
+    QueryError,
+    StoreClosedError,
+    StoreNotFoundError,
+    StoreReadError,
+    UnsupportedFormatError,
+    ZVError,
+)
+from .fragments import read_fragment_index
+from .store import ZVStore, open_zv
+
+
+def example_store() -> str:
+    """Path of the small example store shipped inside the package.
+
+    Written once by the reference ``zarr-vectors`` writer: 5,000 3-D points in
+    0..2000, chunk 500, bin 125, attributes ``intensity`` (float32), ``label``
+    (int32) and ``region`` (categorical), and a 3-level pyramid.
+
+    Examples
+    --------
+    >>> import zv_dask
+    >>> zv_dask.example_store().endswith("example.zarrvectors")
+    True
+    """
+    from pathlib import Path
+
+    return str(Path(__file__).parent / "data" / "example.zarrvectors")
+
+
+__all__ = [
+    "open_zv", "ZVStore", "read_fragment_index", "FragmentIndex", "example_store",
+    "ZVError", "StoreNotFoundError", "NotAZVStoreError", "UnsupportedFormatError",
+    "MetadataError", "LevelNotFoundError", "ArrayNotFoundError", "QueryError",
+    "ChunkMissingError", "ChunkDecodeError", "StoreReadError", "StoreClosedError",
+    "__version__",
+]

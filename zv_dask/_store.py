@@ -1,0 +1,342 @@
+"""The only module that does IO: locate a store, read its documents, fetch cells.
+
+A :class:`StoreLocation` is small and picklable (URL + storage options); the
+filesystem behind it is created lazily once per process, so dask workers open
+each store once.  Storage options (credentials) never appear in reprs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from typing import Iterable, Mapping, Sequence
+from urllib.parse import urlsplit, urlunsplit
+
+import numpy as np
+
+from . import _metadata as M
+from .errors import (
+    LevelNotFoundError,
+    MetadataError,
+    NotAZVStoreError,
+    StoreNotFoundError,
+    StoreReadError,
+)
+
+_MISSING_ERRORS = (FileNotFoundError, IsADirectoryError, NotADirectoryError, KeyError)
+
+
+def display_url(path_or_url: str) -> str:
+    """The URL without any ``user:password@`` part (safe for messages and reprs)."""
+    s = str(path_or_url)
+    if "://" not in s:
+        return s
+    parts = urlsplit(s)
+    netloc = parts.netloc.rsplit("@", 1)[-1]
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+class StoreLocation:
+    """Where a store lives; picklable; creates its filesystem lazily per process.
+
+    Examples
+    --------
+    >>> loc = StoreLocation("memory://demo.zarrvectors")
+    >>> loc.url
+    'memory://demo.zarrvectors'
+    """
+
+    def __init__(self, path_or_url, storage_options: Mapping | None = None, n_workers: int | None = None):
+        s = os.fspath(path_or_url) if not isinstance(path_or_url, str) else path_or_url
+        self._spec = s.rstrip("/") or s
+        self._options = dict(storage_options or {})
+        self.url = display_url(self._spec)
+        self.n_workers = int(n_workers) if n_workers else 8
+        self._fs = None
+        self._root = None
+        self._local = False
+        self._pool = None
+        self._zarr_store = None
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"StoreLocation({self.url!r})"
+
+    def __getstate__(self):
+        return {"_spec": self._spec, "_options": self._options, "url": self.url,
+                "n_workers": self.n_workers}
+
+    def __setstate__(self, state):
+        self.__init__(state["_spec"], state["_options"], state["n_workers"])
+
+    def token(self) -> str:
+        """A credential-free identity for task keys and process caches."""
+        from dask.base import tokenize
+
+        return tokenize(self._spec, sorted(self._options.items(), key=lambda kv: kv[0]))
+
+    # -- filesystem ---------------------------------------------------------------------
+
+    def _ensure(self):
+        if self._fs is None:
+            import fsspec
+            from fsspec.implementations.local import LocalFileSystem
+
+            try:
+                fs, root = fsspec.core.url_to_fs(self._spec, **self._options)
+            except (ImportError, ValueError) as exc:
+                raise StoreNotFoundError(
+                    f"cannot open this URL: {exc}. Install the filesystem package for the "
+                    "protocol (e.g. `pip install zv_dask[s3]` for s3://) or check the URL",
+                    store=self.url,
+                ) from None
+            self._root = root.rstrip("/")
+            self._local = type(fs) is LocalFileSystem  # subclasses (wrappers) keep their hooks
+            self._fs = fs
+        return self._fs
+
+    @property
+    def fs(self):
+        return self._ensure()
+
+    @property
+    def root(self) -> str:
+        self._ensure()
+        return self._root
+
+    def _full(self, rel: str) -> str:
+        return f"{self.root}/{rel}" if rel else self.root
+
+    def _executor(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.n_workers, thread_name_prefix="zv_dask-io")
+            return self._pool
+
+    def close(self) -> None:
+        with self._lock:
+            if self._pool is not None:
+                self._pool.shutdown(wait=False)
+                self._pool = None
+
+    # -- reads ----------------------------------------------------------------------------
+
+    def _get_one(self, rel: str):
+        path = self._full(rel)
+        try:
+            if self._local:
+                with open(path, "rb") as f:
+                    return f.read()
+            return self.fs.cat_file(path)
+        except _MISSING_ERRORS:
+            return None
+        except Exception as exc:
+            raise StoreReadError(f"reading {rel!r} failed: {type(exc).__name__}: {exc}",
+                                 store=self.url) from None
+
+    def get_many(self, rels: Sequence[str]) -> list:
+        """Fetch many objects concurrently; ``None`` for each one that does not exist."""
+        self._ensure()
+        rels = list(rels)
+        if len(rels) <= 1:
+            return [self._get_one(r) for r in rels]
+        if getattr(self.fs, "async_impl", False):
+            paths = [self._full(r) for r in rels]
+            got = self.fs.cat(paths, on_error="return", batch_size=max(self.n_workers, 1) * 4)
+            out = []
+            for rel, p in zip(rels, paths):
+                v = got.get(p)
+                if isinstance(v, _MISSING_ERRORS):
+                    out.append(None)
+                elif isinstance(v, BaseException):
+                    raise StoreReadError(f"reading {rel!r} failed: {type(v).__name__}: {v}",
+                                         store=self.url)
+                else:
+                    out.append(v)
+            return out
+        return list(self._executor().map(self._get_one, rels))
+
+    def read_json(self, rel: str) -> dict | None:
+        return self.read_jsons([rel])[0]
+
+    def read_jsons(self, rels: Sequence[str]) -> list:
+        out = []
+        for rel, raw in zip(rels, self.get_many(rels)):
+            if raw is None:
+                out.append(None)
+                continue
+            try:
+                out.append(json.loads(raw))
+            except ValueError as exc:
+                raise MetadataError(f"{rel} is not valid JSON ({exc})", store=self.url) from None
+        return out
+
+    def list_dirs(self, rel: str) -> list[str]:
+        """Names of the sub-folders (zarr child nodes) of ``rel``."""
+        path = self._full(rel)
+        try:
+            entries = self.fs.ls(path, detail=True)
+        except _MISSING_ERRORS:
+            return []
+        except Exception as exc:
+            raise StoreReadError(f"listing {rel!r} failed: {exc}", store=self.url) from None
+        names = []
+        for e in entries:
+            if e.get("type") == "directory":
+                names.append(e["name"].rstrip("/").rsplit("/", 1)[-1])
+        return sorted(names)
+
+    def list_files(self, rel: str) -> list[str]:
+        """Every file below ``rel``, relative to it (used only without presence lists)."""
+        base = self._full(rel)
+        try:
+            found = self.fs.find(base)
+        except _MISSING_ERRORS:
+            return []
+        return [p[len(base) + 1:] for p in found if p.startswith(base + "/")]
+
+    def exists(self) -> bool:
+        try:
+            return bool(self.fs.exists(self.root))
+        except Exception:
+            return False
+
+    # -- zarr -------------------------------------------------------------------------------
+
+    def zarr_store(self):
+        """A read-only zarr store over the same location (for sharded arrays, raw access)."""
+        with self._lock:
+            if self._zarr_store is None:
+                fs = self.fs
+                if self._local:
+                    from zarr.storage import LocalStore
+
+                    self._zarr_store = LocalStore(self.root, read_only=True)
+                else:
+                    from zarr.storage import FsspecStore
+
+                    if not getattr(fs, "async_impl", False):
+                        from fsspec.implementations.asyn_wrapper import AsyncFileSystemWrapper
+
+                        fs = AsyncFileSystemWrapper(fs)
+                    self._zarr_store = FsspecStore(fs, path=self.root, read_only=True)
+            return self._zarr_store
+
+    def zarr_array(self, arr: M.ArrayMeta, level: int):
+        """A read-only ``zarr.Array`` built from the parsed document (no IO)."""
+        import zarr
+        from zarr.core.array import AsyncArray
+        from zarr.core.metadata import ArrayV3Metadata
+        from zarr.storage import StorePath
+
+        with warnings.catch_warnings():  # zarr warns that vlen-bytes has no v3 spec yet
+            warnings.simplefilter("ignore")
+            meta = ArrayV3Metadata.from_dict(dict(arr.document))
+        sp = StorePath(self.zarr_store(), f"{level}/{arr.path}")
+        return zarr.Array(AsyncArray(metadata=meta, store_path=sp))
+
+
+# --------------------------------------------------------------------------- metadata
+
+
+def read_metadata(loc: StoreLocation) -> M.StoreMeta:
+    """Read the ``zarr.json`` documents of a store and parse them (no chunk data)."""
+    name = loc.url
+    root_doc = loc.read_json("zarr.json")
+    if root_doc is None:
+        if not loc.exists():
+            raise StoreNotFoundError(
+                "nothing exists at this path or URL; check the spelling, the bucket and "
+                "the storage_options (credentials, endpoint_url)",
+                store=name,
+            )
+    root = M.parse_root(root_doc, name)
+    levels = [int(n) for n in root.level_names]
+    level_docs = loc.read_jsons([f"{lv}/zarr.json" for lv in levels])
+    listings = list(loc._executor().map(loc.list_dirs, [str(lv) for lv in levels])) \
+        if len(levels) > 1 else [loc.list_dirs(str(levels[0]))]
+    wanted: list[str] = []
+    per_level: dict[int, list[str]] = {}
+    sub_lists = []
+    for lv, doc, children in zip(levels, level_docs, listings):
+        if doc is None:
+            raise LevelNotFoundError(
+                "the root lists this level but its group (zarr.json) is missing; "
+                "the store is incomplete",
+                store=name, level=lv,
+            )
+        if "vertices" not in children:
+            raise MetadataError("level has no 'vertices' array", store=name, level=lv, array="vertices")
+        paths = ["vertices"]
+        if "vertex_fragments" in children:
+            paths.append("vertex_fragments")
+        if "geometry_index" in children:
+            paths.append("geometry_index")
+        for family in ("vertex_attributes", "object_attributes"):
+            if family in children:
+                sub_lists.append((lv, family))
+        if "object_index" in children:
+            paths += ["object_index", "object_index/manifests", "object_index/object_ids"]
+        per_level[lv] = paths
+    subs = list(loc._executor().map(lambda t: loc.list_dirs(f"{t[0]}/{t[1]}"), sub_lists)) \
+        if sub_lists else []
+    for (lv, family), names in zip(sub_lists, subs):
+        per_level[lv] += [f"{family}/{n}" for n in names]
+    for lv in levels:
+        wanted += [f"{lv}/{p}/zarr.json" for p in per_level[lv]]
+    docs = dict(zip(wanted, loc.read_jsons(wanted)))
+    parsed = {}
+    for lv, doc in zip(levels, level_docs):
+        lattrs = M.parse_level_attrs(doc, lv, name)
+        if "geometry_index" in per_level[lv]:
+            raise M.UnsupportedFormatError(
+                "composite stores (geometry_index) are not supported", store=name, level=lv
+            )
+        arrays = {}
+        oi_attrs = None
+        for p in per_level[lv]:
+            d = docs.get(f"{lv}/{p}/zarr.json")
+            if p == "object_index":
+                oi_attrs = (d or {}).get("attributes") or {}
+                continue
+            if d is None and p == "object_index/object_ids":
+                continue
+            arrays[p] = M.parse_array(d, p, name, lv)
+        vdoc = docs[f"{lv}/vertices/zarr.json"]
+        presence = M.parse_presence(vdoc, arrays["vertices"], name, lv)
+        if presence is None:
+            presence = _list_presence(loc, arrays["vertices"], name, lv)
+        parsed[lv] = M.build_level(
+            store=name, level=lv, root=root, level_attrs=lattrs, arrays=arrays,
+            presence=presence, object_index_attrs=oi_attrs,
+        )
+    return M.build_store(name, root, parsed)
+
+
+def _list_presence(loc: StoreLocation, arr: M.ArrayMeta, name: str, lv: int) -> M.Presence:
+    """Without ``nonempty_chunks``: list the chunk files (unsharded arrays only)."""
+    if arr.access == "zarr" and "sharding_indexed" in json.dumps(arr.document.get("codecs")):
+        raise MetadataError(
+            "the vertices array has no nonempty_chunks list and is sharded, so its cells "
+            "cannot be enumerated; rebuild the presence lists with zarr-vectors",
+            store=name, level=lv, array="vertices",
+        )
+    files = loc.list_files(f"{lv}/vertices/{arr.chunk_key_prefix.rstrip('/')}")
+    coords = []
+    for f in files:
+        parts = f.replace(arr.chunk_separator, "/").split("/")
+        try:
+            coords.append([int(x) for x in parts])
+        except ValueError:
+            continue
+    c = np.asarray(coords, np.int64).reshape(-1, arr.rank) + np.asarray(arr.origin, np.int64)
+    return M.presence_from_coords(c, arr, name, lv)
+
+
+def cell_key(arr: M.ArrayMeta, level: int, coord: Iterable[int]) -> str:
+    """Relative path of one cell's object: ``<level>/<array>/c/<i>/<j>/<k>``."""
+    idx = [int(c) - o for c, o in zip(coord, arr.origin)]
+    return f"{level}/{arr.path}/{arr.chunk_key_prefix}{arr.chunk_separator.join(map(str, idx))}"

@@ -1,0 +1,462 @@
+"""``open_zv`` and :class:`ZVStore`: the seed's eager API on top of plan/read/decode."""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
+from typing import Iterator
+
+import numpy as np
+
+from . import _decode as dec
+from . import _plan
+from ._metadata import AttributeInfo, LevelMeta, StoreMeta
+from ._read import LevelReader, clip_columns, decode_categorical_columns
+from ._store import StoreLocation, read_metadata
+from .errors import (
+    ArrayNotFoundError,
+    ChunkDecodeError,
+    QueryError,
+    StoreClosedError,
+    StoreReadError,
+)
+
+
+def open_zv(path_or_url, *, storage_options=None, cache_size: int = 128, n_workers=None) -> "ZVStore":
+    """Open a Zarr Vectors store; reads the ``zarr.json`` documents only.
+
+    Parameters
+    ----------
+    path_or_url : str or os.PathLike
+        A local path or an fsspec URL (``s3://``, ``gs://``, ``memory://``, ``file://``).
+    storage_options : dict, optional
+        Passed to fsspec (credentials, ``endpoint_url``, ``anon=True``...).  Never shown
+        in reprs or messages.
+    cache_size : int
+        Number of decoded chunks kept in an LRU cache (0 disables it).
+    n_workers : int, optional
+        Parallel chunk fetches for :meth:`ZVStore.read` (default 8).
+
+    Returns
+    -------
+    ZVStore
+
+    Examples
+    --------
+    >>> import zv_dask
+    >>> store = zv_dask.open_zv(zv_dask.example_store())
+    >>> store.geometry_type, store.spatial_dims, store.levels
+    ('point_cloud', 3, [0, 1, 2])
+    """
+    if cache_size is None or int(cache_size) < 0:
+        raise QueryError(f"cache_size must be a non-negative integer, got {cache_size!r}")
+    if n_workers is not None and int(n_workers) < 1:
+        raise QueryError(f"n_workers must be >= 1, got {n_workers!r}")
+    loc = StoreLocation(path_or_url, storage_options, n_workers)
+    meta = read_metadata(loc)
+    return ZVStore(loc, meta, cache_size=int(cache_size))
+
+
+class ZVStore:
+    """An open Zarr Vectors store: metadata in memory, chunk data read on demand.
+
+    Create it with :func:`open_zv`.  Nothing here writes to the store.
+
+    Examples
+    --------
+    >>> import zv_dask
+    >>> with zv_dask.open_zv(zv_dask.example_store()) as store:
+    ...     r = store.read(level=2)
+    >>> r["level"], r["positions"].shape[1]
+    (2, 3)
+    """
+
+    def __init__(self, location: StoreLocation, meta: StoreMeta, cache_size: int = 128):
+        self._loc = location
+        self._meta = meta
+        self._cache_size = cache_size
+        self._cache: OrderedDict = OrderedDict()
+        self._owners: dict = {}
+        self._lock = threading.RLock()
+        self._closed = False
+
+    # -- identity -------------------------------------------------------------------------
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else f"levels={self.levels}"
+        return (f"<ZVStore {self._loc.url!r} {self.geometry_type} {self.spatial_dims}-D "
+                f"{state}>")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self) -> None:
+        """Free the cache and the IO threads; later reads raise ``StoreClosedError``."""
+        with self._lock:
+            self._closed = True
+            self._cache.clear()
+            self._owners.clear()
+        self._loc.close()
+
+    def _open(self) -> StoreMeta:
+        if self._closed:
+            raise StoreClosedError("the store was closed; open it again with zv_dask.open_zv",
+                                   store=self._loc.url)
+        return self._meta
+
+    @property
+    def url(self) -> str:
+        """The store's path or URL (without credentials)."""
+        return self._loc.url
+
+    @property
+    def metadata(self) -> StoreMeta:
+        """The parsed metadata (a frozen value)."""
+        return self._open()
+
+    # -- metadata ---------------------------------------------------------------------------
+
+    @property
+    def geometry_type(self) -> str:
+        return self._meta.geometry_type
+
+    @property
+    def spatial_dims(self) -> int:
+        return self._meta.spatial_dims
+
+    @property
+    def axes(self) -> tuple:
+        return self._meta.axes
+
+    @property
+    def zv_version(self) -> str:
+        return self._meta.zv_version
+
+    @property
+    def chunk_shape(self) -> tuple:
+        return tuple(float(x) for x in self._meta.chunk_shape)
+
+    @property
+    def bin_shape(self) -> tuple:
+        return self.bin_shape_at(min(self._meta.levels))
+
+    @property
+    def levels(self) -> list:
+        return list(self._meta.levels)
+
+    @property
+    def bounding_box(self) -> tuple:
+        lo, hi = self._meta.bounds
+        return lo.copy(), hi.copy()
+
+    @property
+    def n_objects(self):
+        """Objects at level 0 (``None`` when the store has no object index)."""
+        return self.object_count_at(min(self._meta.levels))
+
+    def _level(self, level) -> LevelMeta:
+        meta = self._open()
+        return meta.levels[_plan.resolve_level(meta, level)]
+
+    def vertex_count(self, level: int = 0) -> int:
+        """Rows stored at ``level`` (from metadata; no data read)."""
+        return self._level(level).vertex_count
+
+    def chunk_shape_at(self, level: int) -> tuple:
+        return tuple(float(x) for x in self._level(level).chunk_shape)
+
+    def bin_shape_at(self, level: int) -> tuple:
+        return tuple(float(x) for x in self._level(level).bin_shape)
+
+    def bin_ratio_at(self, level: int) -> tuple:
+        return tuple(float(x) for x in self._level(level).bin_ratio)
+
+    def object_count_at(self, level: int):
+        """Objects present at ``level`` (non-empty manifests), ``None`` without an index."""
+        oi = self._level(level).object_index
+        return None if oi is None else oi.num_present
+
+    def attributes_at(self, level: int = 0) -> dict:
+        """``{name: {"dtype", "width", "categories"}}`` of the per-vertex attributes.
+
+        ``width`` comes from ``row_shape``, which some reference writers record as
+        scalar for multi-column attributes; reads take the width from the bytes.
+        """
+        return {
+            a.name: {"dtype": a.value_dtype if a.is_categorical else a.dtype,
+                     "width": a.width,
+                     "categories": list(a.categories) if a.is_categorical else None}
+            for a in self._level(level).attributes.values()
+        }
+
+    def chunks(self, level: int = 0, bbox=None) -> list:
+        """Planned chunk coordinates (absolute, row-major) at ``level`` touching ``bbox``."""
+        meta = self._open()
+        lm = self._level(level)
+        box = _plan.normalize_bbox(bbox, meta.spatial_dims, meta.name)
+        return [tuple(c) for c in lm.presence.coords(_plan.plan_cells(lm, box)).tolist()]
+
+    def select_level(self, target_resolution: float) -> int:
+        """The coarsest level with ``max(bin_shape) <= target_resolution`` (0 if none)."""
+        return _plan.select_level(self._open(), target_resolution)
+
+    # -- reading --------------------------------------------------------------------------
+
+    def _reader(self, level: int) -> LevelReader:
+        meta = self._open()
+        return LevelReader(self._loc, meta.levels[level], meta.spatial_dims)
+
+    def owner_table(self, level: int) -> dec.OwnerTable | None:
+        """Fragment -> object table of ``level``, decoded once from all manifests."""
+        lm = self._level(level)
+        oi = lm.object_index
+        if oi is None:
+            return None
+        with self._lock:
+            if level in self._owners:
+                return self._owners[level]
+        mans = self._loc.zarr_array(oi.manifests, level)
+        try:
+            blobs = mans[:] if mans.shape[0] else []
+            if oi.object_ids is not None:
+                ids = np.asarray(self._loc.zarr_array(oi.object_ids, level)[:], np.int64)
+            else:
+                ids = np.arange(oi.num_objects, dtype=np.int64)
+        except Exception as exc:
+            raise StoreReadError(f"reading the object index failed: {exc}; retry or check the store",
+                                 store=self.url, level=level, array="object_index") from None
+        if len(ids) != len(blobs):
+            raise ChunkDecodeError(
+                f"object_ids has {len(ids)} rows but manifests has {len(blobs)}",
+                store=self.url, level=level, array="object_index/object_ids",
+            )
+        try:
+            table = dec.OwnerTable.from_manifests(
+                [bytes(b) if b is not None else b"" for b in blobs], ids, oi.sid_ndim,
+                lm.presence.shape, lm.presence.origin)
+        except dec.DecodeProblem as exc:
+            raise ChunkDecodeError(f"{exc}; the manifest is corrupt", store=self.url,
+                                   level=level, array="object_index/manifests") from None
+        with self._lock:
+            self._owners[level] = table
+        return table
+
+    def _load(self, level: int, coords: list, attrs: list, positions: bool, object_ids: bool):
+        """Decoded unclipped columns per cell, through the LRU cache."""
+        names = {"positions"} if positions else set()
+        names |= {a.name for a in attrs}
+        if object_ids:
+            names.add("object_ids")
+        out = [None] * len(coords)
+        missing = []
+        with self._lock:
+            for i, c in enumerate(coords):
+                hit = self._cache.get((level, c))
+                if hit is not None and names <= hit.keys():
+                    self._cache.move_to_end((level, c))
+                    out[i] = hit
+                else:
+                    missing.append(i)
+        if missing:
+            owners = self.owner_table(level) if object_ids else None
+            loaded = self._reader(level).load([coords[i] for i in missing], attrs,
+                                              positions, owners)
+            with self._lock:
+                for i, cols in zip(missing, loaded):
+                    key = (level, coords[i])
+                    merged = dict(self._cache.get(key) or {})
+                    merged.update(cols)
+                    out[i] = merged
+                    if self._cache_size:
+                        self._cache[key] = merged
+                        self._cache.move_to_end(key)
+                        while len(self._cache) > self._cache_size:
+                            self._cache.popitem(last=False)
+        return out
+
+    def _select(self, cols: dict, plan: _plan.ReadPlan, attrs) -> dict:
+        """Clip one cell to the plan's bbox and shape it as an iter_chunks/read item."""
+        keep = ["positions"] + [a.name for a in attrs]
+        if plan.object_ids:
+            keep.append("object_ids")
+        cols = clip_columns({k: cols[k] for k in keep if k in cols}, plan.bbox)
+        item = {"positions": cols["positions"],
+                "attributes": decode_categorical_columns(
+                    {a.name: cols[a.name] for a in attrs}, attrs)}
+        if plan.object_ids:
+            item["object_ids"] = cols["object_ids"]
+        return item
+
+    def read(self, level=None, bbox=None, target_resolution=None, attributes=None) -> dict:
+        """Read one level (optionally a bbox of it) into numpy.
+
+        Parameters
+        ----------
+        level : int, optional
+            Resolution level; default 0.  Not together with ``target_resolution``.
+        bbox : (lo, hi), optional
+            Closed box, one value per axis: rows with ``lo <= p <= hi`` are kept.
+            Only chunks that can hold such rows are fetched.
+        target_resolution : float, optional
+            Pick the coarsest level whose ``max(bin_shape) <= target_resolution``.
+        attributes : list of str, optional
+            ``None`` reads every attribute, ``[]`` none.
+
+        Returns
+        -------
+        dict
+            ``level``, ``vertex_count``, ``positions`` (N, D) in the stored dtype,
+            ``attributes`` {name: (N,) or (N, C)} (categoricals decoded to values),
+            and ``object_ids`` (int64, -1 where no object; smallest owner where a
+            coarse-level vertex is shared) when the level has an object index.
+
+        Examples
+        --------
+        >>> import zv_dask
+        >>> s = zv_dask.open_zv(zv_dask.example_store())
+        >>> r = s.read(bbox=([0, 0, 0], [250, 250, 250]), attributes=["intensity"])
+        >>> bool((r["positions"] <= 250).all()), sorted(r["attributes"])
+        (True, ['intensity'])
+        """
+        meta = self._open()
+        plan = _plan.plan_read(meta, level, bbox, target_resolution, attributes)
+        lm = meta.levels[plan.level]
+        coords = [tuple(c) for c in plan.cells.tolist()]
+        attrs = list(plan.attributes)
+        items = [self._select(cols, plan, attrs)
+                 for cols in self._load(plan.level, coords, attrs, True, plan.object_ids)]
+        D = meta.spatial_dims
+        pos = _concat([i["positions"] for i in items], np.zeros((0, D), lm.vertices.dtype))
+        out_attrs = {}
+        for a in attrs:
+            parts = [i["attributes"][a.name] for i in items]
+            out_attrs[a.name] = _concat(parts, _empty_attribute(a))
+        result = {"level": plan.level, "vertex_count": int(len(pos)), "positions": pos,
+                  "attributes": out_attrs}
+        if plan.object_ids:
+            result["object_ids"] = _concat([i["object_ids"] for i in items], np.zeros(0, np.int64))
+        return result
+
+    def iter_chunks(self, level: int = 0, bbox=None, prefetch: int = 0, n_workers=None,
+                    attributes=None) -> Iterator:
+        """Yield ``(chunk_coord, {"positions", "attributes"[, "object_ids"]})`` per chunk.
+
+        Only non-empty chunks touching ``bbox`` are visited, in row-major order, rows
+        clipped to the bbox; each chunk is fetched and decoded exactly once.
+        ``prefetch=k`` keeps up to ``k`` chunks in flight on ``n_workers`` background
+        threads (default ``k``) while the caller works on the current one.
+
+        Examples
+        --------
+        >>> import zv_dask
+        >>> s = zv_dask.open_zv(zv_dask.example_store())
+        >>> total = sum(len(d["positions"]) for _, d in s.iter_chunks(level=1, prefetch=2))
+        >>> total == s.vertex_count(1)
+        True
+        """
+        meta = self._open()
+        if prefetch is None or int(prefetch) < 0:
+            raise QueryError(f"prefetch must be >= 0, got {prefetch!r}", store=self.url)
+        plan = _plan.plan_read(meta, level, bbox, None, attributes)
+        coords = [tuple(c) for c in plan.cells.tolist()]
+        attrs = list(plan.attributes)
+        if plan.object_ids:
+            self.owner_table(plan.level)  # decode the manifests once, before the threads start
+
+        def one(c):
+            cols = self._load(plan.level, [c], attrs, True, plan.object_ids)[0]
+            return self._select(cols, plan, attrs)
+
+        return _iterate(coords, one, int(prefetch), n_workers)
+
+    # -- raw access -----------------------------------------------------------------------
+
+    def raw_array(self, array_path: str, level: int = 0):
+        """A read-only ``zarr.Array`` of the level (e.g. ``"vertices"``,
+        ``"vertex_attributes/intensity"``, ``"object_attributes/mean_fa"``).
+
+        Grid arrays hold one variable-length byte blob per chunk; slice them
+        (``a[i:i+1, j:j+1, k:k+1]``), never index with scalars.
+
+        Examples
+        --------
+        >>> import zv_dask
+        >>> s = zv_dask.open_zv(zv_dask.example_store())
+        >>> s.raw_array("vertices").ndim
+        3
+        """
+        lm = self._level(level)
+        path = _safe_array_path(array_path, self.url, lm.level)
+        if path in lm.arrays:
+            return self._loc.zarr_array(lm.arrays[path], lm.level)
+        import zarr
+
+        try:
+            return zarr.open_array(store=self._loc.zarr_store(), path=f"{lm.level}/{path}",
+                                   mode="r", zarr_format=3)
+        except Exception:
+            raise ArrayNotFoundError(
+                f"no array {path!r} at this level; known arrays: {sorted(lm.arrays)}",
+                store=self.url, level=lm.level, array=path,
+            ) from None
+
+    def level_group(self, level: int = 0):
+        """The level as a read-only ``zarr.Group``."""
+        import zarr
+
+        lm = self._level(level)
+        return zarr.open_group(store=self._loc.zarr_store(), path=str(lm.level), mode="r",
+                               zarr_format=3, use_consolidated=False)
+
+
+def _safe_array_path(array_path: str, store: str, level: int) -> str:
+    p = str(array_path).strip()
+    parts = p.split("/")
+    if not p or p.startswith("/") or "\\" in p or any(x in ("", ".", "..") for x in parts) \
+            or ":" in parts[0]:
+        raise QueryError(
+            f"array path {array_path!r} must be relative to the level, without '..', "
+            "e.g. 'vertices' or 'vertex_attributes/intensity'",
+            store=store, level=level, array=array_path,
+        )
+    return p
+
+
+def _concat(parts, empty):
+    parts = [p for p in parts if len(p)]
+    if not parts:
+        return empty
+    return parts[0].copy() if len(parts) == 1 else np.concatenate(parts)
+
+
+def _empty_attribute(a: AttributeInfo) -> np.ndarray:
+    shape = (0,) if a.width == 1 else (0, a.width)
+    return np.zeros(shape, a.value_dtype)
+
+
+def _iterate(coords, one, prefetch: int, n_workers):
+    if prefetch == 0:
+        for c in coords:
+            yield c, one(c)
+        return
+    workers = int(n_workers) if n_workers else prefetch
+    pool = ThreadPoolExecutor(max(1, workers), thread_name_prefix="zv_dask-prefetch")
+    try:
+        pending = []
+        it = iter(coords)
+        for c in it:
+            pending.append((c, pool.submit(one, c)))
+            if len(pending) > prefetch:
+                break
+        while pending:
+            c, fut = pending.pop(0)
+            nxt = next(it, None)
+            if nxt is not None:
+                pending.append((nxt, pool.submit(one, nxt)))
+            yield c, fut.result()
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
