@@ -11,6 +11,9 @@ import struct
 import numpy as np
 
 FRAGMENT_MAGIC = 0x5A564647
+# A fragment index counts fragments in uint32; a range block longer than this is corrupt
+# in practice and would otherwise expand into gigabytes.
+_MAX_BLOCK_FRAGMENTS = 1 << 26
 _FRAGMENT_HEADER = struct.Struct("<IHHII")
 
 
@@ -259,8 +262,8 @@ def decode_manifest(blob, sid_ndim: int) -> tuple[np.ndarray, np.ndarray]:
             elif mode == 1:
                 s, c = struct.unpack_from("<qq", mv, off)
                 off += 16
-                if c < 0:
-                    raise DecodeProblem(f"manifest range block with negative count {c}")
+                if c < 0 or c > _MAX_BLOCK_FRAGMENTS:
+                    raise DecodeProblem(f"manifest range block with implausible count {c}")
                 fl = list(range(s, s + c))
             elif mode == 2:
                 (n,) = struct.unpack_from("<I", mv, off)
@@ -273,7 +276,7 @@ def decode_manifest(blob, sid_ndim: int) -> tuple[np.ndarray, np.ndarray]:
                 raise DecodeProblem(f"manifest block mode {mode} is unknown (expected 0, 1 or 2)")
             coords.extend([cc] * len(fl))
             frags.extend(fl)
-    except struct.error:
+    except (struct.error, IndexError):
         raise DecodeProblem(f"manifest of {len(mv)} bytes is truncated") from None
     if off != len(mv):
         raise DecodeProblem(f"manifest has {len(mv) - off} bytes after its last block")

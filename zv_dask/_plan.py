@@ -107,15 +107,25 @@ def bbox_index_ranges(lm: LevelMeta, bbox) -> list[tuple[int, int]] | None:
     for d in range(len(lm.chunk_shape)):
         a = lead + d
         n = shape[a]
-        # clip in float space first so +-inf stay finite when cast
-        c0 = np.floor(np.clip(lo[d] / lm.chunk_shape[d], -2.0**62, 2.0**62))
-        c1 = np.floor(np.clip(hi[d] / lm.chunk_shape[d], -2.0**62, 2.0**62))
-        i0 = max(int(c0) - origin[a], 0)
-        i1 = min(int(c1) - origin[a], n - 1)
+        s = float(lm.chunk_shape[d])
+        i0 = max(_floor_div(float(lo[d]), s) - origin[a], 0)
+        i1 = min(_floor_div(float(hi[d]), s) - origin[a], n - 1)
         if i0 > i1:
             return None
         ranges.append((i0, i1))
     return ranges
+
+
+def _floor_div(x: float, s: float) -> int:
+    """Exact ``floor(x / s)`` (the quotient's rounding corrected), finite for +-inf."""
+    if not math.isfinite(x):
+        return -(2**62) if x < 0 else 2**62
+    c = math.floor(x / s)
+    if c * s > x:
+        c -= 1
+    elif (c + 1) * s <= x:
+        c += 1
+    return c
 
 
 def plan_cells(lm: LevelMeta, bbox=None) -> np.ndarray:

@@ -215,14 +215,11 @@ class StoreLocation:
                     from zarr.storage import LocalStore
 
                     self._zarr_store = LocalStore(self.root, read_only=True)
-                else:
+                else:  # zarr wants its own asynchronous filesystem instance
                     from zarr.storage import FsspecStore
 
-                    if not getattr(fs, "async_impl", False):
-                        from fsspec.implementations.asyn_wrapper import AsyncFileSystemWrapper
-
-                        fs = AsyncFileSystemWrapper(fs)
-                    self._zarr_store = FsspecStore(fs, path=self.root, read_only=True)
+                    self._zarr_store = FsspecStore.from_url(
+                        self._spec, storage_options=dict(self._options) or None, read_only=True)
             return self._zarr_store
 
     def zarr_array(self, arr: M.ArrayMeta, level: int):
