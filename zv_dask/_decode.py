@@ -69,11 +69,19 @@ def decode_vertices(payload, dtype: np.dtype, ndim: int) -> np.ndarray:
     return np.frombuffer(payload, dtype).reshape(-1, ndim)
 
 
-def decode_attribute(payload, dtype: np.dtype, n_rows: int) -> np.ndarray:
-    """Raw attribute payload -> (N,) or (N, C); width from the byte count (row_shape lies)."""
+def decode_attribute(payload, dtype: np.dtype, n_rows: int | None, width: int = 1) -> np.ndarray:
+    """Raw attribute payload -> (N,) or (N, C).
+
+    With ``n_rows`` the width comes from the byte count (row_shape can lie); without
+    it (no vertex chunk fetched) ``width`` is trusted.
+    """
     if len(payload) % dtype.itemsize:
         raise DecodeProblem(f"{len(payload)} bytes is not a whole number of {dtype} values")
     values = np.frombuffer(payload, dtype)
+    if n_rows is None:
+        if len(values) % width:
+            raise DecodeProblem(f"{len(values)} values are not a whole number of rows of width {width}")
+        return values if width == 1 else values.reshape(-1, width)
     if n_rows == 0:
         if len(values):
             raise DecodeProblem(f"{len(values)} values for a chunk with no vertex rows")
@@ -82,8 +90,8 @@ def decode_attribute(payload, dtype: np.dtype, n_rows: int) -> np.ndarray:
         raise DecodeProblem(
             f"{len(values)} values are not a whole number of rows for {n_rows} vertices"
         )
-    width = len(values) // n_rows
-    return values if width == 1 else values.reshape(n_rows, width)
+    w = len(values) // n_rows
+    return values if w == 1 else values.reshape(n_rows, w)
 
 
 def decode_categories(codes: np.ndarray, categories: tuple, fill_code=None) -> np.ndarray:

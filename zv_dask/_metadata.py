@@ -67,6 +67,9 @@ class AttributeInfo:
     categories: tuple | None = None
     fill_code: int | None = None
     implied_by_key: bool = False  # chunk_by_attribute: value comes from the cell key
+    # False when the writer may have recorded row_shape [] for a multi-column attribute
+    # (write_polylines/graph/mesh do): the width then comes from the bytes of a chunk.
+    width_reliable: bool = True
 
     @property
     def is_categorical(self) -> bool:
@@ -308,7 +311,9 @@ def parse_array(doc: Mapping | None, path: str, store: str, level: int) -> Array
         chunk_key_prefix=prefix,
         chunk_separator=sep,
         attrs=MappingProxyType({k: v for k, v in attrs.items() if k != "nonempty_chunks"}),
-        document=MappingProxyType(dict(doc)),
+        # without the presence list: tasks carry this document, and it can be megabytes
+        document=MappingProxyType({**doc, "attributes": {
+            k: v for k, v in attrs.items() if k != "nonempty_chunks"}}),
     )
 
 
@@ -425,7 +430,8 @@ def parse_level_attrs(doc: Mapping | None, level: int, store: str) -> Mapping:
     return lv
 
 
-def attribute_info(arr: ArrayMeta, name: str, store: str, level: int) -> AttributeInfo:
+def attribute_info(arr: ArrayMeta, name: str, store: str, level: int,
+                   geometry: str = "point_cloud") -> AttributeInfo:
     if arr.dtype is None:
         raise MetadataError("attribute array has no 'dtype' attribute", store=store, level=level, array=arr.path)
     enc = arr.encoding
@@ -445,7 +451,10 @@ def attribute_info(arr: ArrayMeta, name: str, store: str, level: int) -> Attribu
         )
     row_shape = arr.attrs.get("row_shape") or []
     width = int(np.prod(row_shape)) if row_shape else 1
-    return AttributeInfo(name, arr.path, arr.dtype, width, categories, fill)
+    # only write_points records the width of multi-column attributes (zv-format §6)
+    reliable = bool(row_shape) or "row_shape" in arr.attrs and geometry == "point_cloud"
+    return AttributeInfo(name, arr.path, arr.dtype, width, categories, fill,
+                         width_reliable=reliable)
 
 
 def build_level(
@@ -493,7 +502,8 @@ def build_level(
     for path, arr in arrays.items():
         if path.startswith("vertex_attributes/"):
             name = path.split("/", 1)[1]
-            attributes[name] = attribute_info(arr, name, store, level)
+            geometry = (root.zvm.get("geometry_types") or ["point_cloud"])[0]
+            attributes[name] = attribute_info(arr, name, store, level, geometry)
     if chunk_attr is not None:
         name, values = chunk_attr
         attributes[name] = AttributeInfo(

@@ -6,15 +6,17 @@ what dask tasks call on workers.  It never re-reads or lists metadata.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Sequence
 
 import numpy as np
 
 from . import _decode as dec
-from ._metadata import ArrayMeta, AttributeInfo, LevelMeta
+from ._metadata import ArrayMeta, AttributeInfo, LevelMeta, Presence
 from ._store import StoreLocation, cell_key
 from .errors import ChunkDecodeError, ChunkMissingError, StoreReadError, UnsupportedFormatError
 
+_NO_CELLS = np.zeros(0, np.int64)
 POSITIONS = "vertices"
 FRAGMENTS = "vertex_fragments"
 
@@ -41,7 +43,9 @@ class LevelReader:
 
     def __init__(self, location: StoreLocation, level: LevelMeta, ndim: int):
         self.location = location
-        self.level = level
+        # tasks carry this object: drop the presence list (only its shape/origin is used)
+        pres = level.presence
+        self.level = replace(level, presence=Presence(pres.shape, pres.origin, _NO_CELLS))
         self.ndim = ndim
 
     def __repr__(self) -> str:
@@ -145,8 +149,11 @@ class LevelReader:
         and ``object_ids``/``owner_count`` when ``owners`` (an OwnerTable) is given."""
         coords = [tuple(int(x) for x in c) for c in coords]
         attributes = list(attributes)
-        need_pos = positions or bool(owners is not None) or any(
-            not a.implied_by_key for a in attributes)
+        # vertex rows are needed to split attribute bytes into rows only when the
+        # recorded width cannot be trusted (or nothing else gives the row count)
+        need_pos = (positions or owners is not None
+                    or any(not a.width_reliable for a in attributes)
+                    or all(a.implied_by_key for a in attributes))
         arrays = self.arrays_for(attributes, need_pos, owners is not None)
         payloads = self.fetch(arrays, coords)
         return [self._decode_cell(c, payloads, attributes, owners) for c in coords]
@@ -164,16 +171,17 @@ class LevelReader:
                                 "dtype attribute is wrong", POSITIONS, coord) from None
             out["positions"] = pos
             n = len(pos)
-        for info in attributes:
+        for info in sorted(attributes, key=lambda a: a.implied_by_key):
             if info.implied_by_key:
                 out[info.name] = np.full(n, coord[0], np.int64)
                 continue
             try:
-                col = dec.decode_attribute(payloads[(info.path, coord)], info.dtype, n)
+                col = dec.decode_attribute(payloads[(info.path, coord)], info.dtype, n, info.width)
             except dec.DecodeProblem as exc:
                 raise self._err(ChunkDecodeError, f"{exc}; the attribute chunk does not match "
                                 "the vertex chunk", info.path, coord) from None
             out[info.name] = col
+            n = len(col) if n is None else n
         if owners is not None:
             try:
                 fi = dec.FragmentIndex.from_bytes(payloads[(FRAGMENTS, coord)])
@@ -211,3 +219,125 @@ def clip_columns(cols: dict, bbox) -> dict:
     if mask.all():
         return cols
     return {k: v[mask] for k, v in cols.items()}
+
+
+# --------------------------------------------------------------------------- partitions
+
+
+def column_schema(axes, attributes: Sequence[AttributeInfo], widths: dict, object_ids: bool):
+    """Ordered ``[(column, source, index)]`` of a dataframe: axes, attributes, object_id.
+
+    ``source`` is ``"positions"``, an attribute name or ``"object_ids"``; ``index`` is
+    the column within it (``None`` for a 1-column attribute).
+    """
+    out = [(ax, "positions", i) for i, ax in enumerate(axes)]
+    for a in attributes:
+        w = widths.get(a.name, a.width)
+        if w == 1:
+            out.append((a.name, a.name, None))
+        else:
+            out += [(f"{a.name}_{j}", a.name, j) for j in range(w)]
+    if object_ids:
+        out.append(("object_id", "object_ids", None))
+    return out
+
+
+class _PartOwners:
+    """The owner rows a partition needs, looked up like an OwnerTable."""
+
+    def __init__(self, cells: dict):
+        self.cells = cells
+
+    def for_cell(self, linear: int):
+        return self.cells[linear]
+
+
+class PartitionReader:
+    """Picklable per-partition function: cells -> one pandas DataFrame.
+
+    Called by dask with one partition spec ``(coords, owners)`` and an optional
+    ``columns`` list (column projection from the optimizer): only the arrays that
+    the requested columns need are fetched (vertices only when an axis column is
+    requested or a bbox must clip rows).
+    """
+
+    def __init__(self, reader: LevelReader, attributes, axes, bbox, object_ids: bool, widths: dict):
+        self.reader = reader
+        self.attributes = tuple(attributes)
+        self.axes = tuple(axes)
+        self.bbox = bbox
+        self.object_ids = object_ids
+        self.widths = dict(widths)
+        self.schema = column_schema(self.axes, self.attributes, self.widths, object_ids)
+
+    def __dask_tokenize__(self):
+        lm = self.reader.level
+        return ("zv_dask.PartitionReader", self.reader.location.token(), lm.level,
+                [a.name for a in self.attributes], self.axes,
+                None if self.bbox is None else [b.tolist() for b in self.bbox],
+                self.object_ids, sorted(self.widths.items()))
+
+    def meta(self):
+        import pandas as pd
+
+        return self._frame({c: self._empty(src) for c, src, _ in self.schema}, self.schema)
+
+    def _empty(self, src):
+        if src == "positions":
+            return np.zeros(0, self.reader.level.vertices.dtype)
+        if src == "object_ids":
+            return np.zeros(0, np.int64)
+        info = next(a for a in self.attributes if a.name == src)
+        return np.zeros(0, np.int64 if info.is_categorical else info.dtype)
+
+    def _frame(self, data: dict, schema):
+        import pandas as pd
+
+        cols = {}
+        for c, src, _ in schema:
+            v = data[c]
+            info = next((a for a in self.attributes if a.name == src), None)
+            if info is not None and info.is_categorical:
+                codes = np.asarray(v, np.int64).copy()
+                if info.fill_code is not None:
+                    codes[codes == int(info.fill_code)] = -1
+                v = pd.Categorical.from_codes(codes, categories=list(info.categories))
+            cols[c] = v
+        return pd.DataFrame(cols, columns=[c for c, _, _ in schema])
+
+    def __call__(self, part, columns=None):
+        coords, owners = part
+        schema = self.schema if columns is None else [s for s in self.schema if s[0] in set(columns)]
+        sources = {src for _, src, _ in schema}
+        attrs = [a for a in self.attributes if a.name in sources]
+        want_pos = "positions" in sources or self.bbox is not None
+        want_ids = "object_ids" in sources
+        lm = self.reader.level
+        table = None
+        if want_ids:
+            lin = np.ravel_multi_index(
+                (np.asarray(coords) - np.asarray(lm.presence.origin)).T, lm.presence.shape)
+            table = _PartOwners(dict(zip(np.atleast_1d(lin).tolist(), owners)))
+        cells = self.reader.load(coords, attrs, want_pos, table)
+        pieces = {c: [] for c, _, _ in schema}
+        for coord, cols in zip(coords, cells):
+            cols = clip_columns(cols, self.bbox)
+            for c, src, j in schema:
+                v = cols[src]
+                if j is not None:
+                    if v.ndim != 2 or v.shape[1] <= j:
+                        raise ChunkDecodeError(
+                            f"attribute {src!r} has {1 if v.ndim == 1 else v.shape[1]} "
+                            f"column(s) in this chunk but {self.widths.get(src)} elsewhere",
+                            store=self.reader.location.url, level=lm.level,
+                            array=f"vertex_attributes/{src}", chunk=coord)
+                    v = v[:, j]
+                elif v.ndim == 2:
+                    raise ChunkDecodeError(
+                        f"attribute {src!r} has {v.shape[1]} columns in this chunk but 1 elsewhere",
+                        store=self.reader.location.url, level=lm.level,
+                        array=f"vertex_attributes/{src}", chunk=coord)
+                pieces[c].append(v)
+        data = {c: (np.concatenate(p) if len(p) > 1 else p[0]) if p else self._empty(src)
+                for (c, src, _), p in zip(schema, pieces.values())}
+        return self._frame(data, schema)

@@ -65,12 +65,9 @@ class StoreLocation:
     def __repr__(self) -> str:
         return f"StoreLocation({self.url!r})"
 
-    def __getstate__(self):
-        return {"_spec": self._spec, "_options": self._options, "url": self.url,
-                "n_workers": self.n_workers}
-
-    def __setstate__(self, state):
-        self.__init__(state["_spec"], state["_options"], state["n_workers"])
+    def __reduce__(self):
+        # unpickling returns the process-wide instance: a worker opens each store once
+        return (_shared_location, (self._spec, self._options, self.n_workers))
 
     def token(self) -> str:
         """A credential-free identity for task keys and process caches."""
@@ -159,6 +156,23 @@ class StoreLocation:
             return out
         return list(self._executor().map(self._get_one, rels))
 
+    def sizes(self, rels: Sequence[str]) -> list:
+        """Object sizes in bytes (``None`` when missing): a stat locally, a HEAD remotely."""
+        def one(rel):
+            path = self._full(rel)
+            try:
+                if self._local:
+                    return os.stat(path).st_size
+                return int(self.fs.size(path))
+            except _MISSING_ERRORS:
+                return None
+            except Exception as exc:
+                raise StoreReadError(f"size of {rel!r}: {exc}", store=self.url) from None
+        self._ensure()
+        if len(rels) <= 1:
+            return [one(r) for r in rels]
+        return list(self._executor().map(one, rels))
+
     def read_json(self, rel: str) -> dict | None:
         return self.read_jsons([rel])[0]
 
@@ -234,6 +248,21 @@ class StoreLocation:
             meta = ArrayV3Metadata.from_dict(dict(arr.document))
         sp = StorePath(self.zarr_store(), f"{level}/{arr.path}")
         return zarr.Array(AsyncArray(metadata=meta, store_path=sp))
+
+
+_SHARED: dict = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def _shared_location(spec, options, n_workers) -> StoreLocation:
+    from dask.base import tokenize
+
+    key = tokenize(spec, sorted(options.items(), key=lambda kv: kv[0]), n_workers)
+    with _SHARED_LOCK:
+        loc = _SHARED.get(key)
+        if loc is None:
+            loc = _SHARED[key] = StoreLocation(spec, options, n_workers)
+        return loc
 
 
 # --------------------------------------------------------------------------- metadata

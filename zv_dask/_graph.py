@@ -1,0 +1,127 @@
+"""The only module that builds dask collections.
+
+One task per partition; a partition is one non-empty chunk (or a run of
+``chunks_per_partition`` neighbouring chunks in row-major order).  Every task carries
+what it needs (the slim level metadata, its cells, their owner rows): tasks never
+list or re-read the store.  Keys are deterministic: the same query gives the same keys.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._plan import ReadPlan
+from ._read import LevelReader, PartitionReader, clip_columns
+
+
+def group_cells(cells: np.ndarray, chunks_per_partition: int) -> list[np.ndarray]:
+    """Split row-major cells into runs of ``chunks_per_partition`` (pure)."""
+    k = int(chunks_per_partition)
+    return [cells[i:i + k] for i in range(0, len(cells), k)]
+
+
+def _owner_slices(owners, lm, cells: np.ndarray) -> list:
+    if owners is None:
+        return [None] * len(cells)
+    lin = np.ravel_multi_index((cells - np.asarray(lm.presence.origin)).T, lm.presence.shape) \
+        if len(cells) else []
+    return [owners.for_cell(int(x)) for x in lin]
+
+
+def partition_specs(plan: ReadPlan, lm, owners, chunks_per_partition: int) -> list:
+    """``[(coords, owner rows per coord)]``, one entry per partition."""
+    specs = []
+    for group in group_cells(plan.cells, chunks_per_partition):
+        coords = tuple(tuple(int(x) for x in c) for c in group.tolist())
+        specs.append((coords, tuple(_owner_slices(owners, lm, group))))
+    return specs
+
+
+def to_dataframe(reader: LevelReader, plan: ReadPlan, axes, widths: dict, owners,
+                 chunks_per_partition: int = 1):
+    """A ``dask.dataframe.DataFrame`` over the plan; ``meta`` given, nothing read."""
+    import dask.dataframe as dd
+
+    func = PartitionReader(reader, plan.attributes, axes, plan.bbox, plan.object_ids, widths)
+    meta = func.meta()
+    specs = partition_specs(plan, reader.level, owners, chunks_per_partition)
+    if not specs:
+        return dd.from_pandas(meta, npartitions=1)
+    return dd.from_map(func, specs, meta=meta, label=f"zv-level{plan.level}",
+                       enforce_metadata=False)
+
+
+def partitions_table(plan: ReadPlan, lm, axes, chunks_per_partition: int = 1):
+    """One row per partition: its chunk(s) and spatial box (pure, pandas)."""
+    import pandas as pd
+
+    cs = lm.chunk_shape
+    lead = lm.rank - len(cs)
+    rows = []
+    for i, group in enumerate(group_cells(plan.cells, chunks_per_partition)):
+        sp = group[:, lead:]
+        lo = sp.min(0) * cs
+        hi = (sp.max(0) + 1) * cs
+        row = {"partition": i, "chunk": tuple(int(x) for x in group[0]),
+               "n_chunks": len(group)}
+        for d in range(lm.rank):
+            row[f"chunk_{d}"] = int(group[0, d])
+        for d, ax in enumerate(axes):
+            row[f"{ax}_min"] = float(lo[d])
+            row[f"{ax}_max"] = float(hi[d])
+        if len(group) > 1:
+            row["chunks"] = tuple(tuple(int(x) for x in c) for c in group.tolist())
+        rows.append(row)
+    cols = ["partition", "chunk", "n_chunks"] + [f"chunk_{d}" for d in range(lm.rank)] + \
+        [f"{ax}_{e}" for ax in axes for e in ("min", "max")]
+    df = pd.DataFrame(rows, columns=cols + (["chunks"] if chunks_per_partition > 1 else []))
+    return df.set_index("partition")
+
+
+class _BlockReader:
+    """Picklable: one chunk -> one block of positions or of an attribute."""
+
+    def __init__(self, reader: LevelReader, name: str, attribute, bbox, width):
+        self.reader = reader
+        self.name = name
+        self.attribute = attribute
+        self.bbox = bbox
+        self.width = width
+
+    def __dask_tokenize__(self):
+        return ("zv_dask._BlockReader", self.reader.location.token(), self.reader.level.level,
+                self.name, None if self.bbox is None else [b.tolist() for b in self.bbox])
+
+    def __call__(self, coords):
+        attrs = [] if self.attribute is None else [self.attribute]
+        need_pos = self.attribute is None or self.bbox is not None
+        cells = self.reader.load(list(coords), attrs, need_pos)
+        parts = []
+        for cols in cells:
+            cols = clip_columns(cols, self.bbox)
+            parts.append(cols["positions"] if self.attribute is None else cols[self.attribute.name])
+        out = np.concatenate(parts) if len(parts) > 1 else parts[0]
+        if self.attribute is not None and self.attribute.is_categorical:
+            out = out.astype(np.int64)
+        return out
+
+
+def to_array(reader: LevelReader, plan: ReadPlan, name: str, attribute, lengths, width: int,
+             dtype, chunks_per_partition: int = 1):
+    """A dask array, one block per partition; ``lengths`` per block or NaN."""
+    import dask.array as da
+    from dask.base import tokenize
+    from dask.highlevelgraph import HighLevelGraph
+
+    func = _BlockReader(reader, name, attribute, plan.bbox, width)
+    groups = group_cells(plan.cells, chunks_per_partition)
+    coords = [tuple(tuple(int(x) for x in c) for c in g.tolist()) for g in groups]
+    key = f"zv-{name.replace('/', '-')}-level{plan.level}-" + tokenize(func, coords)
+    trailing = () if width == 1 and name != "positions" else (width,)
+    if not coords:
+        return da.zeros((0,) + trailing, dtype=dtype, chunks=((0,),) + tuple((w,) for w in trailing))
+    tail = (0,) * len(trailing)
+    dsk = {(key, i) + tail: (func, c) for i, c in enumerate(coords)}
+    chunks = (tuple(lengths),) + tuple((w,) for w in trailing)
+    graph = HighLevelGraph.from_collections(key, dsk, dependencies=())
+    return da.Array(graph, key, chunks=chunks, dtype=dtype)
