@@ -35,7 +35,8 @@ def build(path: Path, n: int) -> None:
 
     rng = np.random.default_rng(0)
     pos = rng.uniform(0, 2000, (n, 3)).astype(np.float32)
-    B.write_points(str(path), pos, chunk_shape=(250.0,) * 3, bounds=([0.0] * 3, [2000.0] * 3),
+    B.write_points(str(path), pos, chunk_shape=(250.0,) * 3, bin_shape=(50.0,) * 3,
+                   bounds=([0.0] * 3, [2000.0] * 3),
                    vertex_attributes={"intensity": rng.random(n).astype(np.float32)})
     build_pyramid(str(path), factors=[(2.0, 1.0), (2.0, 1.0)])
 
@@ -50,7 +51,7 @@ def main(argv=None) -> int:
     import zv_dask
     from zarr_vectors.types.points import read_points
 
-    path = Path(args.data) / f"bench_points_{args.points}.zarrvectors"
+    path = Path(args.data) / f"bench_points_{args.points}_b50.zarrvectors"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         t = time.perf_counter()

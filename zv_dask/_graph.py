@@ -20,31 +20,20 @@ def group_cells(cells: np.ndarray, chunks_per_partition: int) -> list[np.ndarray
     return [cells[i:i + k] for i in range(0, len(cells), k)]
 
 
-def _owner_slices(owners, lm, cells: np.ndarray) -> list:
-    if owners is None:
-        return [None] * len(cells)
-    lin = np.ravel_multi_index((cells - np.asarray(lm.presence.origin)).T, lm.presence.shape) \
-        if len(cells) else []
-    return [owners.for_cell(int(x)) for x in lin]
+def partition_specs(plan: ReadPlan, chunks_per_partition: int) -> list:
+    """Cell coordinates of each partition (tuples of tuples: hashable, tokenizable)."""
+    return [tuple(tuple(int(x) for x in c) for c in g.tolist())
+            for g in group_cells(plan.cells, chunks_per_partition)]
 
 
-def partition_specs(plan: ReadPlan, lm, owners, chunks_per_partition: int) -> list:
-    """``[(coords, owner rows per coord)]``, one entry per partition."""
-    specs = []
-    for group in group_cells(plan.cells, chunks_per_partition):
-        coords = tuple(tuple(int(x) for x in c) for c in group.tolist())
-        specs.append((coords, tuple(_owner_slices(owners, lm, group))))
-    return specs
-
-
-def to_dataframe(reader: LevelReader, plan: ReadPlan, axes, widths: dict, owners,
+def to_dataframe(reader: LevelReader, plan: ReadPlan, axes, widths: dict,
                  chunks_per_partition: int = 1):
     """A ``dask.dataframe.DataFrame`` over the plan; ``meta`` given, nothing read."""
     import dask.dataframe as dd
 
     func = PartitionReader(reader, plan.attributes, axes, plan.bbox, plan.object_ids, widths)
     meta = func.meta()
-    specs = partition_specs(plan, reader.level, owners, chunks_per_partition)
+    specs = partition_specs(plan, chunks_per_partition)
     if not specs:
         return dd.from_pandas(meta, npartitions=1)
     return dd.from_map(func, specs, meta=meta, label=f"zv-level{plan.level}",
@@ -114,8 +103,7 @@ def to_array(reader: LevelReader, plan: ReadPlan, name: str, attribute, lengths,
     from dask.highlevelgraph import HighLevelGraph
 
     func = _BlockReader(reader, name, attribute, plan.bbox, width)
-    groups = group_cells(plan.cells, chunks_per_partition)
-    coords = [tuple(tuple(int(x) for x in c) for c in g.tolist()) for g in groups]
+    coords = partition_specs(plan, chunks_per_partition)
     key = f"zv-{name.replace('/', '-')}-level{plan.level}-" + tokenize(func, coords)
     trailing = () if width == 1 and name != "positions" else (width,)
     if not coords:

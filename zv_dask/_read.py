@@ -6,6 +6,7 @@ what dask tasks call on workers.  It never re-reads or lists metadata.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import replace
 from typing import Sequence
 
@@ -17,6 +18,10 @@ from ._store import StoreLocation, cell_key
 from .errors import ChunkDecodeError, ChunkMissingError, StoreReadError, UnsupportedFormatError
 
 _NO_CELLS = np.zeros(0, np.int64)
+_OWNER_TABLES: dict = {}  # (store token, level) -> OwnerTable, per process
+_OWNER_LOCKS: dict = {}
+_OWNER_LOCK = threading.Lock()
+_OWNER_CACHE_SIZE = 16
 POSITIONS = "vertices"
 FRAGMENTS = "vertex_fragments"
 
@@ -113,6 +118,49 @@ class LevelReader:
             out[(a.path, c)] = memoryview(b)
         return out
 
+    def owner_table(self) -> dec.OwnerTable:
+        """The level's fragment -> object table; decoded once per process and level
+        (inside a task, so building a collection reads nothing)."""
+        key = (self.location.token(), self.level.level)
+        with _OWNER_LOCK:
+            lock = _OWNER_LOCKS.setdefault(key, threading.Lock())
+        with lock:  # one decode even when many threads ask at once
+            table = _OWNER_TABLES.get(key)
+            if table is None:
+                table = self._decode_owner_table()
+                with _OWNER_LOCK:
+                    _OWNER_TABLES[key] = table
+                    while len(_OWNER_TABLES) > _OWNER_CACHE_SIZE:
+                        _OWNER_TABLES.pop(next(iter(_OWNER_TABLES)))
+            return table
+
+    def _decode_owner_table(self) -> dec.OwnerTable:
+        lm = self.level
+        oi = lm.object_index
+        if oi is None:
+            raise self._err(UnsupportedFormatError, "this level has no object index",
+                            array="object_index")
+        try:
+            mans = self.location.zarr_array(oi.manifests, lm.level)
+            blobs = mans[:] if mans.shape[0] else []
+            if oi.object_ids is not None:
+                ids = np.asarray(self.location.zarr_array(oi.object_ids, lm.level)[:], np.int64)
+            else:
+                ids = np.arange(oi.num_objects, dtype=np.int64)
+        except Exception as exc:
+            raise self._err(StoreReadError, f"reading the object index failed: {exc}; retry "
+                            "or check the store", array="object_index") from None
+        if len(ids) != len(blobs):
+            raise self._err(ChunkDecodeError, f"object_ids has {len(ids)} rows but manifests "
+                            f"has {len(blobs)}", array="object_index/object_ids")
+        try:
+            return dec.OwnerTable.from_manifests(
+                [bytes(b) if b is not None else b"" for b in blobs], ids, oi.sid_ndim,
+                lm.presence.shape, lm.presence.origin)
+        except dec.DecodeProblem as exc:
+            raise self._err(ChunkDecodeError, f"{exc}; the manifest is corrupt",
+                            array="object_index/manifests") from None
+
     # -- decoding -------------------------------------------------------------------------
 
     def arrays_for(self, attributes: Sequence[AttributeInfo], positions: bool, object_ids: bool):
@@ -144,9 +192,10 @@ class LevelReader:
             )
 
     def load(self, coords: Sequence[tuple], attributes: Sequence[AttributeInfo],
-             positions: bool = True, owners=None) -> list[dict]:
+             positions: bool = True, object_ids: bool = False) -> list[dict]:
         """Decoded, unclipped columns of each cell: ``positions``, attribute names,
-        and ``object_ids``/``owner_count`` when ``owners`` (an OwnerTable) is given."""
+        and ``object_ids``/``owner_count`` with ``object_ids=True``."""
+        owners = self.owner_table() if object_ids else None
         coords = [tuple(int(x) for x in c) for c in coords]
         attributes = list(attributes)
         # vertex rows are needed to split attribute bytes into rows only when the
@@ -242,20 +291,10 @@ def column_schema(axes, attributes: Sequence[AttributeInfo], widths: dict, objec
     return out
 
 
-class _PartOwners:
-    """The owner rows a partition needs, looked up like an OwnerTable."""
-
-    def __init__(self, cells: dict):
-        self.cells = cells
-
-    def for_cell(self, linear: int):
-        return self.cells[linear]
-
-
 class PartitionReader:
     """Picklable per-partition function: cells -> one pandas DataFrame.
 
-    Called by dask with one partition spec ``(coords, owners)`` and an optional
+    Called by dask with one partition's cell coordinates and an optional
     ``columns`` list (column projection from the optimizer): only the arrays that
     the requested columns need are fetched (vertices only when an axis column is
     requested or a bbox must clip rows).
@@ -290,7 +329,7 @@ class PartitionReader:
         info = next(a for a in self.attributes if a.name == src)
         return np.zeros(0, np.int64 if info.is_categorical else info.dtype)
 
-    def _frame(self, data: dict, schema):
+    def _frame(self, data: dict, schema, n_rows=None):
         import pandas as pd
 
         cols = {}
@@ -303,25 +342,22 @@ class PartitionReader:
                     codes[codes == int(info.fill_code)] = -1
                 v = pd.Categorical.from_codes(codes, categories=list(info.categories))
             cols[c] = v
-        return pd.DataFrame(cols, columns=[c for c, _, _ in schema])
+        index = None if n_rows is None else pd.RangeIndex(n_rows)
+        return pd.DataFrame(cols, columns=[c for c, _, _ in schema], index=index)
 
-    def __call__(self, part, columns=None):
-        coords, owners = part
+    def __call__(self, coords, columns=None):
         schema = self.schema if columns is None else [s for s in self.schema if s[0] in set(columns)]
         sources = {src for _, src, _ in schema}
         attrs = [a for a in self.attributes if a.name in sources]
         want_pos = "positions" in sources or self.bbox is not None
         want_ids = "object_ids" in sources
         lm = self.reader.level
-        table = None
-        if want_ids:
-            lin = np.ravel_multi_index(
-                (np.asarray(coords) - np.asarray(lm.presence.origin)).T, lm.presence.shape)
-            table = _PartOwners(dict(zip(np.atleast_1d(lin).tolist(), owners)))
-        cells = self.reader.load(coords, attrs, want_pos, table)
+        cells = self.reader.load(coords, attrs, want_pos, want_ids)
         pieces = {c: [] for c, _, _ in schema}
+        n_rows = 0
         for coord, cols in zip(coords, cells):
             cols = clip_columns(cols, self.bbox)
+            n_rows += len(next(iter(cols.values()))) if cols else 0
             for c, src, j in schema:
                 v = cols[src]
                 if j is not None:
@@ -340,4 +376,4 @@ class PartitionReader:
                 pieces[c].append(v)
         data = {c: (np.concatenate(p) if len(p) > 1 else p[0]) if p else self._empty(src)
                 for (c, src, _), p in zip(schema, pieces.values())}
-        return self._frame(data, schema)
+        return self._frame(data, schema, n_rows)

@@ -77,7 +77,6 @@ class ZVStore:
         self._meta = meta
         self._cache_size = cache_size
         self._cache: OrderedDict = OrderedDict()
-        self._owners: dict = {}
         self._lock = threading.RLock()
         self._closed = False
 
@@ -99,7 +98,6 @@ class ZVStore:
         with self._lock:
             self._closed = True
             self._cache.clear()
-            self._owners.clear()
         self._loc.close()
 
     def _open(self) -> StoreMeta:
@@ -213,37 +211,9 @@ class ZVStore:
     def owner_table(self, level: int) -> dec.OwnerTable | None:
         """Fragment -> object table of ``level``, decoded once from all manifests."""
         lm = self._level(level)
-        oi = lm.object_index
-        if oi is None:
+        if lm.object_index is None:
             return None
-        with self._lock:
-            if level in self._owners:
-                return self._owners[level]
-        mans = self._loc.zarr_array(oi.manifests, level)
-        try:
-            blobs = mans[:] if mans.shape[0] else []
-            if oi.object_ids is not None:
-                ids = np.asarray(self._loc.zarr_array(oi.object_ids, level)[:], np.int64)
-            else:
-                ids = np.arange(oi.num_objects, dtype=np.int64)
-        except Exception as exc:
-            raise StoreReadError(f"reading the object index failed: {exc}; retry or check the store",
-                                 store=self.url, level=level, array="object_index") from None
-        if len(ids) != len(blobs):
-            raise ChunkDecodeError(
-                f"object_ids has {len(ids)} rows but manifests has {len(blobs)}",
-                store=self.url, level=level, array="object_index/object_ids",
-            )
-        try:
-            table = dec.OwnerTable.from_manifests(
-                [bytes(b) if b is not None else b"" for b in blobs], ids, oi.sid_ndim,
-                lm.presence.shape, lm.presence.origin)
-        except dec.DecodeProblem as exc:
-            raise ChunkDecodeError(f"{exc}; the manifest is corrupt", store=self.url,
-                                   level=level, array="object_index/manifests") from None
-        with self._lock:
-            self._owners[level] = table
-        return table
+        return self._reader(lm.level).owner_table()
 
     def _load(self, level: int, coords: list, attrs: list, positions: bool, object_ids: bool):
         """Decoded unclipped columns per cell, through the LRU cache."""
@@ -262,9 +232,8 @@ class ZVStore:
                 else:
                     missing.append(i)
         if missing:
-            owners = self.owner_table(level) if object_ids else None
             loaded = self._reader(level).load([coords[i] for i in missing], attrs,
-                                              positions, owners)
+                                              positions, object_ids)
             with self._lock:
                 for i, cols in zip(missing, loaded):
                     key = (level, coords[i])
@@ -450,9 +419,8 @@ class ZVStore:
         from . import _graph
 
         plan = self._plan(level, bbox, target_resolution, attributes)
-        owners = self.owner_table(plan.level) if plan.object_ids else None
         widths = self._widths(plan.level, plan.attributes)
-        return _graph.to_dataframe(self._reader(plan.level), plan, self.axes, widths, owners,
+        return _graph.to_dataframe(self._reader(plan.level), plan, self.axes, widths,
                                    int(chunks_per_partition))
 
     def partitions(self, level=None, bbox=None, target_resolution=None,
@@ -525,6 +493,34 @@ class ZVStore:
             out.append(int(sum(rows[i:i + len(g)])))
             i += len(g)
         return out
+
+    # -- statistics (see zv_dask.stats) ----------------------------------------------------
+
+    def describe(self, columns=None, level=None, bbox=None, target_resolution=None,
+                 split_every=None):
+        """:func:`zv_dask.stats.describe` on this store (lazy)."""
+        from . import stats
+
+        return stats.describe(self, columns, level, bbox, target_resolution, split_every)
+
+    def histogram(self, column, bins=10, range=None, level=None, bbox=None,
+                  target_resolution=None):
+        """:func:`zv_dask.stats.histogram` on this store."""
+        from . import stats
+
+        return stats.histogram(self, column, bins, range, level, bbox, target_resolution)
+
+    def bounds(self, level=None, bbox=None, target_resolution=None):
+        """:func:`zv_dask.stats.bounds` on this store (exact data bounds, lazy)."""
+        from . import stats
+
+        return stats.bounds(self, level, bbox, target_resolution)
+
+    def density(self, resolution, level=None, bbox=None, target_resolution=None):
+        """:func:`zv_dask.stats.density` on this store (voxel counts, lazy)."""
+        from . import stats
+
+        return stats.density(self, resolution, level, bbox, target_resolution)
 
     # -- raw access -----------------------------------------------------------------------
 

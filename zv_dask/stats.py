@@ -1,0 +1,323 @@
+"""Statistics as dask reductions: per-chunk partials, a tree combine, a finalize step.
+
+Every function takes ``source``: an open store, a path/URL, or a dataframe made by
+:meth:`ZVStore.to_dask_dataframe`.  Results are lazy and run unchanged on the local
+scheduler and on a ``dask.distributed`` cluster (and show in ``ProgressBar`` and the
+dashboard).  Means and variances are merged with the pairwise (Chan et al.) rule on
+``(n, mean, M2)``, never from a naive sum of squares.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+import pandas as pd
+
+from .errors import QueryError
+
+PARTIAL_FIELDS = ["n", "sum", "mean", "m2", "min", "max"]
+STAT_ROWS = ["count", "mean", "std", "min", "max", "sum"]
+
+
+# --------------------------------------------------------------------------- sources
+
+
+def _is_dataframe(obj) -> bool:
+    import dask.dataframe as dd
+
+    return isinstance(obj, dd.DataFrame)
+
+
+def _store(source):
+    from .store import ZVStore, open_zv
+
+    if isinstance(source, ZVStore):
+        return source
+    if isinstance(source, (str, os.PathLike)):
+        return open_zv(source)
+    raise QueryError(
+        f"source must be a ZVStore, a path/URL or a dask DataFrame from to_dask_dataframe, "
+        f"got {type(source).__name__}"
+    )
+
+
+def _frame(source, columns, level, bbox, target_resolution):
+    """(dask DataFrame restricted to ``columns``, store or None)."""
+    if _is_dataframe(source):
+        if level is not None or bbox is not None or target_resolution is not None:
+            raise QueryError("level/bbox/target_resolution apply to stores; this source is "
+                             "already a dataframe (select rows on it instead)")
+        ddf = source
+        store = None
+    else:
+        store = _store(source)
+        attrs = None
+        if columns is not None:
+            lv = store._plan(level, None, target_resolution, []).level
+            known = store.metadata.levels[lv].attributes
+            attrs = sorted({c if c in known else c.rsplit("_", 1)[0] for c in columns
+                            if c not in store.axes and c != "object_id"} & set(known))
+        ddf = store.to_dask_dataframe(level=level, bbox=bbox, target_resolution=target_resolution,
+                                      attributes=attrs)
+    if columns is not None:
+        missing = [c for c in columns if c not in ddf.columns]
+        if missing:
+            raise QueryError(f"unknown columns {missing}; available: {list(ddf.columns)}")
+        ddf = ddf[list(columns)]
+    return ddf, store
+
+
+def _numeric_columns(meta: pd.DataFrame) -> list:
+    return [c for c in meta.columns
+            if pd.api.types.is_numeric_dtype(meta[c].dtype)
+            and not isinstance(meta[c].dtype, pd.CategoricalDtype)]
+
+
+# --------------------------------------------------------------------------- describe
+
+
+def partial_moments(df: pd.DataFrame, columns=None) -> pd.DataFrame:
+    """One row per column: ``n, sum, mean, m2, min, max`` of the non-NaN values."""
+    cols = list(df.columns) if columns is None else columns
+    out = np.zeros((len(cols), len(PARTIAL_FIELDS)))
+    for i, c in enumerate(cols):
+        v = np.asarray(df[c], dtype=np.float64)
+        v = v[~np.isnan(v)]
+        n = len(v)
+        if n:
+            mean = v.mean()
+            out[i] = (n, v.sum(), mean, ((v - mean) ** 2).sum(), v.min(), v.max())
+        else:
+            out[i] = (0, 0.0, 0.0, 0.0, np.inf, -np.inf)
+    return pd.DataFrame(out, index=pd.Index(cols, name="column"), columns=PARTIAL_FIELDS)
+
+
+def merge_moments(parts: pd.DataFrame) -> pd.DataFrame:
+    """Merge stacked partials (same column may appear many times) into one row each."""
+    rows = []
+    names = list(dict.fromkeys(parts.index))
+    for name in names:
+        p = parts.loc[[name]]
+        n = p["n"].to_numpy()
+        total = n.sum()
+        if total:
+            mean = float((n * p["mean"].to_numpy()).sum() / total)
+            m2 = float(p["m2"].sum() + (n * (p["mean"].to_numpy() - mean) ** 2).sum())
+        else:
+            mean, m2 = 0.0, 0.0
+        rows.append((total, p["sum"].sum(), mean, m2, p["min"].min(), p["max"].max()))
+    return pd.DataFrame(rows, index=pd.Index(names, name="column"), columns=PARTIAL_FIELDS)
+
+
+def finalize_moments(merged: pd.DataFrame) -> pd.DataFrame:
+    """Partials -> the describe table (rows count, mean, std, min, max, sum)."""
+    merged = merge_moments(merged)
+    n = merged["n"]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        std = np.sqrt(merged["m2"] / (n - 1)).where(n > 1, np.nan)
+    table = pd.DataFrame({
+        "count": n.astype(np.int64),
+        "mean": merged["mean"].where(n > 0, np.nan),
+        "std": std,
+        "min": merged["min"].where(n > 0, np.nan),
+        "max": merged["max"].where(n > 0, np.nan),
+        "sum": merged["sum"],
+    })
+    out = table.T
+    out.columns.name = None
+    return out.loc[STAT_ROWS]
+
+
+def describe(source, columns=None, level=None, bbox=None, target_resolution=None,
+             split_every=None):
+    """count, mean, std, min, max and sum per numeric column, as one lazy reduction.
+
+    Parameters
+    ----------
+    source : ZVStore, str or dask DataFrame
+    columns : list of str, optional
+        Default: every numeric column (categoricals are skipped).  Only the arrays
+        these columns need are fetched.
+    level, bbox, target_resolution
+        As for :meth:`ZVStore.read` (stores and URLs only).
+    split_every : int, optional
+        Fan-in of the tree reduction.
+
+    Returns
+    -------
+    dask DataFrame
+        ``.compute()`` gives a pandas DataFrame with rows count, mean, std (ddof=1),
+        min, max, sum and one column per input column.
+
+    Examples
+    --------
+    >>> import zv_dask
+    >>> from zv_dask import stats
+    >>> t = stats.describe(zv_dask.example_store(), columns=["intensity"]).compute()
+    >>> int(t.loc["count", "intensity"])
+    5000
+    """
+    ddf, _ = _frame(source, columns, level, bbox, target_resolution)
+    numeric = _numeric_columns(ddf._meta)
+    if columns is not None:
+        bad = [c for c in columns if c not in numeric]
+        if bad:
+            raise QueryError(f"describe needs numeric columns; {bad} are not numeric")
+    if not numeric:
+        raise QueryError("no numeric columns to describe")
+    ddf = ddf[numeric]
+    meta = finalize_moments(partial_moments(ddf._meta))
+    return ddf.reduction(
+        chunk=partial_moments,
+        combine=merge_moments,
+        aggregate=finalize_moments,
+        meta=meta,
+        split_every=split_every,
+        token="zv-describe",
+    )
+
+
+# --------------------------------------------------------------------------- counts
+
+
+def count(source, level=None, bbox=None, target_resolution=None):
+    """Number of vertices.  Without a bbox the answer comes from metadata (an int, no
+    task); otherwise a lazy dask scalar.
+
+    Examples
+    --------
+    >>> import zv_dask
+    >>> from zv_dask import stats
+    >>> stats.count(zv_dask.example_store(), level=1)
+    504
+    """
+    if not _is_dataframe(source) and bbox is None:
+        store = _store(source)
+        lv = store._plan(level, None, target_resolution, []).level
+        return store.vertex_count(lv)
+    ddf, _ = _frame(source, None, level, bbox, target_resolution)
+    return ddf.shape[0]
+
+
+def _column_array(source, column, level, bbox, target_resolution):
+    ddf, store = _frame(source, [column], level, bbox, target_resolution)
+    dtype = ddf._meta[column].dtype
+    if isinstance(dtype, pd.CategoricalDtype) or not pd.api.types.is_numeric_dtype(dtype):
+        raise QueryError(f"column {column!r} is not numeric ({dtype})")
+    return ddf[column], store
+
+
+def histogram(source, column, bins=10, range=None, level=None, bbox=None,
+              target_resolution=None):
+    """Histogram of one column as a lazy dask array, plus the bin edges.
+
+    Without ``range``: axis columns use the store's bounding box (or the bbox);
+    other columns take ``[min, max]`` from a first (eager) reduction.
+
+    Returns
+    -------
+    (counts, edges) : (dask array of int64, numpy array)
+
+    Examples
+    --------
+    >>> import zv_dask
+    >>> from zv_dask import stats
+    >>> counts, edges = stats.histogram(zv_dask.example_store(), "x", bins=4)
+    >>> int(counts.sum().compute()), edges.tolist()
+    (5000, [0.0, 500.0, 1000.0, 1500.0, 2000.0])
+    """
+    import dask.array as da
+
+    import dask
+
+    series, store = _column_array(source, column, level, bbox, target_resolution)
+    values = series.to_dask_array()
+    if range is None:
+        if store is not None and column in store.axes:
+            d = store.axes.index(column)
+            lo, hi = store.bounding_box if bbox is None else (np.asarray(bbox[0], float),
+                                                               np.asarray(bbox[1], float))
+            range = (float(lo[d]), float(hi[d]))
+        else:
+            lo, hi = dask.compute(series.min(), series.max())
+            range = (float(lo), float(hi)) if np.isfinite(lo) else (0.0, 1.0)
+    if isinstance(bins, int):
+        edges = np.linspace(range[0], range[1], bins + 1)
+    else:
+        edges = np.asarray(bins, np.float64)
+    counts, _ = da.histogram(values, bins=edges)
+    return counts.astype(np.int64), edges
+
+
+def bounds(source, level=None, bbox=None, target_resolution=None):
+    """Exact data bounds, lazily: a dask array ``(2, D)`` of ``[min; max]`` per axis.
+
+    Examples
+    --------
+    >>> import zv_dask
+    >>> from zv_dask import stats
+    >>> b = stats.bounds(zv_dask.example_store(), level=2).compute()
+    >>> b.shape
+    (2, 3)
+    """
+    import dask.array as da
+
+    if _is_dataframe(source):
+        if level is not None or bbox is not None or target_resolution is not None:
+            raise QueryError("level/bbox/target_resolution apply to stores, not dataframes")
+        axes = [c for c in source.columns if c in ("x", "y", "z")] or list(source.columns[:3])
+        pos = source[axes].to_dask_array()
+    else:
+        store = _store(source)
+        pos = store.to_dask_array("positions", level=level, bbox=bbox,
+                                  target_resolution=target_resolution)
+    return da.stack([pos.min(axis=0), pos.max(axis=0)])
+
+
+def density(source, resolution, level=None, bbox=None, target_resolution=None):
+    """Vertex counts on a regular voxel grid, as a lazy dask array (an
+    ``xarray.DataArray`` with voxel-centre coordinates when xarray is installed).
+
+    The grid starts at the bbox's lower corner (the store's bounding box without
+    one) with voxels of edge ``resolution`` (a number or one per axis), enough of
+    them to cover the upper corner, which is included.
+
+    Examples
+    --------
+    >>> import zv_dask
+    >>> from zv_dask import stats
+    >>> d = stats.density(zv_dask.example_store(), 500.0, level=0)
+    >>> tuple(d.shape), int(d.sum().compute())
+    ((4, 4, 4), 5000)
+    """
+    import dask.array as da
+
+    store = _store(source)
+    D = store.spatial_dims
+    res = np.broadcast_to(np.asarray(resolution, np.float64), (D,))
+    if not np.all(np.isfinite(res)) or (res <= 0).any():
+        raise QueryError(f"resolution must be positive, got {resolution!r}", store=store.url)
+    if bbox is None:
+        lo, hi = store.bounding_box
+    else:
+        from ._plan import normalize_bbox
+
+        lo, hi = normalize_bbox(bbox, D, store.url)
+    nbins = [max(1, int(math.ceil((h - l) / r))) for l, h, r in zip(lo, hi, res)]
+    if np.prod(nbins, dtype=np.float64) > 2e9:
+        raise QueryError(f"a grid of {nbins} voxels is too large; use a coarser resolution",
+                         store=store.url)
+    edges = [l + r * np.arange(n + 1) for l, r, n in zip(lo, res, nbins)]
+    pos = store.to_dask_array("positions", level=level, bbox=bbox,
+                              target_resolution=target_resolution)
+    counts, _ = da.histogramdd(pos, bins=edges)
+    counts = counts.astype(np.int64)
+    try:
+        import xarray as xr
+    except ImportError:
+        return counts
+    coords = {ax: (e[:-1] + e[1:]) / 2 for ax, e in zip(store.axes, edges)}
+    return xr.DataArray(counts, dims=store.axes, coords=coords, name="density",
+                        attrs={"resolution": res.tolist(), "store": store.url})
