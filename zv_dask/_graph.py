@@ -29,6 +29,7 @@ def partition_specs(plan: ReadPlan, chunks_per_partition: int) -> list:
 def to_dataframe(reader: LevelReader, plan: ReadPlan, axes, widths: dict,
                  chunks_per_partition: int = 1):
     """A ``dask.dataframe.DataFrame`` over the plan; ``meta`` given, nothing read."""
+    import dask
     import dask.dataframe as dd
 
     func = PartitionReader(reader, plan.attributes, axes, plan.bbox, plan.object_ids, widths)
@@ -36,8 +37,11 @@ def to_dataframe(reader: LevelReader, plan: ReadPlan, axes, widths: dict,
     specs = partition_specs(plan, chunks_per_partition)
     if not specs:
         return dd.from_pandas(meta, npartitions=1)
-    return dd.from_map(func, specs, meta=meta, label=f"zv-level{plan.level}",
-                       enforce_metadata=False)
+    # our frames hold no object-dtype strings (categoricals only): skip dask's per-partition
+    # pyarrow-string conversion task, which costs more than decoding a small chunk
+    with dask.config.set({"dataframe.convert-string": False}):
+        return dd.from_map(func, specs, meta=meta, label=f"zv-level{plan.level}",
+                           enforce_metadata=False)
 
 
 def partitions_table(plan: ReadPlan, lm, axes, chunks_per_partition: int = 1):

@@ -343,7 +343,10 @@ class PartitionReader:
                 v = pd.Categorical.from_codes(codes, categories=list(info.categories))
             cols[c] = v
         index = None if n_rows is None else pd.RangeIndex(n_rows)
-        return pd.DataFrame(cols, columns=[c for c, _, _ in schema], index=index)
+        # copy=False: the columns are fresh arrays (or views of one) owned by this frame
+        # (dict order is the column order; passing columns= again costs a reindex)
+        return pd.DataFrame(cols, index=index, copy=False) if cols else \
+            pd.DataFrame(index=index if index is not None else pd.RangeIndex(0))
 
     def __call__(self, coords, columns=None):
         schema = self.schema if columns is None else [s for s in self.schema if s[0] in set(columns)]
@@ -358,19 +361,21 @@ class PartitionReader:
         for coord, cols in zip(coords, cells):
             cols = clip_columns(cols, self.bbox)
             n_rows += len(next(iter(cols.values()))) if cols else 0
+            # one transposed copy makes every multi-column source's columns contiguous
+            cols = {k: (np.ascontiguousarray(v.T) if v.ndim == 2 else v) for k, v in cols.items()}
             for c, src, j in schema:
                 v = cols[src]
                 if j is not None:
-                    if v.ndim != 2 or v.shape[1] <= j:
+                    if v.ndim != 2 or v.shape[0] <= j:
                         raise ChunkDecodeError(
-                            f"attribute {src!r} has {1 if v.ndim == 1 else v.shape[1]} "
+                            f"attribute {src!r} has {1 if v.ndim == 1 else v.shape[0]} "
                             f"column(s) in this chunk but {self.widths.get(src)} elsewhere",
                             store=self.reader.location.url, level=lm.level,
                             array=f"vertex_attributes/{src}", chunk=coord)
-                    v = v[:, j]
+                    v = v[j]
                 elif v.ndim == 2:
                     raise ChunkDecodeError(
-                        f"attribute {src!r} has {v.shape[1]} columns in this chunk but 1 elsewhere",
+                        f"attribute {src!r} has {v.shape[0]} columns in this chunk but 1 elsewhere",
                         store=self.reader.location.url, level=lm.level,
                         array=f"vertex_attributes/{src}", chunk=coord)
                 pieces[c].append(v)

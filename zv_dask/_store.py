@@ -26,6 +26,7 @@ from .errors import (
     StoreReadError,
 )
 
+LOCAL_SEQUENTIAL_BATCH = 128
 _MISSING_ERRORS = (FileNotFoundError, IsADirectoryError, NotADirectoryError, KeyError)
 
 
@@ -138,7 +139,8 @@ class StoreLocation:
         """Fetch many objects concurrently; ``None`` for each one that does not exist."""
         self._ensure()
         rels = list(rels)
-        if len(rels) <= 1:
+        # local files: threads cost more than they save unless the batch is large
+        if len(rels) <= 1 or (self._local and len(rels) <= LOCAL_SEQUENTIAL_BATCH):
             return [self._get_one(r) for r in rels]
         if getattr(self.fs, "async_impl", False):
             paths = [self._full(r) for r in rels]
