@@ -264,3 +264,93 @@ def reference_level(path: str, level: int) -> dict:
 def _range_end(sc):
     s, c = sc
     return s, s + c
+
+
+# --------------------------------------------------------------------------- graphs, meshes
+
+
+def build_graph(path: Path, rng):
+    """3 kNN clusters (objects 2, 7, 12), chunk 500; int + 2-column vertex attributes,
+    link attribute ``length``, int/float object attributes with absent values; a pyramid."""
+    from zarr_vectors import building as B
+    from zarr_vectors.multiresolution.coarsen import build_pyramid
+
+    pos, oid = [], []
+    for k in range(3):
+        c = rng.uniform(400, 1600, 3)
+        pos.append(c + rng.normal(0, 250, (120, 3)))
+        oid += [k * 5 + 2] * 120
+    pos = np.clip(np.concatenate(pos), 0, 1999).astype(np.float32)
+    oid = np.asarray(oid)
+    edges = set()
+    for k in np.unique(oid):
+        idx = np.flatnonzero(oid == k)
+        p = pos[idx]
+        nn = np.argsort(((p[:, None] - p[None]) ** 2).sum(-1), 1)[:, 1:4]
+        for i in range(len(idx)):
+            for j in nn[i]:
+                a, b = int(idx[i]), int(idx[j])
+                edges.add((a, b) if rng.random() < 0.5 else (b, a))
+    edges = np.asarray(sorted(edges), np.int64)
+    length = np.linalg.norm(pos[edges[:, 0]] - pos[edges[:, 1]], axis=1).astype(np.float32)
+    B.write_graph(str(path), pos, edges, chunk_shape=(500.0,) * 3, bounds=BOUNDS3,
+                  vertex_attributes={
+                      "degree": np.bincount(edges.ravel(), minlength=len(pos)).astype(np.int32),
+                      "w": rng.random((len(pos), 2)).astype(np.float32)},
+                  link_attributes={"length": length}, object_ids=oid,
+                  object_attributes={"size": np.array([120, -2**31, 120], np.int32),
+                                     "score": np.array([0.5, np.nan, 2.0], np.float32)})
+    build_pyramid(str(path), factors=[(4.0, 1.0)])
+
+
+def build_skeleton(path: Path, rng):
+    """2 random trees (objects 0, 1), chunk 200; implicit parents + explicit links."""
+    from zarr_vectors import building as B
+
+    pos, edges, oid, base = [], [], [], 0
+    for t in range(2):
+        n = 150
+        p, par = [rng.uniform(600, 1400, 3)], [-1]
+        for i in range(1, n):
+            j = int(rng.integers(max(0, i - 5), i)) if rng.random() < 0.3 else i - 1
+            par.append(j)
+            p.append(p[j] + rng.normal(0, 60, 3))
+        pos.append(np.clip(np.asarray(p), 0, 1999))
+        oid += [t] * n
+        edges += [(base + i, base + par[i]) for i in range(1, n)]
+        base += n
+    pos = np.concatenate(pos).astype(np.float32)
+    B.write_graph(str(path), pos, np.asarray(edges, np.int64), chunk_shape=(200.0,) * 3,
+                  bounds=BOUNDS3, kind="skeleton", object_ids=np.asarray(oid),
+                  vertex_attributes={"radius": rng.random(len(pos)).astype(np.float32)})
+
+
+def build_mesh(path: Path, rng):
+    """2 UV spheres (objects 0, 1) crossing chunks, chunk 500; 3-column vertex attribute."""
+    from zarr_vectors import building as B
+
+    verts, faces, oid = [], [], []
+    for s, (cx, r) in enumerate([(700.0, 400.0), (1300.0, 350.0)]):
+        nu, nv, b = 14, 9, len(verts)
+        for a in range(nv):
+            th = math.pi * (a + 0.5) / nv
+            for c in range(nu):
+                ph = 2 * math.pi * c / nu
+                verts.append([cx + r * math.sin(th) * math.cos(ph),
+                              1000 + r * math.sin(th) * math.sin(ph), 1000 + r * math.cos(th)])
+                oid.append(s)
+        for a in range(nv - 1):
+            for c in range(nu):
+                i, j = b + a * nu + c, b + a * nu + (c + 1) % nu
+                k, m = b + (a + 1) * nu + c, b + (a + 1) * nu + (c + 1) % nu
+                faces += [(i, j, k), (j, m, k)]
+    verts = np.asarray(verts, np.float32)
+    B.write_mesh(str(path), verts, np.asarray(faces, np.int64), chunk_shape=(500.0,) * 3,
+                 bounds=BOUNDS3, object_ids=np.asarray(oid),
+                 vertex_attributes={"curv": rng.random(len(verts)).astype(np.float32),
+                                    "nrm": rng.random((len(verts), 3)).astype(np.float32)},
+                 object_attributes={"area": np.array([1.5, 2.5])})
+
+
+# names sort after the existing ones, so build()'s per-name seeds of the other stores stay put
+BUILDERS.update({"web_graph": build_graph, "tree_skeleton": build_skeleton, "tri_mesh": build_mesh})

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._plan import ReadPlan
-from ._read import LevelReader, PartitionReader, clip_columns
+from ._read import LevelReader, ObjectPartitionReader, PartitionReader, clip_columns
 
 
 def group_cells(cells: np.ndarray, chunks_per_partition: int) -> list[np.ndarray]:
@@ -27,14 +27,23 @@ def partition_specs(plan: ReadPlan, chunks_per_partition: int) -> list:
 
 
 def to_dataframe(reader: LevelReader, plan: ReadPlan, axes, widths: dict,
-                 chunks_per_partition: int = 1):
-    """A ``dask.dataframe.DataFrame`` over the plan; ``meta`` given, nothing read."""
+                 chunks_per_partition: int = 1, selection: dict | None = None):
+    """A ``dask.dataframe.DataFrame`` over the plan; ``meta`` given, nothing read.
+
+    ``selection`` (``{coord: (fragments, object ids)}``, from the manifests of selected
+    objects) keeps only those objects' rows; the plan's cells must be its keys.
+    An ``owner_count`` column is added on levels with ``shared_fragments``.
+    """
     import dask
     import dask.dataframe as dd
 
-    func = PartitionReader(reader, plan.attributes, axes, plan.bbox, plan.object_ids, widths)
+    shared = bool(reader.level.shared_fragments)
+    cls = PartitionReader if selection is None else ObjectPartitionReader
+    func = cls(reader, plan.attributes, axes, plan.bbox, plan.object_ids, widths, shared)
     meta = func.meta()
     specs = partition_specs(plan, chunks_per_partition)
+    if selection is not None:
+        specs = [(cs, tuple(selection[c] for c in cs)) for cs in specs]
     if not specs:
         return dd.from_pandas(meta, npartitions=1)
     # our frames hold no object-dtype strings (categoricals only): skip dask's per-partition
@@ -87,11 +96,15 @@ class _BlockReader:
 
     def __call__(self, coords):
         attrs = [] if self.attribute is None else [self.attribute]
-        need_pos = self.attribute is None or self.bbox is not None
-        cells = self.reader.load(list(coords), attrs, need_pos)
+        ids = self.name in ("object_ids", "owner_count")
+        need_pos = (self.attribute is None and not ids) or self.bbox is not None
+        cells = self.reader.load(list(coords), attrs, need_pos, ids)
         parts = []
         for cols in cells:
             cols = clip_columns(cols, self.bbox)
+            if ids:
+                parts.append(cols[self.name])
+                continue
             parts.append(cols["positions"] if self.attribute is None else cols[self.attribute.name])
         out = np.concatenate(parts) if len(parts) > 1 else parts[0]
         if self.attribute is not None and self.attribute.is_categorical:
@@ -110,6 +123,7 @@ def to_array(reader: LevelReader, plan: ReadPlan, name: str, attribute, lengths,
     coords = partition_specs(plan, chunks_per_partition)
     key = f"zv-{name.replace('/', '-')}-level{plan.level}-" + tokenize(func, coords)
     trailing = () if width == 1 and name != "positions" else (width,)
+    # object_ids / owner_count: one int64 value per row
     if not coords:
         return da.zeros((0,) + trailing, dtype=dtype, chunks=((0,),) + tuple((w,) for w in trailing))
     tail = (0,) * len(trailing)
@@ -117,3 +131,19 @@ def to_array(reader: LevelReader, plan: ReadPlan, name: str, attribute, lengths,
     chunks = (tuple(lengths),) + tuple((w,) for w in trailing)
     graph = HighLevelGraph.from_collections(key, dsk, dependencies=())
     return da.Array(graph, key, chunks=chunks, dtype=dtype)
+
+
+def objects_frame(reader: LevelReader, arrays, ranges: list):
+    """A dask DataFrame of object attributes, one partition per object-index row range."""
+    import dask
+    import dask.dataframe as dd
+
+    from ._objects import ObjectFrameReader
+
+    func = ObjectFrameReader(reader, arrays)
+    meta = func.meta()
+    if not ranges:
+        return dd.from_pandas(meta, npartitions=1)
+    with dask.config.set({"dataframe.convert-string": False}):
+        return dd.from_map(func, ranges, meta=meta, label=f"zv-objects-level{reader.level.level}",
+                           enforce_metadata=False)

@@ -15,7 +15,8 @@ import numpy as np
 from . import _decode as dec
 from ._metadata import ArrayMeta, AttributeInfo, LevelMeta, Presence
 from ._store import StoreLocation, cell_key
-from .errors import ChunkDecodeError, ChunkMissingError, StoreReadError, UnsupportedFormatError
+from .errors import (ArrayNotFoundError, ChunkDecodeError, ChunkMissingError, StoreReadError,
+                     UnsupportedFormatError)
 
 _NO_CELLS = np.zeros(0, np.int64)
 _OWNER_TABLES: dict = {}  # (store token, level) -> OwnerTable, per process
@@ -192,20 +193,87 @@ class LevelReader:
             )
 
     def load(self, coords: Sequence[tuple], attributes: Sequence[AttributeInfo],
-             positions: bool = True, object_ids: bool = False) -> list[dict]:
+             positions: bool = True, object_ids: bool = False,
+             fragments: bool = False) -> list[dict]:
         """Decoded, unclipped columns of each cell: ``positions``, attribute names,
-        and ``object_ids``/``owner_count`` with ``object_ids=True``."""
+        ``object_ids``/``owner_count`` with ``object_ids=True``, and the cell's
+        :class:`FragmentIndex` under ``"fragments"`` with ``fragments=True``."""
         owners = self.owner_table() if object_ids else None
         coords = [tuple(int(x) for x in c) for c in coords]
         attributes = list(attributes)
         # vertex rows are needed to split attribute bytes into rows only when the
         # recorded width cannot be trusted (or nothing else gives the row count)
-        need_pos = (positions or owners is not None
+        need_pos = (positions or owners is not None or fragments
                     or any(not a.width_reliable for a in attributes)
                     or all(a.implied_by_key for a in attributes))
-        arrays = self.arrays_for(attributes, need_pos, owners is not None)
+        arrays = self.arrays_for(attributes, need_pos, owners is not None or fragments)
         payloads = self.fetch(arrays, coords)
-        return [self._decode_cell(c, payloads, attributes, owners) for c in coords]
+        out = [self._decode_cell(c, payloads, attributes, owners) for c in coords]
+        if fragments:
+            for c, cols in zip(coords, out):
+                cols["fragments"] = self._fragment_index(payloads, c)
+        return out
+
+    def _fragment_index(self, payloads, coord) -> dec.FragmentIndex:
+        try:
+            return dec.FragmentIndex.from_bytes(payloads[(FRAGMENTS, coord)])
+        except dec.DecodeProblem as exc:
+            raise self._err(ChunkDecodeError, f"{exc}; the fragment index is corrupt",
+                            FRAGMENTS, coord) from None
+
+    # -- object-level arrays (object_index/*, object_attributes/*) ------------------------
+
+    def read_rows(self, arr: ArrayMeta, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """Rows ``start:stop`` of an object-level array (through zarr; any codecs)."""
+        try:
+            a = self.location.zarr_array(arr, self.level.level)
+            return np.asarray(a[start:stop])
+        except Exception as exc:
+            raise self._err(StoreReadError, f"reading rows {start}:{stop} failed: "
+                            f"{type(exc).__name__}: {exc}; retry, or check the store",
+                            array=arr.path) from None
+
+    def object_ids(self) -> np.ndarray:
+        """The object id of every object-index row (``arange`` for layout v1)."""
+        oi = self._object_index()
+        if oi.object_ids is None:
+            return np.arange(oi.num_objects, dtype=np.int64)
+        return self.read_rows(oi.object_ids).astype(np.int64, copy=False)
+
+    def manifests(self, rows: np.ndarray) -> list:
+        """Decoded manifests ``[(coords (M, sid), fragments (M,)), ...]`` of index rows."""
+        oi = self._object_index()
+        rows = np.asarray(rows, np.int64)
+        if not len(rows):
+            return []
+        uniq, inv = np.unique(rows, return_inverse=True)
+        try:
+            a = self.location.zarr_array(oi.manifests, self.level.level)
+            if len(uniq) * 2 > a.shape[0]:  # most rows: one slice reads each chunk once
+                got = np.asarray(a[:], dtype=object)[uniq]
+            else:
+                got = np.asarray(a.get_orthogonal_selection((uniq,)), dtype=object)
+        except Exception as exc:
+            raise self._err(StoreReadError, f"reading manifests failed: {type(exc).__name__}: "
+                            f"{exc}; retry, or check the store",
+                            array="object_index/manifests") from None
+        blobs = got[inv]
+        out = []
+        for r, b in zip(rows.tolist(), blobs):
+            try:
+                out.append(dec.decode_manifest(bytes(b) if b is not None else b"", oi.sid_ndim))
+            except dec.DecodeProblem as exc:
+                raise self._err(ChunkDecodeError, f"manifest row {r}: {exc}; the manifest is "
+                                "corrupt", array="object_index/manifests") from None
+        return out
+
+    def _object_index(self):
+        oi = self.level.object_index
+        if oi is None:
+            raise self._err(ArrayNotFoundError, "this level has no object index, so it has no "
+                            "objects; use read() or to_dask_dataframe() for its vertices",
+                            array="object_index")
+        return oi
 
     def _decode_cell(self, coord, payloads, attributes, owners) -> dict:
         lm = self.level
@@ -273,7 +341,8 @@ def clip_columns(cols: dict, bbox) -> dict:
 # --------------------------------------------------------------------------- partitions
 
 
-def column_schema(axes, attributes: Sequence[AttributeInfo], widths: dict, object_ids: bool):
+def column_schema(axes, attributes: Sequence[AttributeInfo], widths: dict, object_ids: bool,
+                  owner_count: bool = False):
     """Ordered ``[(column, source, index)]`` of a dataframe: axes, attributes, object_id.
 
     ``source`` is ``"positions"``, an attribute name or ``"object_ids"``; ``index`` is
@@ -288,6 +357,8 @@ def column_schema(axes, attributes: Sequence[AttributeInfo], widths: dict, objec
             out += [(f"{a.name}_{j}", a.name, j) for j in range(w)]
     if object_ids:
         out.append(("object_id", "object_ids", None))
+    if owner_count:
+        out.append(("owner_count", "owner_count", None))
     return out
 
 
@@ -300,21 +371,25 @@ class PartitionReader:
     requested or a bbox must clip rows).
     """
 
-    def __init__(self, reader: LevelReader, attributes, axes, bbox, object_ids: bool, widths: dict):
+    def __init__(self, reader: LevelReader, attributes, axes, bbox, object_ids: bool, widths: dict,
+                 owner_count: bool = False):
         self.reader = reader
         self.attributes = tuple(attributes)
         self.axes = tuple(axes)
         self.bbox = bbox
         self.object_ids = object_ids
+        # shared_fragments levels: how many objects own each row (object_id is the smallest)
+        self.owner_count = bool(object_ids and owner_count)
         self.widths = dict(widths)
-        self.schema = column_schema(self.axes, self.attributes, self.widths, object_ids)
+        self.schema = column_schema(self.axes, self.attributes, self.widths, object_ids,
+                                    self.owner_count)
 
     def __dask_tokenize__(self):
         lm = self.reader.level
-        return ("zv_dask.PartitionReader", self.reader.location.token(), lm.level,
+        return (type(self).__name__, self.reader.location.token(), lm.level,
                 [a.name for a in self.attributes], self.axes,
                 None if self.bbox is None else [b.tolist() for b in self.bbox],
-                self.object_ids, sorted(self.widths.items()))
+                self.object_ids, self.owner_count, sorted(self.widths.items()))
 
     def meta(self):
         import pandas as pd
@@ -324,7 +399,7 @@ class PartitionReader:
     def _empty(self, src):
         if src == "positions":
             return np.zeros(0, self.reader.level.vertices.dtype)
-        if src == "object_ids":
+        if src in ("object_ids", "owner_count"):
             return np.zeros(0, np.int64)
         info = next(a for a in self.attributes if a.name == src)
         return np.zeros(0, np.int64 if info.is_categorical else info.dtype)
@@ -348,18 +423,25 @@ class PartitionReader:
         return pd.DataFrame(cols, index=index, copy=False) if cols else \
             pd.DataFrame(index=index if index is not None else pd.RangeIndex(0))
 
+    def _cells(self, coords, attrs, want_pos: bool, want_ids: bool, selection=None):
+        """(coords, per-cell columns clipped to the bbox) of one partition."""
+        cells = self.reader.load(coords, attrs, want_pos, want_ids)
+        return coords, [clip_columns(cols, self.bbox) for cols in cells]
+
     def __call__(self, coords, columns=None):
+        return self._build(coords, columns)
+
+    def _build(self, coords, columns=None, selection=None):
         schema = self.schema if columns is None else [s for s in self.schema if s[0] in set(columns)]
         sources = {src for _, src, _ in schema}
         attrs = [a for a in self.attributes if a.name in sources]
         want_pos = "positions" in sources or self.bbox is not None
-        want_ids = "object_ids" in sources
+        want_ids = "object_ids" in sources or "owner_count" in sources
         lm = self.reader.level
-        cells = self.reader.load(coords, attrs, want_pos, want_ids)
+        coords, cells = self._cells(coords, attrs, want_pos, want_ids, selection)
         pieces = {c: [] for c, _, _ in schema}
         n_rows = 0
         for coord, cols in zip(coords, cells):
-            cols = clip_columns(cols, self.bbox)
             n_rows += len(next(iter(cols.values()))) if cols else 0
             # one transposed copy makes every multi-column source's columns contiguous
             cols = {k: (np.ascontiguousarray(v.T) if v.ndim == 2 else v) for k, v in cols.items()}
@@ -382,3 +464,35 @@ class PartitionReader:
         data = {c: (np.concatenate(p) if len(p) > 1 else p[0]) if p else self._empty(src)
                 for (c, src, _), p in zip(schema, pieces.values())}
         return self._frame(data, schema, n_rows)
+
+
+class ObjectPartitionReader(PartitionReader):
+    """A :class:`PartitionReader` keeping only the rows of selected objects.
+
+    Its partitions are ``(coords, selection)`` where ``selection[i]`` holds the
+    ``(fragments, object ids)`` pairs of the selected objects in cell ``coords[i]``
+    (from their manifests).  A row is kept when a selected object owns it;
+    ``object_id`` is then the smallest *selected* owner and ``owner_count`` (on
+    shared-fragment levels) still counts every owner of the row.
+    """
+
+    def __call__(self, spec, columns=None):
+        coords, selection = spec
+        return self._build(list(coords), columns, dict(zip(coords, selection)))
+
+    def _cells(self, coords, attrs, want_pos: bool, want_ids: bool, selection=None):
+        need_count = want_ids and self.owner_count
+        cells = self.reader.load(coords, attrs, True, need_count, fragments=True)
+        out = []
+        for coord, cols in zip(coords, cells):
+            fi = cols.pop("fragments")
+            n = len(cols["positions"])
+            rows, frag = fi.row_fragment_pairs()
+            sf, so = selection[tuple(coord)]
+            owner, count = dec.row_owners(rows, frag, np.asarray(so, np.int64),
+                                          np.asarray(sf, np.int64), n)
+            keep = count > 0
+            cols = {k: v[keep] for k, v in cols.items()}
+            cols["object_ids"] = owner[keep]
+            out.append(clip_columns(cols, self.bbox))
+        return coords, out

@@ -250,14 +250,19 @@ class ZVStore:
     def _select(self, cols: dict, plan: _plan.ReadPlan, attrs) -> dict:
         """Clip one cell to the plan's bbox and shape it as an iter_chunks/read item."""
         keep = ["positions"] + [a.name for a in attrs]
+        shared = plan.object_ids and self._meta.levels[plan.level].shared_fragments
         if plan.object_ids:
             keep.append("object_ids")
+        if shared:
+            keep.append("owner_count")
         cols = clip_columns({k: cols[k] for k in keep if k in cols}, plan.bbox)
         item = {"positions": cols["positions"],
                 "attributes": decode_categorical_columns(
                     {a.name: cols[a.name] for a in attrs}, attrs)}
         if plan.object_ids:
             item["object_ids"] = cols["object_ids"]
+        if shared:
+            item["owner_count"] = cols["owner_count"]
         return item
 
     def read(self, level=None, bbox=None, target_resolution=None, attributes=None) -> dict:
@@ -281,7 +286,9 @@ class ZVStore:
             ``level``, ``vertex_count``, ``positions`` (N, D) in the stored dtype,
             ``attributes`` {name: (N,) or (N, C)} (categoricals decoded to values),
             and ``object_ids`` (int64, -1 where no object; smallest owner where a
-            coarse-level vertex is shared) when the level has an object index.
+            coarse-level vertex is shared) when the level has an object index; on
+            levels with ``shared_fragments`` also ``owner_count`` (int64, the number
+            of objects that own each row).
 
         Examples
         --------
@@ -308,6 +315,9 @@ class ZVStore:
                   "attributes": out_attrs}
         if plan.object_ids:
             result["object_ids"] = _concat([i["object_ids"] for i in items], np.zeros(0, np.int64))
+        if plan.object_ids and lm.shared_fragments:
+            result["owner_count"] = _concat([i["owner_count"] for i in items],
+                                            np.zeros(0, np.int64))
         return result
 
     def iter_chunks(self, level: int = 0, bbox=None, prefetch: int = 0, n_workers=None,
@@ -384,12 +394,14 @@ class ZVStore:
                                object_ids=object_ids)
 
     def to_dask_dataframe(self, level=None, bbox=None, target_resolution=None, attributes=None,
-                          chunks_per_partition: int = 1):
+                          chunks_per_partition: int = 1, object_ids=None):
         """A lazy ``dask.dataframe.DataFrame``: one partition per non-empty chunk.
 
         Columns: one per axis (stored dtype), one per attribute (a C-column attribute
         becomes ``name_0 ... name_{C-1}``; categoricals as pandas categoricals with the
-        store's categories) and ``object_id`` when the level has an object index.
+        store's categories) and ``object_id`` when the level has an object index
+        (plus ``owner_count`` on levels with ``shared_fragments``, where
+        ``object_id`` is the smallest of several owners).
         Partitions follow row-major chunk order and only chunks touching ``bbox``
         exist; rows are clipped to it.  Building it reads no chunk and computes
         nothing; column selections are pushed into the reader, so
@@ -402,6 +414,11 @@ class ZVStore:
         chunks_per_partition : int
             Group this many neighbouring chunks (row-major) into one partition; useful
             when chunks are tiny or on a cluster with a per-task overhead.
+        object_ids : sequence of int, optional
+            Keep only the rows of these objects: partitions exist only for the chunks
+            their manifests reference (the manifests of these objects are read while
+            building, no chunk data), and each keeps only the rows the objects own.
+            ``object_id`` is then the smallest *selected* owner of a row.
 
         Examples
         --------
@@ -420,8 +437,11 @@ class ZVStore:
 
         plan = self._plan(level, bbox, target_resolution, attributes)
         widths = self._widths(plan.level, plan.attributes)
+        selection = None
+        if object_ids is not None:
+            plan, selection = self._object_plan(plan, object_ids)
         return _graph.to_dataframe(self._reader(plan.level), plan, self.axes, widths,
-                                   int(chunks_per_partition))
+                                   int(chunks_per_partition), selection)
 
     def partitions(self, level=None, bbox=None, target_resolution=None,
                    chunks_per_partition: int = 1):
@@ -493,6 +513,155 @@ class ZVStore:
             out.append(int(sum(rows[i:i + len(g)])))
             i += len(g)
         return out
+
+    # -- objects, graphs, meshes (zv_dask._objects, zv_dask._links) ----------------------
+
+    def _object_ids_all(self, level: int) -> np.ndarray:
+        """Object id of every object-index row of ``level`` (read once, cached)."""
+        key = ("object_ids", level)
+        with self._lock:
+            hit = self._cache.get(key)
+        if hit is None:
+            hit = self._reader(level).object_ids()
+            with self._lock:
+                self._cache[key] = hit
+        return hit
+
+    def _object_rows(self, level: int, object_ids) -> tuple:
+        """(index rows, ids) of ``object_ids``; ``None`` means every row."""
+        from . import _objects
+
+        all_ids = self._object_ids_all(level)
+        if object_ids is None:
+            return np.arange(len(all_ids)), all_ids
+        rows = _objects.rows_of_ids(all_ids, object_ids, self.url, level)
+        return rows, all_ids[rows]
+
+    def _object_plan(self, plan, object_ids):
+        """Restrict a plan to the chunks that the objects' manifests reference."""
+        from . import _objects
+
+        lm = self._meta.levels[plan.level]
+        if lm.object_index is None:
+            raise ArrayNotFoundError("object_ids= needs an object index, which this level "
+                                     "lacks", store=self.url, level=plan.level,
+                                     array="object_index")
+        rows, ids = self._object_rows(plan.level, object_ids)
+        selection = _objects.selection_by_cell(self._reader(plan.level).manifests(rows), ids)
+        keep = [i for i, c in enumerate(plan.cells.tolist()) if tuple(c) in selection]
+        from dataclasses import replace
+
+        plan = replace(plan, cells=plan.cells[keep], object_ids=True)
+        return plan, selection
+
+    def objects(self, level: int = 0, attributes=None, rows_per_partition=None):
+        """Object attributes as a lazy dask DataFrame indexed by ``object_id``.
+
+        Reads only ``object_index/object_ids`` and ``object_attributes/*`` (never a
+        vertex blob), one partition per block of object-index rows.  A C-column
+        attribute becomes ``name_0 ... name_{C-1}``.  Absent values are shown the way
+        the store marks them: NaN for floats; the INT_MIN / UINT_MAX "absent"
+        sentinels of integer attributes become ``<NA>`` in pandas nullable dtypes
+        (``Int32``, ``UInt16``...).  Every object-index row is listed: at a coarse
+        pyramid level, objects dropped by sparsity keep their row with absent values
+        (use :meth:`read_objects` to see which have vertices).
+
+        Parameters
+        ----------
+        level : int
+            Resolution level.
+        attributes : list of str, optional
+            Object attribute names; ``None`` all, ``[]`` none (the index only).
+        rows_per_partition : int, optional
+            Object-index rows per partition (default: the ``object_ids`` array's
+            chunk length, 65,536 as the writers store it).
+
+        Returns
+        -------
+        dask.dataframe.DataFrame
+
+        Examples
+        --------
+        >>> import zv_dask
+        >>> s = zv_dask.open_zv("streamlines.zarrvectors")          # doctest: +SKIP
+        >>> objs = s.objects()                                        # doctest: +SKIP
+        >>> ids = objs.index[objs.mean_fa > 0.5].compute()            # doctest: +SKIP
+        >>> r = s.read_objects(ids)                                   # doctest: +SKIP
+        """
+        from . import _graph, _objects
+
+        lm = self._level(level)
+        oi = lm.object_index
+        if oi is None:
+            raise ArrayNotFoundError("this level has no object index, so it has no objects",
+                                     store=self.url, level=lm.level, array="object_index")
+        arrays = _objects.object_attribute_arrays(lm, attributes, self.url)
+        n_rows = oi.object_ids.shape[0] if oi.object_ids is not None else oi.num_objects
+        if rows_per_partition is None:
+            src = oi.object_ids or (arrays[0][1] if arrays else None)
+            grid = (src.document.get("chunk_grid") or {}).get("configuration", {}) \
+                if src is not None else {}
+            rows_per_partition = int((grid.get("chunk_shape") or [65536])[0])
+        if int(rows_per_partition) < 1:
+            raise QueryError(f"rows_per_partition must be >= 1, got {rows_per_partition}",
+                             store=self.url)
+        return _graph.objects_frame(self._reader(lm.level), arrays,
+                                    _objects.row_ranges(n_rows, int(rows_per_partition)))
+
+    def read_objects(self, object_ids=None, level: int = 0, attributes=None) -> dict:
+        """Whole objects (streamlines, graph components, meshes...) into numpy.
+
+        Each object's vertices come in stored (manifest) order, reassembled across
+        chunks.  Only the chunks the selected objects live in are fetched (one
+        concurrent batch: vertices, fragment index and the requested attributes);
+        the level's manifests are read from ``object_index/manifests`` for the
+        selected rows only.
+
+        Parameters
+        ----------
+        object_ids : sequence of int, optional
+            Objects to read, in this order (duplicates dropped).  ``None`` reads every
+            object present at the level (non-empty manifest), in object-index order.
+            An id that exists but has no vertices at this level (dropped from a
+            pyramid level) gets zero rows; an unknown id raises ``QueryError``.
+        level : int
+            Resolution level.
+        attributes : list of str, optional
+            Per-vertex attributes; ``None`` all, ``[]`` none.
+
+        Returns
+        -------
+        dict
+            ``level``; ``object_ids`` (K,); ``offsets`` (K+1,) so that object ``k``
+            is rows ``offsets[k]:offsets[k+1]``; ``positions`` (N, D);
+            ``attributes`` {name: (N,) or (N, C)} (the width comes from the bytes;
+            categoricals decoded).  On ``shared_fragments`` levels a stored vertex
+            appears once per object that owns it, and ``owner_count`` (N,) says how
+            many objects own it.
+
+        Examples
+        --------
+        >>> import zv_dask
+        >>> s = zv_dask.open_zv("streamlines.zarrvectors")          # doctest: +SKIP
+        >>> r = s.read_objects([3, 5])                                # doctest: +SKIP
+        >>> line3 = r["positions"][r["offsets"][0]:r["offsets"][1]]   # doctest: +SKIP
+        """
+        from . import _objects
+
+        lm = self._level(level)
+        if lm.object_index is None:
+            raise ArrayNotFoundError("this level has no object index, so it has no objects",
+                                     store=self.url, level=lm.level, array="object_index")
+        attrs = list(_plan.resolve_attributes(lm, attributes, self.url))
+        rows, ids = self._object_rows(lm.level, object_ids)
+        reader = self._reader(lm.level)
+        manifests = reader.manifests(rows)
+        if object_ids is None:
+            present = [i for i, (_, f) in enumerate(manifests) if len(f)]
+            manifests = [manifests[i] for i in present]
+            ids = ids[present]
+        return _objects.gather(reader, manifests, ids, attrs, bool(lm.shared_fragments),
+                               self.spatial_dims)
 
     # -- statistics (see zv_dask.stats) ----------------------------------------------------
 
