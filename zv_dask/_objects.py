@@ -124,7 +124,7 @@ class ObjectFrameReader:
         cols = {}
         for c, name, j in schema:
             v = values[name]
-            v = v.reshape(len(v), -1)[:, j] if v.ndim > 1 else v
+            v = v.reshape(v.shape[0], int(np.prod(v.shape[1:])))[:, j] if v.ndim > 1 else v
             cols[c] = masked_column(np.ascontiguousarray(v), arrays[name])
         index = pd.Index(np.asarray(ids, np.int64), name=INDEX_NAME)
         return pd.DataFrame(cols, index=index) if cols else pd.DataFrame(index=index)
