@@ -27,6 +27,7 @@ from .errors import (
     ZVError,
 )
 from .fragments import read_fragment_index
+from ._xarray import read_zv
 from .store import ZVStore, open_zv
 
 
@@ -49,7 +50,7 @@ def example_store() -> str:
 
 
 __all__ = [
-    "open_zv", "ZVStore", "read_fragment_index", "FragmentIndex", "example_store",
+    "open_zv", "ZVStore", "read_zv", "read_fragment_index", "FragmentIndex", "example_store",
     "ZVError", "StoreNotFoundError", "NotAZVStoreError", "UnsupportedFormatError",
     "MetadataError", "LevelNotFoundError", "ArrayNotFoundError", "QueryError",
     "ChunkMissingError", "ChunkDecodeError", "StoreReadError", "StoreClosedError",

@@ -147,3 +147,56 @@ def objects_frame(reader: LevelReader, arrays, ranges: list):
     with dask.config.set({"dataframe.convert-string": False}):
         return dd.from_map(func, ranges, meta=meta, label=f"zv-objects-level{reader.level.level}",
                            enforce_metadata=False)
+
+
+def decoded_categories(codes, categories, fill_code=None):
+    """A dask array of category values (object dtype) from one of codes."""
+    from ._decode import decode_categories
+
+    cats = tuple(categories)
+    return codes.map_blocks(decode_categories, cats, fill_code, dtype=object)
+
+
+class _ObjectRowsReader:
+    """Picklable: an object-index row range -> the rows of one object-level array
+    (``mask=True``: integer "absent" sentinels become NaN in float64)."""
+
+    def __init__(self, reader: LevelReader, arr, mask: bool):
+        self.reader = reader
+        self.arr = arr
+        self.mask = mask
+
+    def __dask_tokenize__(self):
+        return ("zv_dask._ObjectRowsReader", self.reader.location.token(),
+                self.reader.level.level, self.arr.path, self.mask)
+
+    def __call__(self, rows):
+        from ._objects import absent_sentinel
+
+        start, stop = rows
+        v = self.reader.read_rows(self.arr, start, stop)
+        if self.mask:
+            sentinel = absent_sentinel(self.arr)
+            if sentinel is not None:
+                bad = v == sentinel
+                v = v.astype(np.float64)
+                v[bad] = np.nan
+        return v
+
+
+def object_rows_array(reader: LevelReader, arr, ranges: list, dtype, mask: bool = True):
+    """A dask array of an object-level array, one block per row range (exact shape)."""
+    import dask.array as da
+    from dask.base import tokenize
+    from dask.highlevelgraph import HighLevelGraph
+
+    func = _ObjectRowsReader(reader, arr, mask)
+    trailing = tuple(int(x) for x in arr.shape[1:])
+    if not ranges:
+        return da.zeros((0,) + trailing, dtype=dtype)
+    key = f"zv-{arr.path.replace('/', '-')}-level{reader.level.level}-" + tokenize(func, ranges)
+    tail = (0,) * len(trailing)
+    dsk = {(key, i) + tail: (func, r) for i, r in enumerate(ranges)}
+    chunks = (tuple(b - a for a, b in ranges),) + tuple((w,) for w in trailing)
+    graph = HighLevelGraph.from_collections(key, dsk, dependencies=())
+    return da.Array(graph, key, chunks=chunks, dtype=dtype)
