@@ -7,6 +7,7 @@ what dask tasks call on workers.  It never re-reads or lists metadata.
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import replace
 from typing import Sequence
 
@@ -14,7 +15,7 @@ import numpy as np
 
 from . import _decode as dec
 from ._metadata import ArrayMeta, AttributeInfo, LevelMeta, Presence
-from ._store import StoreLocation, cell_key
+from ._store import StoreLocation, cell_key, is_transient
 from .errors import (ArrayNotFoundError, ChunkDecodeError, ChunkMissingError, StoreReadError,
                      UnsupportedFormatError)
 
@@ -72,11 +73,13 @@ class LevelReader:
         direct = [a for a in arrays if a.access != "zarr"]
         keys = [(a, c) for a in direct for c in coords]
         lv = self.level.level
+        rels = [cell_key(a, lv, c) for a, c in keys]
         try:
-            raws = self.location.get_many([cell_key(a, lv, c) for a, c in keys])
-        except StoreReadError as exc:
-            raise self._err(StoreReadError, exc.message + "; retry, or check the store",
-                            array=",".join(a.path for a in direct)) from None
+            raws = self.location.get_many(rels)
+        except StoreReadError as exc:  # name the array and chunk whose object failed
+            a, c = keys[rels.index(exc.key)] if getattr(exc, "key", None) in rels else (None, None)
+            raise self._err(StoreReadError, exc.message, array=a.path if a else None,
+                            chunk=c) from None
         for (a, c), raw in zip(keys, raws):
             if raw is None:
                 raise self._err(
@@ -101,11 +104,18 @@ class LevelReader:
             return {}
         idx = np.asarray(coords, np.int64) - np.asarray(a.origin, np.int64)
         arr = self.location.zarr_array(a, self.level.level)
-        try:
-            got = arr.get_coordinate_selection(tuple(idx.T))
-        except Exception as exc:
-            raise self._err(StoreReadError, f"zarr failed to read cells: {type(exc).__name__}: "
-                            f"{exc}; retry, or check the store", array=a.path) from None
+        loc = self.location
+        for attempt in range(loc.retries + 1):  # same bounded policy as direct reads
+            try:
+                got = arr.get_coordinate_selection(tuple(idx.T))
+                break
+            except Exception as exc:
+                if not is_transient(exc) or attempt == loc.retries:
+                    raise self._err(
+                        StoreReadError, f"zarr failed to read cells after {attempt + 1} "
+                        f"attempts: {type(exc).__name__}: {exc}; retry, or check the store",
+                        array=a.path, chunk=coords[0] if len(coords) == 1 else None) from None
+                time.sleep(min(loc.retry_backoff * 2 ** attempt, 5.0))
         out = {}
         for c, v in zip(coords, got.ravel()):
             b = b"" if v is None else bytes(v)
@@ -213,6 +223,16 @@ class LevelReader:
             for c, cols in zip(coords, out):
                 cols["fragments"] = self._fragment_index(payloads, c)
         return out
+
+    def fragment_indexes(self, coords: Sequence[tuple]) -> list:
+        """The decoded ``vertex_fragments`` blob of each cell (nothing else fetched)."""
+        lm = self.level
+        if lm.vertex_fragments is None:
+            raise self._err(UnsupportedFormatError, "this level has no vertex_fragments",
+                            array=FRAGMENTS)
+        coords = [tuple(int(x) for x in c) for c in coords]
+        payloads = self.fetch([lm.vertex_fragments], coords)
+        return [self._fragment_index(payloads, c) for c in coords]
 
     def _fragment_index(self, payloads, coord) -> dec.FragmentIndex:
         try:

@@ -30,6 +30,15 @@ LOCAL_SEQUENTIAL_BATCH = 128
 _MISSING_ERRORS = (FileNotFoundError, IsADirectoryError, NotADirectoryError, KeyError)
 
 
+def _scrub(text: str, options: Mapping) -> str:
+    """Remove any credential value from a message."""
+    for k, v in options.items():
+        if isinstance(v, str) and len(v) >= 4 and any(
+                w in k.lower() for w in ("key", "secret", "token", "password", "credential")):
+            text = text.replace(v, "***")
+    return text
+
+
 def display_url(path_or_url: str) -> str:
     """The URL without any ``user:password@`` part (safe for messages and reprs)."""
     s = str(path_or_url)
@@ -38,6 +47,38 @@ def display_url(path_or_url: str) -> str:
     parts = urlsplit(s)
     netloc = parts.netloc.rsplit("@", 1)[-1]
     return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def _fs_options(spec: str, options: Mapping) -> dict:
+    """Storage options with our defaults for object stores.
+
+    s3fs: ``max_concurrency=1`` (otherwise it sends a HEAD before every GET to decide on
+    ranged reads) and no botocore retries (s3fs's own are set to one attempt when the
+    filesystem is made), because zv_dask retries transient failures itself, with a
+    bounded number of attempts (see ``get_many``).
+    """
+    import fsspec
+
+    opts = dict(options)
+    protocol = fsspec.core.split_protocol(spec)[0]
+    if protocol in ("s3", "s3a"):
+        opts.setdefault("max_concurrency", 1)
+        config = dict(opts.get("config_kwargs") or {})
+        config.setdefault("retries", {"total_max_attempts": 1, "mode": "standard"})
+        opts["config_kwargs"] = config
+    return opts
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Worth retrying: timeouts, resets, 5xx/throttling (s3fs maps those to OSError)."""
+    import asyncio
+
+    if isinstance(exc, (PermissionError, FileNotFoundError, IsADirectoryError,
+                        NotADirectoryError, KeyError, ValueError, TypeError)):
+        return False
+    if isinstance(exc, (TimeoutError, ConnectionError, asyncio.TimeoutError, OSError)):
+        return True
+    return type(exc).__module__.split(".")[0] in ("aiohttp", "botocore", "urllib3", "http")
 
 
 class StoreLocation:
@@ -50,12 +91,15 @@ class StoreLocation:
     'memory://demo.zarrvectors'
     """
 
-    def __init__(self, path_or_url, storage_options: Mapping | None = None, n_workers: int | None = None):
+    def __init__(self, path_or_url, storage_options: Mapping | None = None,
+                 n_workers: int | None = None, retries: int = 4, retry_backoff: float = 0.2):
         s = os.fspath(path_or_url) if not isinstance(path_or_url, str) else path_or_url
         self._spec = s.rstrip("/") or s
         self._options = dict(storage_options or {})
         self.url = display_url(self._spec)
         self.n_workers = int(n_workers) if n_workers else 8
+        self.retries = max(0, int(retries))
+        self.retry_backoff = max(0.0, float(retry_backoff))
         self._fs = None
         self._root = None
         self._local = False
@@ -68,7 +112,8 @@ class StoreLocation:
 
     def __reduce__(self):
         # unpickling returns the process-wide instance: a worker opens each store once
-        return (_shared_location, (self._spec, self._options, self.n_workers))
+        return (_shared_location, (self._spec, self._options, self.n_workers, self.retries,
+                                   self.retry_backoff))
 
     def token(self) -> str:
         """A credential-free identity for task keys and process caches."""
@@ -84,13 +129,15 @@ class StoreLocation:
             from fsspec.implementations.local import LocalFileSystem
 
             try:
-                fs, root = fsspec.core.url_to_fs(self._spec, **self._options)
+                fs, root = fsspec.core.url_to_fs(self._spec, **_fs_options(self._spec, self._options))
             except (ImportError, ValueError) as exc:
                 raise StoreNotFoundError(
                     f"cannot open this URL: {exc}. Install the filesystem package for the "
                     "protocol (e.g. `pip install zv_dask[s3]` for s3://) or check the URL",
                     store=self.url,
                 ) from None
+            if type(fs).__module__.startswith("s3fs") and hasattr(fs, "retries"):
+                fs.retries = 1  # one attempt inside s3fs: the retry policy is ours
             self._root = root.rstrip("/")
             self._local = type(fs) is LocalFileSystem  # subclasses (wrappers) keep their hooks
             self._fs = fs
@@ -123,6 +170,7 @@ class StoreLocation:
     # -- reads ----------------------------------------------------------------------------
 
     def _get_one(self, rel: str):
+        """One object's bytes, ``None`` if missing; other failures are returned, not raised."""
         path = self._full(rel)
         try:
             if self._local:
@@ -131,32 +179,67 @@ class StoreLocation:
             return self.fs.cat_file(path)
         except _MISSING_ERRORS:
             return None
-        except Exception as exc:
-            raise StoreReadError(f"reading {rel!r} failed: {type(exc).__name__}: {exc}",
-                                 store=self.url) from None
+        except Exception as exc:  # classified by get_many
+            return exc
 
-    def get_many(self, rels: Sequence[str]) -> list:
-        """Fetch many objects concurrently; ``None`` for each one that does not exist."""
-        self._ensure()
-        rels = list(rels)
+    def _fetch_batch(self, rels: list) -> list:
         # local files: threads cost more than they save unless the batch is large
         if len(rels) <= 1 or (self._local and len(rels) <= LOCAL_SEQUENTIAL_BATCH):
             return [self._get_one(r) for r in rels]
         if getattr(self.fs, "async_impl", False):
             paths = [self._full(r) for r in rels]
-            got = self.fs.cat(paths, on_error="return", batch_size=max(self.n_workers, 1) * 4)
-            out = []
-            for rel, p in zip(rels, paths):
-                v = got.get(p)
-                if isinstance(v, _MISSING_ERRORS):
-                    out.append(None)
-                elif isinstance(v, BaseException):
-                    raise StoreReadError(f"reading {rel!r} failed: {type(v).__name__}: {v}",
-                                         store=self.url)
-                else:
-                    out.append(v)
-            return out
+            try:
+                got = self.fs.cat(paths, on_error="return", batch_size=max(self.n_workers, 1) * 4)
+            except Exception as exc:  # the whole batch failed (e.g. connection refused)
+                return [exc] * len(rels)
+            if not isinstance(got, dict):  # a single path comes back bare
+                got = {paths[0]: got}
+            return [None if isinstance(got.get(p), _MISSING_ERRORS) else got.get(p) for p in paths]
         return list(self._executor().map(self._get_one, rels))
+
+    def get_many(self, rels: Sequence[str]) -> list:
+        """Fetch many objects concurrently; ``None`` for each one that does not exist.
+
+        Transient failures (timeouts, resets, 5xx, throttling) are retried up to
+        ``retries`` times with exponential backoff; what still fails raises
+        :class:`StoreReadError` whose ``key`` attribute names the object.  Never returns
+        a partial result.
+        """
+        import random
+        import time
+
+        self._ensure()
+        rels = list(rels)
+        out: list = [None] * len(rels)
+        pending = list(range(len(rels)))
+        for attempt in range(self.retries + 1):
+            results = self._fetch_batch([rels[i] for i in pending])
+            failed = []
+            for i, r in zip(pending, results):
+                if isinstance(r, BaseException):
+                    if not is_transient(r) or attempt == self.retries:
+                        raise self._read_error(rels[i], r, attempt + 1)
+                    failed.append(i)
+                else:
+                    out[i] = r
+            if not failed:
+                return out
+            pending = failed
+            delay = min(self.retry_backoff * 2 ** attempt, 5.0)
+            time.sleep(delay * (0.5 + random.random()))
+        return out  # pragma: no cover - the loop returns or raises
+
+    def _read_error(self, rel: str, exc: BaseException, attempts: int) -> StoreReadError:
+        if isinstance(exc, PermissionError):
+            hint = "access denied: check the credentials in storage_options"
+        elif is_transient(exc):
+            hint = f"still failing after {attempts} attempts; retry later or raise retries="
+        else:
+            hint = "check the store and the storage_options"
+        err = StoreReadError(f"reading {rel!r} failed ({type(exc).__name__}: "
+                             f"{_scrub(str(exc), self._options)}); {hint}", store=self.url)
+        err.key = rel
+        return err
 
     def sizes(self, rels: Sequence[str]) -> list:
         """Object sizes in bytes (``None`` when missing): a stat locally, a HEAD remotely."""
@@ -192,13 +275,19 @@ class StoreLocation:
 
     def list_dirs(self, rel: str) -> list[str]:
         """Names of the sub-folders (zarr child nodes) of ``rel``."""
+        import time
+
         path = self._full(rel)
-        try:
-            entries = self.fs.ls(path, detail=True)
-        except _MISSING_ERRORS:
-            return []
-        except Exception as exc:
-            raise StoreReadError(f"listing {rel!r} failed: {exc}", store=self.url) from None
+        for attempt in range(self.retries + 1):
+            try:
+                entries = self.fs.ls(path, detail=True)
+                break
+            except _MISSING_ERRORS:
+                return []
+            except Exception as exc:
+                if not is_transient(exc) or attempt == self.retries:
+                    raise self._read_error(rel + "/", exc, attempt + 1) from None
+                time.sleep(min(self.retry_backoff * 2 ** attempt, 5.0))
         names = []
         for e in entries:
             if e.get("type") == "directory":
@@ -235,7 +324,8 @@ class StoreLocation:
                     from zarr.storage import FsspecStore
 
                     self._zarr_store = FsspecStore.from_url(
-                        self._spec, storage_options=dict(self._options) or None, read_only=True)
+                        self._spec, storage_options=_fs_options(self._spec, self._options) or None,
+                        read_only=True)
             return self._zarr_store
 
     def zarr_array(self, arr: M.ArrayMeta, level: int):
@@ -256,22 +346,42 @@ _SHARED: dict = {}
 _SHARED_LOCK = threading.Lock()
 
 
-def _shared_location(spec, options, n_workers) -> StoreLocation:
+def _shared_location(spec, options, n_workers, retries=4, retry_backoff=0.2) -> StoreLocation:
     from dask.base import tokenize
 
-    key = tokenize(spec, sorted(options.items(), key=lambda kv: kv[0]), n_workers)
+    key = tokenize(spec, sorted(options.items(), key=lambda kv: kv[0]), n_workers, retries,
+                   retry_backoff)
     with _SHARED_LOCK:
         loc = _SHARED.get(key)
         if loc is None:
-            loc = _SHARED[key] = StoreLocation(spec, options, n_workers)
+            loc = _SHARED[key] = StoreLocation(spec, options, n_workers, retries, retry_backoff)
         return loc
 
 
 # --------------------------------------------------------------------------- metadata
 
 
+class _Consolidated:
+    """zarr v3 consolidated metadata in the root document: no further request at all."""
+
+    def __init__(self, cm: Mapping):
+        self.docs = {k.strip("/"): v for k, v in (cm.get("metadata") or {}).items()}
+
+    def read_jsons(self, rels):
+        return [self.docs.get(r[: -len("/zarr.json")]) for r in rels]
+
+    def list_dirs(self, rel: str) -> list[str]:
+        pre = rel.strip("/") + "/"
+        return sorted({k[len(pre):].split("/")[0] for k in self.docs if k.startswith(pre)})
+
+
 def read_metadata(loc: StoreLocation) -> M.StoreMeta:
-    """Read the ``zarr.json`` documents of a store and parse them (no chunk data)."""
+    """Read the ``zarr.json`` documents of a store and parse them (no chunk data).
+
+    Requests: the root document; then, unless it holds consolidated metadata, the level
+    documents, one listing per level group and per attribute family (attribute names
+    are recorded nowhere else), and the array documents, each batch concurrently.
+    """
     name = loc.url
     root_doc = loc.read_json("zarr.json")
     if root_doc is None:
@@ -282,10 +392,11 @@ def read_metadata(loc: StoreLocation) -> M.StoreMeta:
                 store=name,
             )
     root = M.parse_root(root_doc, name)
+    cm = root_doc.get("consolidated_metadata")
+    src = _Consolidated(cm) if isinstance(cm, Mapping) and cm.get("metadata") else loc
     levels = [int(n) for n in root.level_names]
-    level_docs = loc.read_jsons([f"{lv}/zarr.json" for lv in levels])
-    listings = list(loc._executor().map(loc.list_dirs, [str(lv) for lv in levels])) \
-        if len(levels) > 1 else [loc.list_dirs(str(levels[0]))]
+    level_docs = src.read_jsons([f"{lv}/zarr.json" for lv in levels])
+    listings = _map(loc, src.list_dirs, [str(lv) for lv in levels])
     wanted: list[str] = []
     per_level: dict[int, list[str]] = {}
     sub_lists = []
@@ -305,17 +416,16 @@ def read_metadata(loc: StoreLocation) -> M.StoreMeta:
             paths.append("geometry_index")
         for family in ("vertex_attributes", "object_attributes"):
             if family in children:
-                sub_lists.append((lv, family))
+                sub_lists.append(f"{lv}/{family}")
         if "object_index" in children:
             paths += ["object_index", "object_index/manifests", "object_index/object_ids"]
         per_level[lv] = paths
-    subs = list(loc._executor().map(lambda t: loc.list_dirs(f"{t[0]}/{t[1]}"), sub_lists)) \
-        if sub_lists else []
-    for (lv, family), names in zip(sub_lists, subs):
-        per_level[lv] += [f"{family}/{n}" for n in names]
+    for rel, names in zip(sub_lists, _map(loc, src.list_dirs, sub_lists)):
+        lv, family = rel.split("/", 1)
+        per_level[int(lv)] += [f"{family}/{n}" for n in names]
     for lv in levels:
         wanted += [f"{lv}/{p}/zarr.json" for p in per_level[lv]]
-    docs = dict(zip(wanted, loc.read_jsons(wanted)))
+    docs = dict(zip(wanted, src.read_jsons(wanted)))
     parsed = {}
     for lv, doc in zip(levels, level_docs):
         lattrs = M.parse_level_attrs(doc, lv, name)
@@ -342,6 +452,13 @@ def read_metadata(loc: StoreLocation) -> M.StoreMeta:
             presence=presence, object_index_attrs=oi_attrs,
         )
     return M.build_store(name, root, parsed)
+
+
+def _map(loc: StoreLocation, fn, items: list) -> list:
+    """``fn`` over items, concurrently when there are several (listings are round trips)."""
+    if len(items) <= 1:
+        return [fn(x) for x in items]
+    return list(loc._executor().map(fn, items))
 
 
 def _list_presence(loc: StoreLocation, arr: M.ArrayMeta, name: str, lv: int) -> M.Presence:

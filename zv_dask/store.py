@@ -23,7 +23,8 @@ from .errors import (
 )
 
 
-def open_zv(path_or_url, *, storage_options=None, cache_size: int = 128, n_workers=None) -> "ZVStore":
+def open_zv(path_or_url, *, storage_options=None, cache_size: int = 128, n_workers=None,
+            retries: int = 4, retry_backoff: float = 0.2) -> "ZVStore":
     """Open a Zarr Vectors store; reads the ``zarr.json`` documents only.
 
     Parameters
@@ -37,6 +38,10 @@ def open_zv(path_or_url, *, storage_options=None, cache_size: int = 128, n_worke
         Number of decoded chunks kept in an LRU cache (0 disables it).
     n_workers : int, optional
         Parallel chunk fetches for :meth:`ZVStore.read` (default 8).
+    retries, retry_backoff : int, float
+        Transient store failures (timeouts, resets, HTTP 5xx, throttling) are retried
+        up to ``retries`` times, waiting about ``retry_backoff * 2**attempt`` seconds;
+        then the read fails with :class:`StoreReadError` naming the chunk.
 
     Returns
     -------
@@ -53,7 +58,7 @@ def open_zv(path_or_url, *, storage_options=None, cache_size: int = 128, n_worke
         raise QueryError(f"cache_size must be a non-negative integer, got {cache_size!r}")
     if n_workers is not None and int(n_workers) < 1:
         raise QueryError(f"n_workers must be >= 1, got {n_workers!r}")
-    loc = StoreLocation(path_or_url, storage_options, n_workers)
+    loc = StoreLocation(path_or_url, storage_options, n_workers, retries, retry_backoff)
     meta = read_metadata(loc)
     return ZVStore(loc, meta, cache_size=int(cache_size))
 
@@ -702,6 +707,167 @@ class ZVStore:
             for i, cols in zip(rest, cells):
                 out[i] = len(clip_columns({"positions": cols["positions"]}, plan.bbox)["positions"])
         return out
+
+    def _link_family(self, level: int):
+        """``links/0`` metadata of a level (documents and listings; cached)."""
+        from . import _links
+
+        key = ("links", level)
+        with self._lock:
+            hit = self._cache.get(key)
+        if hit is None:
+            hit = (_links.load_family(self._loc, self._meta.levels[level], self.url),)
+            with self._lock:
+                self._cache[key] = hit
+        return hit[0]
+
+    def _row_starts(self, level: int):
+        """First level-wide row of every non-empty cell (from blob sizes when raw)."""
+        from . import _links
+
+        lm = self._meta.levels[level]
+        plan = self._plan(level, None, None, [], object_ids=False)
+        return _links.RowStarts(lm.presence.shape, lm.presence.origin, lm.presence.linear,
+                                self._cell_lengths(plan))
+
+    def _connectivity(self, level, kinds: tuple, what: str):
+        lm = self._level(level)
+        geom = self.geometry_type
+        if geom not in kinds:
+            hint = "faces()" if geom == "mesh" else "edges()" if geom in ("graph", "skeleton") \
+                else "read_objects() (polylines are their vertices in order)"
+            raise QueryError(f"{what} is for {' and '.join(kinds)} stores; this store holds "
+                             f"{geom!r}: use {hint}", store=self.url, level=lm.level)
+        family = self._link_family(lm.level)
+        coarse = lm.attrs.get("coarsening_method", "none") not in (None, "none")
+        if family is None and coarse:
+            raise ArrayNotFoundError(
+                "this pyramid level has no links/0: coarse levels are metavertex clouds "
+                "without edges or faces (use level 0)", store=self.url, level=lm.level,
+                array="links/0")
+        return lm, family
+
+    def edges(self, level: int = 0, bbox=None, attributes=None):
+        """Edges of a graph or skeleton as a lazy dask DataFrame.
+
+        Columns ``source`` and ``target`` are global vertex ids: the row positions of
+        :meth:`read` at that level without a bbox (cumulative rows over chunks in
+        numeric row-major order).  Graphs: every ``links/0`` record once, in the input
+        endpoint order (restored from the stored permutation), one partition per
+        chunk holding records, plus one column per link attribute
+        (``link_attributes/<name>``; ``name_0...`` for C columns).  Skeletons: one
+        row per child, ``source`` = child and ``target`` = parent (implicit parent =
+        previous row within a fragment, overridden by explicit records), one
+        partition per vertex chunk (no link attributes).  Edge order differs from
+        zarr-vectors' (which enumerates chunks as strings); compare as sets.
+
+        Building it reads ``zarr.json`` documents and lists the ``links`` groups;
+        global ids need each chunk's row count, taken from the vertex blob sizes
+        (compressed vertex chunks are read and counted once).
+
+        Parameters
+        ----------
+        level : int
+            Resolution level (coarse pyramid levels have no edges).
+        bbox : (lo, hi), optional
+            Keep edges whose two endpoints lie in the closed box (the vertex chunks
+            of those endpoints are read to check); ids stay level-wide.
+        attributes : list of str, optional
+            Link attributes (graphs); ``None`` all, ``[]`` none.
+
+        Returns
+        -------
+        dask.dataframe.DataFrame
+
+        Examples
+        --------
+        >>> import zv_dask
+        >>> s = zv_dask.open_zv("graph.zarrvectors")                  # doctest: +SKIP
+        >>> e = s.edges().compute()                                   # doctest: +SKIP
+        >>> p = s.read()["positions"]                                 # doctest: +SKIP
+        >>> seg = p[e.target.to_numpy()] - p[e.source.to_numpy()]     # doctest: +SKIP
+        """
+        from . import _graph, _links
+
+        lm, family = self._connectivity(level, ("graph", "skeleton"), "edges()")
+        box = _plan.normalize_bbox(bbox, self.spatial_dims, self.url)
+        kind = "skeleton" if self.geometry_type == "skeleton" else "graph"
+        if family is None:  # level 0 without records: an empty family
+            family = _links.LinkFamily(lm.level, 2, False, ())
+        known = dict(family.attributes) if kind == "graph" else {}
+        if attributes is None:
+            names = sorted(known)
+        else:
+            names = [attributes] if isinstance(attributes, str) else list(attributes)
+            bad = [n for n in names if n not in known]
+            if bad:
+                raise ArrayNotFoundError(f"no link attribute {bad[0]!r}; available: "
+                                         f"{sorted(known)}", store=self.url, level=lm.level,
+                                         array=f"link_attributes/{bad[0]}")
+        widths = {n: self._link_width(family, n) for n in names}
+        func = _links.LinkReader(self._reader(lm.level), family, self._row_starts(lm.level),
+                                 kind, box, names, widths)
+        if kind == "skeleton":
+            coords = self._plan(lm.level, box, None, [], object_ids=False).cells
+        else:
+            coords = family.source_cells()
+            coords = coords[_links.cells_in_bbox(coords, lm, box)]
+        return _graph.edges_frame(func, coords.tolist(), lm.level)
+
+    def _link_width(self, family, name: str) -> int:
+        """Columns of a link attribute: row_shape, or (when the writer left it empty)
+        value bytes / record count of one chunk, from the blob sizes."""
+        from ._store import cell_key
+
+        segs = family.attributes[name]
+        first = next(iter(segs.values()))
+        rs = first.attrs.get("row_shape") or []
+        if rs:
+            return int(np.prod(rs))
+        for lk in family.arrays:
+            am = segs.get(lk.segment)
+            if am is None or not lk.cells or am.access != "plain" or lk.arr.access != "plain":
+                continue
+            c = min(lk.cells)
+            nl, na = self._loc.sizes([cell_key(lk.arr, family.level, c),
+                                      cell_key(am, family.level, c)])
+            if not nl or not na:
+                continue
+            rec = 8 * (lk.width + int(lk.has_perm))
+            body = nl - 8 - (0 if lk.intra else 16)  # ragged: K=1 and one offset
+            if body > 0 and body % rec == 0 and ((na - 8) // am.dtype.itemsize) % (body // rec) == 0:
+                return ((na - 8) // am.dtype.itemsize) // (body // rec)
+        return 1
+
+    def faces(self, level: int = 0, bbox=None):
+        """Mesh faces as a lazy (M, L) int64 dask array of global vertex ids.
+
+        Each face's stored winding is restored (the Lehmer-coded permutation of
+        cross-chunk records); vertex ids are the row positions of :meth:`read` at
+        that level.  One block per chunk holding face records; block lengths are
+        unknown until computed (``np.asarray(store.faces())`` or
+        ``.compute_chunk_sizes()``).  ``bbox`` keeps faces whose vertices all lie in
+        the closed box.  Building it reads metadata only (see :meth:`edges`).
+
+        Examples
+        --------
+        >>> import zv_dask
+        >>> s = zv_dask.open_zv("mesh.zarrvectors")                   # doctest: +SKIP
+        >>> f = s.faces().compute()                                   # doctest: +SKIP
+        >>> f.shape[1]                                                # doctest: +SKIP
+        3
+        """
+        from . import _graph, _links
+
+        lm, family = self._connectivity(level, ("mesh",), "faces()")
+        box = _plan.normalize_bbox(bbox, self.spatial_dims, self.url)
+        if family is None:
+            family = _links.LinkFamily(lm.level, 3, False, ())
+        func = _links.LinkReader(self._reader(lm.level), family, self._row_starts(lm.level),
+                                 "mesh", box)
+        coords = family.source_cells()
+        coords = coords[_links.cells_in_bbox(coords, lm, box)]
+        return _graph.faces_array(func, coords.tolist(), family.link_width)
 
     # -- statistics (see zv_dask.stats) ----------------------------------------------------
 
