@@ -274,3 +274,91 @@ def test_dataframe_restricted_to_objects(store_path, counting, level):
     d2 = s.to_dask_dataframe(level=level, object_ids=ids, bbox=box).compute()
     np.testing.assert_array_equal(d2[["x", "y", "z"]].to_numpy(),
                                   df[["x", "y", "z"]].to_numpy()[df["x"].to_numpy() <= 1000])
+
+
+# --------------------------------------------------------------------------- edges, faces
+
+
+def _pairs(a):
+    return set(map(tuple, np.asarray(a).tolist()))
+
+
+@pytest.mark.parametrize("name", ["web_graph", "tree_skeleton"])
+def test_edges_equal_read_graph(store_path, counting, name):
+    from zarr_vectors.types.graphs import read_graph
+
+    path = store_path(name)
+    s = zv_dask.open_zv("zvcount://" + path)
+    counting.clear()
+    ddf = s.edges()
+    assert not [p for op, p in counting if op == "get" and not p.endswith("zarr.json")]
+    e = ddf.compute()
+    ref = read_graph(path)
+    pos = s.read()["positions"]
+    np.testing.assert_array_equal(ref["positions"], pos)  # same global vertex numbering
+    got = e[["source", "target"]].to_numpy()
+    assert len(got) == len(ref["edges"]) and _pairs(got) == _pairs(ref["edges"])  # ordered pairs
+    if name == "web_graph":
+        # link attribute: the writer's input was |p[a] - p[b]| for every edge
+        d = np.linalg.norm(pos[got[:, 0]] - pos[got[:, 1]], axis=1).astype(np.float32)
+        np.testing.assert_allclose(e["length"].to_numpy(), d, rtol=1e-6)
+        assert list(s.edges(attributes=[]).columns) == ["source", "target"]
+        assert ddf.npartitions < len(s.chunks(0)) * 2
+    else:
+        # a tree: every vertex but one root per object is a child exactly once
+        assert len(np.unique(got[:, 0])) == len(got) == s.vertex_count(0) - 2
+    # bbox: edges with both endpoints inside, same ids
+    box = ([300, 300, 300], [1300, 1500, 1400])
+    eb = s.edges(bbox=box).compute()[["source", "target"]].to_numpy()
+    inside = np.all((pos >= box[0]) & (pos <= box[1]), axis=1)
+    want = got[inside[got[:, 0]] & inside[got[:, 1]]]
+    assert len(eb) == len(want) > 0 and _pairs(eb) == _pairs(want)
+
+
+def test_edges_with_object_membership(store_path):
+    # edges of one graph component join vertices of that object only
+    s = zv_dask.open_zv(store_path("web_graph"))
+    e = s.edges().compute()
+    owner = s.read()["object_ids"]
+    assert (owner[e.source.to_numpy()] == owner[e.target.to_numpy()]).all()
+    r = s.read_objects([7], attributes=["degree"])
+    ids7 = np.flatnonzero(owner == 7)
+    np.testing.assert_array_equal(r["positions"], s.read()["positions"][ids7])
+    deg = np.bincount(e[["source", "target"]].to_numpy().ravel(), minlength=len(owner))
+    np.testing.assert_array_equal(r["attributes"]["degree"], deg[ids7])
+
+
+def test_faces_equal_read_mesh_with_winding(store_path, counting):
+    from zarr_vectors.types.meshes import read_mesh
+
+    path = store_path("tri_mesh")
+    s = zv_dask.open_zv("zvcount://" + path)
+    counting.clear()
+    f = s.faces()
+    assert not [p for op, p in counting if op == "get" and not p.endswith("zarr.json")]
+    f = f.compute()
+    ref = read_mesh(path)
+    np.testing.assert_array_equal(ref["vertices"], s.read()["positions"])
+    assert f.shape == ref["faces"].shape and _pairs(f) == _pairs(ref["faces"])
+    # winding: every face's normal points out of its sphere (the input was built so)
+    pos = s.read()["positions"].astype(np.float64)
+    owner = s.read()["object_ids"]
+    centers = {o: pos[owner == o].mean(0) for o in np.unique(owner)}
+    n = np.cross(pos[f[:, 1]] - pos[f[:, 0]], pos[f[:, 2]] - pos[f[:, 0]])
+    out = pos[f].mean(1) - np.stack([centers[o] for o in owner[f[:, 0]]])
+    sign = np.sign((n * out).sum(1))
+    assert len(np.unique(sign)) == 1  # one consistent orientation, as written
+    # faces of one object use that object's vertices only
+    assert (owner[f] == owner[f[:, :1]]).all()
+
+
+def test_connectivity_refusals(store_path):
+    g = zv_dask.open_zv(store_path("web_graph"))
+    with pytest.raises(zv_dask.QueryError, match="edges"):
+        g.faces()
+    with pytest.raises(zv_dask.ArrayNotFoundError):
+        g.edges(level=1)  # pyramid level: a metavertex cloud
+    with pytest.raises(zv_dask.ArrayNotFoundError):
+        g.edges(attributes=["nope"])
+    with pytest.raises(zv_dask.QueryError, match="read_objects"):
+        zv_dask.open_zv(store_path("streamlines")).edges()

@@ -200,3 +200,32 @@ def object_rows_array(reader: LevelReader, arr, ranges: list, dtype, mask: bool 
     chunks = (tuple(b - a for a, b in ranges),) + tuple((w,) for w in trailing)
     graph = HighLevelGraph.from_collections(key, dsk, dependencies=())
     return da.Array(graph, key, chunks=chunks, dtype=dtype)
+
+
+def edges_frame(func, coords: list, level: int):
+    """A dask DataFrame of edges, one partition per cell (``func`` a LinkReader)."""
+    import dask
+    import dask.dataframe as dd
+
+    meta = func.meta()
+    if not coords:
+        return dd.from_pandas(meta, npartitions=1)
+    specs = [tuple(int(x) for x in c) for c in coords]
+    with dask.config.set({"dataframe.convert-string": False}):
+        return dd.from_map(func, specs, meta=meta, label=f"zv-edges-level{level}",
+                           enforce_metadata=False)
+
+
+def faces_array(func, coords: list, width: int):
+    """A dask array (M, width) of faces, one block per source cell (lengths unknown)."""
+    import dask.array as da
+    from dask.base import tokenize
+    from dask.highlevelgraph import HighLevelGraph
+
+    specs = [tuple(int(x) for x in c) for c in coords]
+    if not specs:
+        return da.zeros((0, width), dtype=np.int64, chunks=((0,), (width,)))
+    key = f"zv-faces-level{func.family.level}-" + tokenize(func, specs)
+    dsk = {(key, i, 0): (func, c) for i, c in enumerate(specs)}
+    graph = HighLevelGraph.from_collections(key, dsk, dependencies=())
+    return da.Array(graph, key, chunks=((float("nan"),) * len(specs), (width,)), dtype=np.int64)
