@@ -191,7 +191,8 @@ def test_export_bbox_columns_partition_index(store_path, tmp_path):
 
     index = json.loads((out / "_zv_partitions.json").read_text())
     table = store.partitions(bbox=(lo, hi))
-    assert index["level"] == 0 and index["bbox"] == [lo, hi] and len(index["partitions"]) == len(table)
+    assert index["level"] == 0 and index["bbox"] == [lo, hi]
+    assert len(index["partitions"]) == len(table)
     for i, part in enumerate(index["partitions"]):
         assert tuple(part["chunk"]) == table.iloc[i]["chunk"]
         df = pq.read_table(out / part["file"]).to_pandas()
@@ -216,6 +217,21 @@ def test_export_level_with_object_ids_and_overwrite(store_path, tmp_path):
     got = dd.read_parquet(str(out)).compute().reset_index(drop=True)
     frames_equal(got, store.to_dask_dataframe(level=1).compute().reset_index(drop=True))
     assert "object_id" in got.columns and len(list(out.glob("*.parquet"))) == len(store.chunks(1))
+
+
+def test_export_of_an_empty_box_keeps_the_schema(tmp_path, capsys):
+    import dask.dataframe as dd
+
+    from zv_dask.cli import main
+
+    out = tmp_path / "empty"
+    assert main(["export", zv_dask.example_store(), str(out), "--bbox", "5000", "5000", "5000",
+                 "6000", "6000", "6000", "--columns", "x", "label"]) == 0
+    assert "wrote 1 Parquet file " in capsys.readouterr().out
+    got = dd.read_parquet(str(out)).compute()
+    assert len(got) == 0 and list(got.columns) == ["x", "label"]
+    index = json.loads((out / "_zv_partitions.json").read_text())
+    assert index["partitions"] == [{"file": "part.000000.parquet", "chunk": None}]
 
 
 # --------------------------------------------------------------------------- bad input

@@ -210,7 +210,8 @@ output layout:
       in file order, each file's "file" name, its chunk coordinate "chunk" and
       the chunk's box "x_min", "x_max", "y_min", ... (half-open, in store
       coordinates; every row of the file lies inside it).  The leading "_"
-      keeps Parquet readers from taking it for data.
+      keeps Parquet readers from taking it for data.  When no chunk touches the
+      bbox, one empty file keeps the schema and its "chunk" is null.
 
 examples:
   zv-dask export cells.zarrvectors out_dir
