@@ -40,6 +40,8 @@ def test_describe_equals_numpy(store_path, name, level):
                 cols[k] = v
     if "object_ids" in full:
         cols["object_id"] = full["object_ids"]
+    if "owner_count" in full:
+        cols["owner_count"] = full["owner_count"]
     assert set(table.columns) == set(cols)
     _check_table(table, cols)
 

@@ -128,24 +128,36 @@ def partial_moments(df: pd.DataFrame, columns=None) -> pd.DataFrame:
             out[i] = (n, total, mean, _sum_sq_dev(v, mean), float(v.min()), float(v.max()))
         else:
             out[i] = (0, 0.0, 0.0, 0.0, np.inf, -np.inf)
-    return pd.DataFrame(out, index=pd.Index(cols, name="column"), columns=PARTIAL_FIELDS)
+    return _partials_frame(out, cols)
+
+
+_FIELDS_INDEX = pd.Index(PARTIAL_FIELDS, dtype=object)
+
+
+def _partials_frame(values: np.ndarray, names) -> pd.DataFrame:
+    # object-dtype indexes: pandas' default string inference costs more than the maths
+    return pd.DataFrame(values, index=pd.Index(list(names), dtype=object, name="column"),
+                        columns=_FIELDS_INDEX, copy=False)
 
 
 def merge_moments(parts: pd.DataFrame) -> pd.DataFrame:
-    """Merge stacked partials (same column may appear many times) into one row each."""
-    rows = []
-    names = list(dict.fromkeys(parts.index))
-    for name in names:
-        p = parts.loc[[name]]
-        n = p["n"].to_numpy()
-        total = n.sum()
-        if total:
-            mean = float((n * p["mean"].to_numpy()).sum() / total)
-            m2 = float(p["m2"].sum() + (n * (p["mean"].to_numpy() - mean) ** 2).sum())
-        else:
-            mean, m2 = 0.0, 0.0
-        rows.append((total, p["sum"].sum(), mean, m2, p["min"].min(), p["max"].max()))
-    return pd.DataFrame(rows, index=pd.Index(names, name="column"), columns=PARTIAL_FIELDS)
+    """Merge stacked partials (the same column may appear many times) into one row each:
+    ``n = sum n_i``, ``mean = sum n_i mean_i / n``, ``M2 = sum M2_i + sum n_i (mean_i - mean)^2``."""
+    codes, names = pd.factorize(parts.index)
+    k = len(names)
+    n_i = parts["n"].to_numpy()
+    mean_i = parts["mean"].to_numpy()
+    n = np.bincount(codes, weights=n_i, minlength=k)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(n > 0, np.bincount(codes, weights=n_i * mean_i, minlength=k) / n, 0.0)
+    dev = n_i * (mean_i - mean[codes]) ** 2
+    m2 = np.bincount(codes, weights=parts["m2"].to_numpy() + dev, minlength=k)
+    total = np.bincount(codes, weights=parts["sum"].to_numpy(), minlength=k)
+    lo = np.full(k, np.inf)
+    hi = np.full(k, -np.inf)
+    np.minimum.at(lo, codes, parts["min"].to_numpy())
+    np.maximum.at(hi, codes, parts["max"].to_numpy())
+    return _partials_frame(np.stack([n, total, mean, m2, lo, hi], axis=1), names)
 
 
 def finalize_moments(merged: pd.DataFrame) -> pd.DataFrame:
