@@ -202,7 +202,7 @@ def selection_by_cell(manifests: list, ids: np.ndarray) -> dict:
 
 
 def gather(reader: LevelReader, manifests: list, ids: np.ndarray, attributes, owner_count: bool,
-           ndim: int) -> dict:
+           ndim: int, widths: dict | None = None) -> dict:
     """Fetch the cells the objects live in (one batch) and reassemble each object's
     vertices in manifest order.  Returns ``object_ids``, ``offsets``, ``positions``,
     ``attributes`` (and ``owner_count`` when asked)."""
@@ -274,7 +274,8 @@ def gather(reader: LevelReader, manifests: list, ids: np.ndarray, attributes, ow
            "positions": column("positions", np.zeros((0, D), lm.vertices.dtype))}
     values = {}
     for a in attrs:
-        empty = np.zeros((0,) if a.width == 1 else (0, a.width),
+        w = (widths or {}).get(a.name, a.width)
+        empty = np.zeros((0,) if w == 1 else (0, w),
                          np.int64 if a.is_categorical else a.dtype)
         values[a.name] = column(a.name, empty)
     out["attributes"] = decode_categorical_columns(values, attrs)

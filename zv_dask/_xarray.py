@@ -98,11 +98,11 @@ def read_zv(path_or_url, level=None, bbox=None, target_resolution=None, attribut
     Examples
     --------
     >>> import zv_dask
-    >>> ds = zv_dask.read_zv(zv_dask.example_store(), level=1)
+    >>> ds = zv_dask.read_zv(zv_dask.example_store(), level=0)
     >>> ds.positions.dims, ds.sizes["vertex"] == ds.attrs["level_vertex_count"]
     (('vertex', 'axis'), True)
-    >>> float(ds.intensity.isel(vertex=slice(0, 10)).mean()) >= 0
-    True
+    >>> ds.intensity.isel(vertex=slice(0, 10)).shape
+    (10,)
     """
     store = _store(path_or_url, storage_options)
     if objects:

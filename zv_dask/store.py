@@ -327,7 +327,8 @@ class ZVStore:
 
     def iter_chunks(self, level: int = 0, bbox=None, prefetch: int = 0, n_workers=None,
                     attributes=None) -> Iterator:
-        """Yield ``(chunk_coord, {"positions", "attributes"[, "object_ids"]})`` per chunk.
+        """Yield ``(chunk_coord, {"positions", "attributes"[, "object_ids"[, "owner_count"]]})``
+        per chunk (``owner_count`` on levels with ``shared_fragments``).
 
         Only non-empty chunks touching ``bbox`` are visited, in row-major order, rows
         clipped to the bbox; each chunk is fetched and decoded exactly once.
@@ -642,7 +643,8 @@ class ZVStore:
             ``attributes`` {name: (N,) or (N, C)} (the width comes from the bytes;
             categoricals decoded).  On ``shared_fragments`` levels a stored vertex
             appears once per object that owns it, and ``owner_count`` (N,) says how
-            many objects own it.
+            many objects own it (this needs the level's owner table: every manifest
+            is decoded once per process).
 
         Examples
         --------
@@ -666,7 +668,7 @@ class ZVStore:
             manifests = [manifests[i] for i in present]
             ids = ids[present]
         return _objects.gather(reader, manifests, ids, attrs, bool(lm.shared_fragments),
-                               self.spatial_dims)
+                               self.spatial_dims, self._widths(lm.level, attrs))
 
     def _cell_lengths(self, plan) -> list:
         """Exact rows per planned cell after the plan's bbox clip.
