@@ -13,7 +13,6 @@ import threading
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from typing import Iterable, Mapping, Sequence
-from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 
@@ -41,12 +40,9 @@ def _scrub(text: str, options: Mapping) -> str:
 
 def display_url(path_or_url: str) -> str:
     """The URL without any ``user:password@`` part (safe for messages and reprs)."""
-    s = str(path_or_url)
-    if "://" not in s:
-        return s
-    parts = urlsplit(s)
-    netloc = parts.netloc.rsplit("@", 1)[-1]
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+    import re
+
+    return re.sub(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/@]*@", r"\1", str(path_or_url))
 
 
 def _fs_options(spec: str, options: Mapping) -> dict:
