@@ -59,6 +59,8 @@ def test_describe_bbox_and_columns_and_url(store_path):
     ddf = store.to_dask_dataframe(level=0, bbox=box)
     t2 = stats.describe(ddf, columns=["fa"]).compute()
     assert np.isclose(t2.loc["mean", "fa"], t.loc["mean", "fa"])
+    with pytest.raises(zv_dask.QueryError, match=r"unknown columns \['nope'\].*'intensity'"):
+        stats.describe(store, columns=["nope"])
     with pytest.raises(zv_dask.QueryError, match="not numeric"):
         stats.describe(store, columns=["region"])
     with pytest.raises(zv_dask.QueryError, match="already a dataframe"):

@@ -82,7 +82,10 @@ def _frame(source, columns, level, bbox, target_resolution):
     if columns is not None:
         missing = [c for c in columns if c not in ddf.columns]
         if missing:
-            raise QueryError(f"unknown columns {missing}; available: {list(ddf.columns)}")
+            every = ddf.columns if store is None else store.to_dask_dataframe(
+                level=level, target_resolution=target_resolution).columns
+            raise QueryError(f"unknown columns {missing}; available: {list(every)}",
+                             store=None if store is None else store.url)
         ddf = ddf[list(columns)]
     return ddf, store
 
