@@ -29,6 +29,7 @@ from .errors import (
 from .fragments import read_fragment_index
 from ._xarray import read_zv
 from .store import ZVStore, open_zv
+from . import stats  # noqa: E402  (zv_dask.stats.describe etc. after `import zv_dask`)
 
 
 def example_store() -> str:
@@ -50,7 +51,7 @@ def example_store() -> str:
 
 
 __all__ = [
-    "open_zv", "ZVStore", "read_zv", "read_fragment_index", "FragmentIndex", "example_store",
+    "open_zv", "ZVStore", "stats", "read_zv", "read_fragment_index", "FragmentIndex", "example_store",
     "ZVError", "StoreNotFoundError", "NotAZVStoreError", "UnsupportedFormatError",
     "MetadataError", "LevelNotFoundError", "ArrayNotFoundError", "QueryError",
     "ChunkMissingError", "ChunkDecodeError", "StoreReadError", "StoreClosedError",
