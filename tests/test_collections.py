@@ -166,7 +166,6 @@ def test_keys_are_deterministic(store_path):
 
 
 def test_keys_and_graph_hold_no_credentials(store_path):
-    import pickle
 
     store = zv_dask.open_zv(store_path("points_2d"), storage_options={"auto_mkdir": False})
     s3ish = zv_dask.store.ZVStore(

@@ -9,7 +9,6 @@ import warnings
 from functools import lru_cache
 
 import numpy as np
-import pandas as pd
 import pytest
 import zarr
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import zv_dask
-from zvfixtures import POINT_STORES, READABLE_STORES, reference_level
+from zvfixtures import READABLE_STORES, reference_level
 
 
 def _levels(path):

@@ -412,8 +412,6 @@ class PartitionReader:
                 self.object_ids, self.owner_count, sorted(self.widths.items()))
 
     def meta(self):
-        import pandas as pd
-
         return self._frame({c: self._empty(src) for c, src, _ in self.schema}, self.schema)
 
     def _empty(self, src):

@@ -20,7 +20,6 @@ from . import _metadata as M
 from .errors import (
     LevelNotFoundError,
     MetadataError,
-    NotAZVStoreError,
     StoreNotFoundError,
     StoreReadError,
 )
@@ -311,7 +310,7 @@ class StoreLocation:
         """A read-only zarr store over the same location (for sharded arrays, raw access)."""
         with self._lock:
             if self._zarr_store is None:
-                fs = self.fs
+                self._ensure()
                 if self._local:
                     from zarr.storage import LocalStore
 
