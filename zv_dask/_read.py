@@ -435,11 +435,15 @@ class PartitionReader:
                     codes[codes == int(info.fill_code)] = -1
                 v = pd.Categorical.from_codes(codes, categories=list(info.categories))
             cols[c] = v
-        index = None if n_rows is None else pd.RangeIndex(n_rows)
-        # copy=False: the columns are fresh arrays (or views of one) owned by this frame
-        # (dict order is the column order; passing columns= again costs a reindex)
-        return pd.DataFrame(cols, index=index, copy=False) if cols else \
-            pd.DataFrame(index=index if index is not None else pd.RangeIndex(0))
+        index = pd.RangeIndex(0 if n_rows is None else n_rows)
+        if not cols:
+            return pd.DataFrame(index=index)
+        names = pd.Index(list(cols), dtype=object)
+        try:  # 4x cheaper than the dict constructor; the arrays are fresh and ours
+            return pd.DataFrame._from_arrays(list(cols.values()), columns=names, index=index,
+                                             verify_integrity=False)
+        except (AttributeError, TypeError):  # pandas without the private constructor
+            return pd.DataFrame(cols, index=index, copy=False)
 
     def _cells(self, coords, attrs, want_pos: bool, want_ids: bool, selection=None):
         """(coords, per-cell columns clipped to the bbox) of one partition."""
