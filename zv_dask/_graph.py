@@ -53,6 +53,20 @@ def to_dataframe(reader: LevelReader, plan: ReadPlan, axes, widths: dict,
                            enforce_metadata=False)
 
 
+def from_partition_function(func, plan: ReadPlan, meta, chunks_per_partition: int = 1,
+                            label: str = "zv-map"):
+    """A dask DataFrame whose partition i is ``func(cells of partition i)`` (a pandas
+    object like ``meta``); used for per-chunk partials of reductions."""
+    import dask
+    import dask.dataframe as dd
+
+    specs = partition_specs(plan, chunks_per_partition)
+    if not specs:
+        return dd.from_pandas(meta, npartitions=1)
+    with dask.config.set({"dataframe.convert-string": False}):
+        return dd.from_map(func, specs, meta=meta, label=label, enforce_metadata=False)
+
+
 def partitions_table(plan: ReadPlan, lm, axes, chunks_per_partition: int = 1):
     """One row per partition: its chunk(s) and spatial box (pure, pandas)."""
     import pandas as pd

@@ -453,6 +453,16 @@ class PartitionReader:
     def __call__(self, coords, columns=None):
         return self._build(coords, columns)
 
+    def cell_columns(self, coords, columns=None):
+        """(schema, per-cell column dicts clipped to the bbox) without building a frame;
+        what reductions use to compute per-chunk partials."""
+        schema = self.schema if columns is None else [s for s in self.schema if s[0] in set(columns)]
+        sources = {src for _, src, _ in schema}
+        attrs = [a for a in self.attributes if a.name in sources]
+        want_pos = "positions" in sources or self.bbox is not None
+        want_ids = "object_ids" in sources or "owner_count" in sources
+        return schema, self._cells(coords, attrs, want_pos, want_ids)[1]
+
     def _build(self, coords, columns=None, selection=None):
         schema = self.schema if columns is None else [s for s in self.schema if s[0] in set(columns)]
         sources = {src for _, src, _ in schema}

@@ -221,6 +221,11 @@ def describe(source, columns=None, level=None, bbox=None, target_resolution=None
         raise QueryError("no numeric columns to describe")
     ddf = ddf[numeric]
     meta = finalize_moments(partial_moments(ddf._meta))
+    if not _is_dataframe(source):  # per-chunk partials straight from the decoded columns
+        partials = _store_partials(_store(source), numeric, level, bbox, target_resolution)
+        return partials.reduction(
+            chunk=_identity, combine=merge_moments, aggregate=finalize_moments, meta=meta,
+            split_every=split_every, token="zv-describe")
     return ddf.reduction(
         chunk=partial_moments,
         combine=merge_moments,
@@ -229,6 +234,82 @@ def describe(source, columns=None, level=None, bbox=None, target_resolution=None
         split_every=split_every,
         token="zv-describe",
     )
+
+
+def _identity(df):
+    return df
+
+
+class CellMoments:
+    """Picklable per-partition function: its cells -> one row of partials per column.
+
+    Partials are computed chunk by chunk on the decoded numpy columns and merged with
+    the pairwise rule, so no partition-sized frame or concatenation is ever built.
+    """
+
+    def __init__(self, partition_reader, columns):
+        self.part = partition_reader
+        self.columns = list(columns)
+
+    def __dask_tokenize__(self):
+        return ("zv_dask.CellMoments", self.part.__dask_tokenize__(), self.columns)
+
+    def __call__(self, coords):
+        schema, cells = self.part.cell_columns(coords, self.columns)
+        order = {c: i for i, c in enumerate(self.columns)}
+        schema = sorted(schema, key=lambda s: order[s[0]])
+        acc = np.tile([0.0, 0.0, 0.0, 0.0, np.inf, -np.inf], (len(schema), 1))
+        for cols in cells:
+            for i, (_, src, j) in enumerate(schema):
+                v = cols[src] if j is None else cols[src][:, j]
+                acc[i] = _merge_pair(acc[i], _moments(v))
+        return _partials_frame(acc, [c for c, _, _ in schema])
+
+
+def _moments(v: np.ndarray) -> np.ndarray:
+    """(n, sum, mean, M2, min, max) of the non-NaN values of one chunk's column."""
+    if v.dtype.kind == "f":
+        nan = np.isnan(v)
+        if nan.any():
+            v = v[~nan]
+    n = len(v)
+    if not n:
+        return np.array([0.0, 0.0, 0.0, 0.0, np.inf, -np.inf])
+    total = float(np.add.reduce(v, dtype=np.float64))
+    mean = total / n
+    return np.array([n, total, mean, _sum_sq_dev(v, mean), float(v.min()), float(v.max())])
+
+
+def _merge_pair(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Chan et al.: merge two (n, sum, mean, M2, min, max) partials."""
+    if b[0] == 0:
+        return a
+    if a[0] == 0:
+        return b
+    n = a[0] + b[0]
+    delta = b[2] - a[2]
+    return np.array([n, a[1] + b[1], a[2] + delta * b[0] / n,
+                     a[3] + b[3] + delta * delta * a[0] * b[0] / n,
+                     min(a[4], b[4]), max(a[5], b[5])])
+
+
+def _store_partials(store, columns, level, bbox, target_resolution):
+    """A dask DataFrame of per-partition partials of ``columns`` over a store's level."""
+    from . import _graph
+    from ._read import PartitionReader
+
+    lv = store._plan(level, None, target_resolution, []).level
+    known = store.metadata.levels[lv].attributes
+    names = sorted({c if c in known else c.rsplit("_", 1)[0] for c in columns} & set(known))
+    plan = store._plan(level, bbox, target_resolution, names)
+    reader = store._reader(plan.level)
+    part = PartitionReader(reader, plan.attributes, store.axes, plan.bbox, plan.object_ids,
+                           store._widths(plan.level, plan.attributes),
+                           bool(reader.level.shared_fragments))
+    cpp = auto_chunks_per_partition(store, plan.level, len(plan.cells))
+    meta = _partials_frame(np.zeros((0, len(PARTIAL_FIELDS))), [])
+    return _graph.from_partition_function(CellMoments(part, columns), plan, meta, cpp,
+                                          label="zv-moments")
 
 
 # --------------------------------------------------------------------------- counts
