@@ -15,6 +15,14 @@ from .errors import (
 class ObjectMethods:
     """Objects, edges and faces of a :class:`~zv_dask.store.ZVStore`."""
 
+    def _object_level(self, level):
+        """The level's metadata; an error when the level has no object index."""
+        lm = self._level(level)
+        if lm.object_index is None:
+            raise ArrayNotFoundError("this level has no object index, so it has no objects",
+                                     store=self.url, level=lm.level, array="object_index")
+        return lm
+
     # -- objects, graphs, meshes (zv_dask._objects, zv_dask._links) ----------------------
 
     def _object_ids_all(self, level: int) -> np.ndarray:
@@ -91,11 +99,8 @@ class ObjectMethods:
         """
         from . import _graph, _objects
 
-        lm = self._level(level)
+        lm = self._object_level(level)
         oi = lm.object_index
-        if oi is None:
-            raise ArrayNotFoundError("this level has no object index, so it has no objects",
-                                     store=self.url, level=lm.level, array="object_index")
         arrays = _objects.object_attribute_arrays(lm, attributes, self.url)
         n_rows = oi.object_ids.shape[0] if oi.object_ids is not None else oi.num_objects
         if rows_per_partition is None:

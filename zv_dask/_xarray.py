@@ -158,13 +158,7 @@ def _objects_dataset(store, level, attributes):
 
     from . import _graph, _objects
 
-    lm = store._level(level)
-    oi = lm.object_index
-    if oi is None:
-        from .errors import ArrayNotFoundError
-
-        raise ArrayNotFoundError("this level has no object index, so it has no objects",
-                                 store=store.url, level=lm.level, array="object_index")
+    lm = store._object_level(level)
     arrays = _objects.object_attribute_arrays(lm, attributes, store.url)
     reader = store._reader(lm.level)
     ids = store._object_ids_all(lm.level)
