@@ -22,13 +22,8 @@ class DaskMethods:
             if a.width_reliable or a.implied_by_key or lm.n_cells == 0:
                 widths[a.name] = a.width
                 continue
-            with self._lock:
-                hit = self._cache.get(("width", level, a.name))
-            if hit is None:
-                hit = self._probe_width(lm, a)
-                with self._lock:
-                    self._cache[("width", level, a.name)] = hit
-            widths[a.name] = hit
+            widths[a.name] = self._memo(("width", level, a.name),
+                                        lambda a=a: self._probe_width(lm, a))
         return widths
 
     def _probe_width(self, lm: LevelMeta, a: AttributeInfo) -> int:

@@ -27,14 +27,7 @@ class ObjectMethods:
 
     def _object_ids_all(self, level: int) -> np.ndarray:
         """Object id of every object-index row of ``level`` (read once, cached)."""
-        key = ("object_ids", level)
-        with self._lock:
-            hit = self._cache.get(key)
-        if hit is None:
-            hit = self._reader(level).object_ids()
-            with self._lock:
-                self._cache[key] = hit
-        return hit
+        return self._memo(("object_ids", level), lambda: self._reader(level).object_ids())
 
     def _object_rows(self, level: int, object_ids) -> tuple:
         """(index rows, ids) of ``object_ids``; ``None`` means every row."""
@@ -214,14 +207,8 @@ class ObjectMethods:
         """``links/0`` metadata of a level (documents and listings; cached)."""
         from . import _links
 
-        key = ("links", level)
-        with self._lock:
-            hit = self._cache.get(key)
-        if hit is None:
-            hit = (_links.load_family(self._loc, self._meta.levels[level], self.url),)
-            with self._lock:
-                self._cache[key] = hit
-        return hit[0]
+        return self._memo(("links", level), lambda: _links.load_family(
+            self._loc, self._meta.levels[level], self.url))
 
     def _row_starts(self, level: int):
         """First level-wide row of every non-empty cell (from blob sizes when raw)."""

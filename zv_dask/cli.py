@@ -263,8 +263,8 @@ def build_parser() -> argparse.ArgumentParser:
         "stats", help="count, mean, std, min, max, sum per column (a dask reduction)",
         formatter_class=fmt, epilog=STATS_EPILOG,
         description=_para("Compute count, mean, std, min, max and sum of every numeric column "
-                    "(axes and attributes) with zv_dask.stats.describe, one dask task per "
-                    "chunk, and print them as a table, one row per column.  A progress "
+                    "(axes and attributes) with zv_dask.stats.describe, a dask reduction over "
+                    "the chunks (grouped into tasks of about a million rows), and print them as a table, one row per column.  A progress "
                     "bar shows on stderr when the work takes more than a second."))
     _store_arg(p_stats)
     _query_args(p_stats)

@@ -81,7 +81,8 @@ class ZVStore(DaskMethods, ObjectMethods):
         self._loc = location
         self._meta = meta
         self._cache_size = cache_size
-        self._cache: OrderedDict = OrderedDict()
+        self._cache: OrderedDict = OrderedDict()  # (level, coord) -> decoded columns (LRU)
+        self._derived: dict = {}  # small per-level facts computed once (widths, ids, links)
         self._lock = threading.RLock()
         self._closed = False
 
@@ -103,6 +104,7 @@ class ZVStore(DaskMethods, ObjectMethods):
         with self._lock:
             self._closed = True
             self._cache.clear()
+            self._derived.clear()
         self._loc.close()
 
     def _open(self) -> StoreMeta:
@@ -208,6 +210,15 @@ class ZVStore(DaskMethods, ObjectMethods):
         return _plan.select_level(self._open(), target_resolution)
 
     # -- reading --------------------------------------------------------------------------
+
+    def _memo(self, key, compute):
+        """``compute()`` once per key for the store's lifetime (outside the chunk LRU)."""
+        with self._lock:
+            if key in self._derived:
+                return self._derived[key]
+        value = compute()
+        with self._lock:
+            return self._derived.setdefault(key, value)
 
     def _reader(self, level: int) -> LevelReader:
         meta = self._open()
