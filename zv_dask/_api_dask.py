@@ -96,7 +96,8 @@ class DaskMethods:
         if object_ids is not None:
             plan, selection = self._object_plan(plan, object_ids)
         return _graph.to_dataframe(self._reader(plan.level), plan, self.axes, widths,
-                                   int(chunks_per_partition), selection)
+                                   int(chunks_per_partition), selection,
+                                   level=self._meta.levels[plan.level])
 
     def partitions(self, level=None, bbox=None, target_resolution=None,
                    chunks_per_partition: int = 1):

@@ -12,6 +12,14 @@ import numpy as np
 
 from ._plan import ReadPlan
 from ._read import LevelReader, ObjectPartitionReader, PartitionReader, clip_columns
+from ._scan import FrameSource, Scan
+
+try:  # dask's expression internals, used by the self-pruning dataframe
+    from . import _expr  # noqa: F401
+
+    EXPRESSIONS = True
+except ImportError:  # a dask without them: from_map frames, no pushdown
+    EXPRESSIONS = False
 
 
 def group_cells(cells: np.ndarray, chunks_per_partition: int) -> list[np.ndarray]:
@@ -27,12 +35,15 @@ def partition_specs(plan: ReadPlan, chunks_per_partition: int) -> list:
 
 
 def to_dataframe(reader: LevelReader, plan: ReadPlan, axes, widths: dict,
-                 chunks_per_partition: int = 1, selection: dict | None = None):
+                 chunks_per_partition: int = 1, selection: dict | None = None, level=None):
     """A ``dask.dataframe.DataFrame`` over the plan; ``meta`` given, nothing read.
 
     ``selection`` (``{coord: (fragments, object ids)}``, from the manifests of selected
     objects) keeps only those objects' rows; the plan's cells must be its keys.
     An ``owner_count`` column is added on levels with ``shared_fragments``.
+    With ``level`` (the full ``LevelMeta``) and dask's expression API available, the
+    frame is a :class:`zv_dask._expr.ZVFrame` that prunes itself under filters and
+    knows its length; otherwise (or without ``level``) a plain ``from_map`` frame.
     """
     import dask
     import dask.dataframe as dd
@@ -40,10 +51,17 @@ def to_dataframe(reader: LevelReader, plan: ReadPlan, axes, widths: dict,
     shared = bool(reader.level.shared_fragments)
     cls = PartitionReader if selection is None else ObjectPartitionReader
     func = cls(reader, plan.attributes, axes, plan.bbox, plan.object_ids, widths, shared)
-    meta = func.meta()
     specs = partition_specs(plan, chunks_per_partition)
     if selection is not None:
         specs = [(cs, tuple(selection[c] for c in cs)) for cs in specs]
+    if level is not None and EXPRESSIONS:
+        from ._expr import new_frame
+
+        full = level.vertex_count if plan.bbox is None and selection is None else None
+        source = FrameSource(Scan(func, selection is not None), level, plan.bbox, axes, specs,
+                             f"zv-level{plan.level}", full)
+        return new_frame(source)
+    meta = func.meta()
     if not specs:
         return dd.from_pandas(meta, npartitions=1)
     # our frames hold no object-dtype strings (categoricals only): skip dask's per-partition

@@ -469,12 +469,17 @@ class PartitionReader:
         attrs = [a for a in self.attributes if a.name in sources]
         want_pos = "positions" in sources or self.bbox is not None
         want_ids = "object_ids" in sources or "owner_count" in sources
-        lm = self.reader.level
         coords, cells = self._cells(coords, attrs, want_pos, want_ids, selection)
+        return self.assemble(schema, coords, cells)
+
+    def assemble(self, schema, coords, cells, n_rows=None):
+        """One frame of ``schema`` from per-cell column dicts (``n_rows`` when the
+        schema is empty and the cells hold no columns)."""
+        lm = self.reader.level
         pieces = {c: [] for c, _, _ in schema}
-        n_rows = 0
+        counted = 0
         for coord, cols in zip(coords, cells):
-            n_rows += len(next(iter(cols.values()))) if cols else 0
+            counted += len(next(iter(cols.values()))) if cols else 0
             # one transposed copy makes every multi-column source's columns contiguous
             cols = {k: (np.ascontiguousarray(v.T) if v.ndim == 2 else v) for k, v in cols.items()}
             for c, src, j in schema:
@@ -495,7 +500,7 @@ class PartitionReader:
                 pieces[c].append(v)
         data = {c: (np.concatenate(p) if len(p) > 1 else p[0]) if p else self._empty(src)
                 for (c, src, _), p in zip(schema, pieces.values())}
-        return self._frame(data, schema, n_rows)
+        return self._frame(data, schema, counted if n_rows is None else n_rows)
 
 
 class ObjectPartitionReader(PartitionReader):

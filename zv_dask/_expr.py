@@ -1,0 +1,217 @@
+"""The dask-expr expression behind ``ZVStore.to_dask_dataframe``: the one module that
+touches dask's expression internals (tested with the dask versions pinned in
+pyproject.toml; ``_graph`` falls back to ``from_map`` when they are missing).
+
+Like ``dd.read_parquet``, the expression absorbs what the optimizer hands it:
+
+- a column projection: only the arrays the requested columns need are fetched;
+- a ``Filter`` whose predicate (or some of its top-level ``&`` terms) compares
+  columns with scalars: the terms become a plain-value predicate (see
+  ``_predicates``), axis terms prune partitions at optimize time with no IO, and every
+  term is applied exactly inside the task; the rest stays a dask ``Filter``;
+- ``len()``: from level metadata when nothing restricts the rows, else from blob
+  sizes for chunks inside the query box and reads of the boundary chunks only.
+"""
+
+from __future__ import annotations
+
+import functools
+import operator
+
+import pandas as pd
+from dask._task_spec import Task
+from dask.dataframe.dask_expr._expr import (EQ, GE, GT, LE, LT, NE, And, Between, Expr, Filter,
+                                            Index, Literal, Or, PartitionsFiltered, Projection)
+from dask.dataframe.dask_expr._reductions import Len, Sum
+from dask.dataframe.dask_expr._util import _convert_to_list
+from dask.dataframe.dask_expr.io.io import BlockwiseIO
+
+from . import _predicates as P
+
+_OPS = {LT: "<", LE: "<=", GT: ">", GE: ">=", EQ: "==", NE: "!="}
+
+
+class ZVFrame(PartitionsFiltered, BlockwiseIO):
+    """Partitions of one zv_dask level read: ``source`` (a ``_scan.FrameSource``),
+    projected ``columns`` and a pushed-down ``predicate`` (DNF of plain values)."""
+
+    _parameters = ["source", "columns", "predicate", "_partitions", "_series"]
+    _defaults = {"columns": None, "predicate": None, "_partitions": None, "_series": False}
+    _absorb_projections = True
+    _filter_passthrough = True
+
+    @functools.cached_property
+    def _name(self):
+        return f"{self.source.label}-{self.deterministic_token}"
+
+    @functools.cached_property
+    def frame_meta(self):
+        meta = self.source.meta
+        cols = self.operand("columns")
+        return meta if cols is None else meta[_convert_to_list(cols)]
+
+    @functools.cached_property
+    def _meta(self):
+        if self.operand("_series"):
+            return self.frame_meta[self.columns[0]]
+        return self.frame_meta
+
+    @property
+    def columns(self):
+        cols = self.operand("columns")
+        return list(self.frame_meta.columns) if cols is None else _convert_to_list(cols)
+
+    @functools.cached_property
+    def _specs(self):
+        return self.source.specs(self.operand("predicate"))
+
+    def _divisions(self):
+        return (None,) * (len(self._specs) + 1)
+
+    def _filtered_task(self, name, index):
+        cols = self.operand("columns")
+        cols = None if cols is None else _convert_to_list(cols)
+        task = Task(name, self.source.scan, self._specs[index], cols,
+                    self.operand("predicate"), _data_producer=True)
+        if self.operand("_series"):
+            return Task(name, operator.getitem, task, self.columns[0])
+        return task
+
+    def _simplify_up(self, parent, dependents):
+        if isinstance(parent, Index):
+            if self.operand("columns") == []:
+                return
+            return Index(self.substitute_parameters({"columns": [], "_series": False}))
+        if isinstance(parent, Projection):
+            return super()._simplify_up(parent, dependents)
+        if isinstance(parent, Filter) and not self._filtered \
+                and self._filter_passthrough_available(parent, dependents):
+            return self._push_filter(parent.predicate)
+        if isinstance(parent, Len):
+            return self._length()
+
+    # -- predicates --------------------------------------------------------------------
+
+    def _push_filter(self, predicate):
+        pushed, rest = None, []
+        for part in _conjuncts(predicate):
+            dnf = _translate(part, self)
+            both = None if dnf is None else P.and_(pushed, dnf)
+            if both is None:
+                rest.append(part)
+            else:
+                pushed = both
+        if pushed is None:
+            return None
+        combined = P.and_(self.operand("predicate"), pushed)
+        if combined is None:
+            return None
+        new = self.substitute_parameters({"predicate": combined})
+        if not rest:
+            return new
+        remaining = functools.reduce(And, rest)
+        return Filter(new, remaining.substitute(self, new))
+
+    # -- lengths -------------------------------------------------------------------------
+
+    def _length(self):
+        src = self.source
+        pred = self.operand("predicate")
+        if self._filtered:
+            return None
+        if pred is None and src.full_count is not None:
+            return Literal(int(src.full_count))
+        if src.countable(pred):
+            return Sum(ZVCounts(src, pred))
+        if self.operand("columns") != []:  # count the predicate's columns only
+            return Len(self.substitute_parameters({"columns": [], "_series": False}))
+        return None
+
+
+class ZVCounts(BlockwiseIO):
+    """Rows per partition of a ``ZVFrame`` (a Series), from blob sizes where a chunk lies
+    inside the query box and from positions on its boundary."""
+
+    _parameters = ["source", "predicate"]
+
+    @functools.cached_property
+    def _name(self):
+        return f"{self.source.label}-count-{self.deterministic_token}"
+
+    @functools.cached_property
+    def _meta(self):
+        return pd.Series([], dtype="int64")
+
+    @functools.cached_property
+    def _specs(self):
+        return self.source.specs(self.operand("predicate"))
+
+    @functools.cached_property
+    def _inside(self):
+        return self.source.inside_flags(self.operand("predicate"), self._specs)
+
+    def _divisions(self):
+        return (None,) * (len(self._specs) + 1)
+
+    def _task(self, name, index):
+        return Task(name, _count_series, self.source.scan, self._specs[index],
+                    self.operand("predicate"), self._inside[index], _data_producer=True)
+
+
+def _count_series(scan, spec, predicate, inside):
+    return pd.Series([scan.count(spec, predicate, inside)], dtype="int64")
+
+
+def _conjuncts(e):
+    if isinstance(e, And):
+        return _conjuncts(e.left) + _conjuncts(e.right)
+    return [e]
+
+
+def _column(e, frame):
+    """The column name when ``e`` is a column of ``frame`` as a Series, else None."""
+    if isinstance(e, Projection) and e.frame._name == frame._name:
+        col = e.operand("columns")
+        if isinstance(col, str) and col in frame.source.meta.columns:
+            return col
+    return None
+
+
+def _scalar(v) -> bool:
+    if isinstance(v, Expr):
+        return False
+    return isinstance(v, (int, float, str)) or (hasattr(v, "dtype") and getattr(v, "ndim", 1) == 0)
+
+
+def _translate(e, frame):
+    """A DNF of plain terms equivalent to the dask predicate ``e``, or None."""
+    if isinstance(e, (And, Or)):
+        a, b = _translate(e.left, frame), _translate(e.right, frame)
+        if a is None or b is None:
+            return None
+        return P.and_(a, b) if isinstance(e, And) else P.or_(a, b)
+    op = _OPS.get(type(e))
+    if op is not None:
+        col = _column(e.left, frame)
+        if col is not None and _scalar(e.right):
+            return (((col, op, e.right),),)
+        col = _column(e.right, frame)
+        if col is not None and _scalar(e.left):
+            return ((P.term(col, op, e.left, flipped=True),),)
+        return None
+    if isinstance(e, Between):
+        col = _column(e.frame, frame)
+        lo, hi = e.operand("left"), e.operand("right")
+        if col is not None and _scalar(lo) and _scalar(hi):
+            try:
+                return (P.between(col, lo, hi, e.operand("inclusive")),)
+            except ValueError:
+                return None
+    return None
+
+
+def new_frame(source):
+    """A ``dask.dataframe.DataFrame`` backed by a :class:`ZVFrame`."""
+    from dask.dataframe.dask_expr._collection import new_collection
+
+    return new_collection(ZVFrame(source))

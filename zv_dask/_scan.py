@@ -1,0 +1,234 @@
+"""What a dataframe partition task runs, and the query-independent facts a dataframe
+expression plans with.  No dask import: the expression (``_expr``) only carries these.
+
+:class:`Scan` reads one partition with a pushed-down predicate in two steps: the
+columns the predicate uses first, then, only for cells where some row matched, the
+remaining requested columns.  :class:`FrameSource` turns a predicate into the
+partitions that can hold matching rows (pruning whole partitions and trimming the
+chunk lists of the others, whatever the grouping) without any IO.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+
+import numpy as np
+
+from . import _predicates as P
+from ._read import PartitionReader
+from ._store import cell_key
+
+_VLEN_HEADER = 8  # bytes before the rows of an uncompressed vertex blob
+
+
+class Scan:
+    """Picklable per-partition function: ``(spec, columns, predicate) -> DataFrame``.
+
+    ``spec`` is a tuple of cell coordinates (or ``(coords, selection)`` for an
+    object selection); ``columns`` the requested columns (``None``: all);
+    ``predicate`` a DNF from :mod:`zv_dask._predicates` applied exactly.
+
+    Examples
+    --------
+    >>> import zv_dask
+    >>> s = zv_dask.open_zv(zv_dask.example_store())
+    >>> scan = s.to_dask_dataframe(level=1).expr.source.scan
+    >>> df = scan(tuple(s.chunks(1)[:2]), ["x"], (((("x", ">", 500.0),),)))
+    >>> bool((df.x > 500).all())
+    True
+    """
+
+    def __init__(self, part: PartitionReader, selection: bool = False):
+        self.part = part
+        self.selection = bool(selection)
+
+    def __dask_tokenize__(self):
+        return ("zv_dask.Scan", self.part.__dask_tokenize__(), self.selection)
+
+    def _split(self, spec):
+        if self.selection:
+            coords, sel = spec
+            coords = [tuple(c) for c in coords]
+            return coords, dict(zip(coords, sel))
+        return [tuple(c) for c in spec], None
+
+    def _load(self, coords, sources, selection):
+        part = self.part
+        attrs = [a for a in part.attributes if a.name in sources]
+        want_pos = "positions" in sources or part.bbox is not None
+        want_ids = "object_ids" in sources or "owner_count" in sources
+        return part._cells(coords, attrs, want_pos, want_ids, selection)[1]
+
+    def _schema(self, columns):
+        if columns is None:
+            return list(self.part.schema)
+        keep = set(columns)
+        return [s for s in self.part.schema if s[0] in keep]
+
+    def __call__(self, spec, columns=None, predicate=None):
+        coords, selection = self._split(spec)
+        part = self.part
+        schema = self._schema(columns)
+        if not coords:
+            return part.assemble(schema, [], [], 0)
+        if predicate is None:
+            return part._build(coords, columns, selection)
+        used = P.columns_of(predicate)
+        pschema = self._schema(used)
+        first = {src for _, src, _ in pschema}
+        cells = self._load(coords, first, selection)
+        sizes = [len(next(iter(c.values()))) if c else 0 for c in cells]
+        frame = part.assemble(pschema, coords, cells)
+        mask = P.row_mask(predicate, frame.__getitem__, len(frame))
+        bounds = np.cumsum([0] + sizes)
+        keep = [i for i in range(len(coords)) if mask[bounds[i]:bounds[i + 1]].any()]
+        rest = {src for _, src, _ in schema} - first
+        kept = [coords[i] for i in keep]
+        more = self._load(kept, rest, selection) if (rest and kept) else [{}] * len(kept)
+        out = []
+        for i, extra in zip(keep, more):
+            m = mask[bounds[i]:bounds[i + 1]]
+            cols = dict(cells[i])
+            cols.update(extra)
+            out.append({k: v[m] for k, v in cols.items()})
+        return part.assemble(schema, kept, out, int(mask.sum()))
+
+    def count(self, spec, predicate, inside) -> int:
+        """Rows of a partition matching ``predicate`` (axis terms only): cells flagged
+        ``inside`` are counted from their vertex blob sizes, the others are read."""
+        coords, selection = self._split(spec)
+        lm = self.part.reader.level
+        plain = lm.vertices.access == "plain" and selection is None
+        sized = [c for c, f in zip(coords, inside) if f] if plain else []
+        n = 0
+        if sized:
+            loc = self.part.reader.location
+            row = self.part.reader.ndim * lm.vertices.dtype.itemsize
+            got = loc.sizes([cell_key(lm.vertices, lm.level, c) for c in sized])
+            for c, s in zip(sized, got):
+                if s is None or s < _VLEN_HEADER or (s - _VLEN_HEADER) % row:
+                    n += len(self([c], [], predicate))  # not a plain blob: read it
+                else:
+                    n += (s - _VLEN_HEADER) // row
+        done = set(sized)
+        rest = [c for c in coords if c not in done]
+        if rest:
+            sub = (tuple(rest), tuple(selection[c] for c in rest)) if selection is not None \
+                else tuple(rest)
+            n += len(self(sub, [], predicate))
+        return int(n)
+
+
+class FrameSource:
+    """Everything a dataframe expression plans with: the partition function, the full
+    level metadata (presence included, for pruning), the plan's bbox and the
+    partitions before any predicate (from ``_graph.partition_specs``).
+
+    Tokenized by value, so equal queries give equal task names.
+    """
+
+    def __init__(self, scan: Scan, level, bbox, axes, specs: list, label: str,
+                 full_count=None):
+        self.scan = scan
+        self.level = level
+        self.bbox = bbox
+        self.axes = tuple(axes)
+        self.base_specs = list(specs)
+        self.label = label
+        self.full_count = full_count  # rows of the whole level (no bbox, no selection)
+        self._memo = {}
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_memo"] = {}
+        return state
+
+    def __dask_tokenize__(self):
+        if "token" not in self._memo:
+            self._memo["token"] = ("zv_dask.FrameSource", self.scan.__dask_tokenize__(),
+                                   self.level.level, self.axes, self.label,
+                                   None if self.bbox is None else [b.tolist() for b in self.bbox],
+                                   self._specs_digest())
+        return self._memo["token"]
+
+    def _specs_digest(self) -> str:
+        h = hashlib.sha1()
+        for spec in self.base_specs:
+            coords = self._coords(spec)
+            h.update(np.asarray(coords, np.int64).tobytes() + b"|")
+            if self.scan.selection:
+                h.update(pickle.dumps(spec[1], protocol=4))
+        return h.hexdigest()
+
+    @property
+    def meta(self):
+        if "meta" not in self._memo:
+            self._memo["meta"] = self.scan.part.meta()
+        return self._memo["meta"]
+
+    def _coords(self, spec):
+        return spec[0] if self.scan.selection else spec
+
+    def _empty_spec(self):
+        return ((), ()) if self.scan.selection else ()
+
+    def boxes(self, predicate):
+        return P.boxes(predicate, self.axes, self.level.vertices.dtype, self.bbox)
+
+    def specs(self, predicate) -> list:
+        """Partitions that can hold rows matching ``predicate`` (never empty: a query
+        nothing can match has one partition with no cells)."""
+        key = ("specs", predicate)
+        if key in self._memo:
+            return self._memo[key]
+        out = self.base_specs
+        if predicate is not None:
+            box_list = self.boxes(predicate)
+            if P.narrows(box_list):
+                out = self._trim(P.cells_in_boxes(self.level, box_list))
+        if not out:
+            out = [self._empty_spec()]
+        self._memo[key] = out
+        return out
+
+    def _trim(self, allowed: np.ndarray) -> list:
+        lens = [len(self._coords(s)) for s in self.base_specs]
+        if not sum(lens):
+            return []
+        flat = np.concatenate([np.asarray(self._coords(s), np.int64).reshape(-1, self.level.rank)
+                               for s, n in zip(self.base_specs, lens) if n])
+        keep = np.isin(P.linear_index(self.level, flat), allowed)
+        out, i = [], 0
+        for spec, n in zip(self.base_specs, lens):
+            k = keep[i:i + n]
+            i += n
+            if not k.any():
+                continue
+            if k.all():
+                out.append(spec)
+            elif self.scan.selection:
+                out.append((tuple(c for c, f in zip(spec[0], k) if f),
+                            tuple(x for x, f in zip(spec[1], k) if f)))
+            else:
+                out.append(tuple(c for c, f in zip(spec, k) if f))
+        return out
+
+    def countable(self, predicate) -> bool:
+        """Whether rows can be counted from sizes and positions alone."""
+        if self.scan.selection:
+            return False
+        return all(c in self.axes for c in P.columns_of(predicate))
+
+    def inside_flags(self, predicate, specs) -> list:
+        """Per partition, per cell: whether the cell lies inside the query's boxes."""
+        box_list = self.boxes(predicate)
+        out = []
+        for spec in specs:
+            coords = self._coords(spec)
+            if not len(coords):
+                out.append(())
+                continue
+            flags = P.interior(self.level, np.asarray(coords, np.int64), box_list)
+            out.append(tuple(bool(f) for f in flags))
+        return out
