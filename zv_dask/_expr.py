@@ -92,6 +92,16 @@ class ZVFrame(PartitionsFiltered, BlockwiseIO):
 
     # -- predicates --------------------------------------------------------------------
 
+    def __getitem__(self, other):
+        # ``ddf[ddf.x > a]``: take the predicate now rather than at optimize time, so
+        # that ``len()`` of the result (whose rewrite to an index length runs before
+        # any filter pushdown) still sees it
+        if isinstance(other, Expr) and not self._filtered:
+            pushed = self._push_filter(other)
+            if pushed is not None:
+                return pushed
+        return super().__getitem__(other)
+
     def _push_filter(self, predicate):
         pushed, rest = None, []
         for part in _conjuncts(predicate):
