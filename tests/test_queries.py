@@ -8,6 +8,7 @@ import pickle
 import shutil
 from pathlib import Path
 
+import cloudpickle
 import dask
 import numpy as np
 import pandas as pd
@@ -306,8 +307,9 @@ def test_len_from_metadata_and_blob_sizes(store_path, counting):
     assert read and len(read) < len(planned)  # inside chunks counted from sizes
     assert all("/vertices/c/" in p for p in read)
     box = ([250, 250, 250], [1750, 1750, 1750])
+    want = len(eager_frame(store, 0, box))
     counting.clear()
-    assert len(store.to_dask_dataframe(level=0, bbox=box)) == len(eager_frame(store, 0, box))
+    assert len(store.to_dask_dataframe(level=0, bbox=box)) == want
     assert 0 < len({p for op, p in counting if "/c/" in p}) < len(store.chunks(0, bbox=box))
     counting.clear()
     assert len(ddf[ddf.label == 3]) == int((full.label == 3).sum())
@@ -328,13 +330,13 @@ def test_names_are_deterministic_and_queries_pickle(store_path):
 
     def query():
         ddf = store.to_dask_dataframe(level=1, chunks_per_partition=2)
-        return ddf[(ddf.x > -300) & (ddf.v < 0.5)][["x", "object_id"]]
+        return ddf[(ddf.x > -300) & (ddf.object_id != 5)][["x", "object_id"]]
 
     a, b = query(), query()
     assert a._name == b._name
     assert a.optimize()._name == b.optimize()._name
     assert a.optimize().__dask_keys__() == b.optimize().__dask_keys__()
-    c = pickle.loads(pickle.dumps(a))
+    c = pickle.loads(cloudpickle.dumps(a))  # dask's serializer (metadata holds mappingproxy)
     assert c._name == a._name
     want = a.compute(scheduler="sync")
     assert_same(c.compute(scheduler="threads"), want)
@@ -348,7 +350,7 @@ def test_query_on_a_local_cluster(store_path):
     ddf = store.to_dask_dataframe(level=0, chunks_per_partition=2)
     full = eager_frame(store, 0)
     with LocalCluster(n_workers=1, threads_per_worker=2, processes=True,
-                      dashboard_address=None, silence_logs=40) as cluster, Client(cluster):
+                      dashboard_address=":0", silence_logs=40) as cluster, Client(cluster):
         got = ddf[(ddf.y <= 0) & (ddf.object_id == 25)].compute()
         n = len(ddf[ddf.x.between(-400, 400)])
     assert_same(got, full[(full.y <= 0) & (full.object_id == 25)])
@@ -378,8 +380,8 @@ def test_without_the_expression_api_frames_still_filter(store_path, monkeypatch)
 def test_dask_config_string_conversion_does_not_change_columns(store_path):
     store = zv_dask.open_zv(store_path("points_pyramid"))
     with dask.config.set({"dataframe.convert-string": True}):
-        ddf = store.to_dask_dataframe(level=1)
+        ddf = store.to_dask_dataframe(level=0)
         got = ddf[ddf.region == "cortex"].compute()
     assert isinstance(got.region.dtype, pd.CategoricalDtype)
-    full = eager_frame(store, 1)
+    full = eager_frame(store, 0)
     assert_same(got, full[full.region == "cortex"])
