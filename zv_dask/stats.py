@@ -30,13 +30,27 @@ def _is_dataframe(obj) -> bool:
     return isinstance(obj, dd.DataFrame)
 
 
-def _store(source):
-    from .store import ZVStore, open_zv
+# The store class and its opener, registered by zv_dask.store when it is imported: the
+# store's describe()/histogram()/... call into this module, so it must not import them.
+_STORE: dict = {}
 
-    if isinstance(source, ZVStore):
+
+def register_store(store_class, opener) -> None:
+    """Tell the statistics which class is a store and how a path/URL opens one.
+
+    Examples
+    --------
+    >>> from zv_dask import stats, store
+    >>> stats.register_store(store.ZVStore, store.open_zv)  # what zv_dask.store does
+    """
+    _STORE["class"], _STORE["open"] = store_class, opener
+
+
+def _store(source):
+    if "class" in _STORE and isinstance(source, _STORE["class"]):
         return source
-    if isinstance(source, (str, os.PathLike)):
-        return open_zv(source)
+    if isinstance(source, (str, os.PathLike)) and "open" in _STORE:
+        return _STORE["open"](source)
     raise QueryError(
         f"source must be a ZVStore, a path/URL or a dask DataFrame from to_dask_dataframe, "
         f"got {type(source).__name__}"

@@ -11,6 +11,7 @@ import numpy as np
 
 from . import _decode as dec
 from . import _plan
+from . import stats
 from ._metadata import AttributeInfo, LevelMeta, StoreMeta
 from ._read import LevelReader, clip_columns, decode_categorical_columns
 from ._api_dask import DaskMethods
@@ -456,3 +457,6 @@ def _iterate(coords, one, prefetch: int, n_workers):
             yield c, fut.result()
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
+
+
+stats.register_store(ZVStore, open_zv)
