@@ -132,3 +132,14 @@ def test_interior_cells_are_strictly_between_the_faces(level2d):
     everything = (np.full(2, -np.inf), np.full(2, np.inf))
     assert P.interior(lm, cells, [everything]).all()
     np.testing.assert_array_equal(P.linear_index(lm, cells), lm.presence.linear)
+
+
+def test_boxes_are_exact_only_for_plain_axis_bounds():
+    f4, axes = np.dtype("f4"), ("x", "y")
+    assert P.boxes_are_exact(None, axes, f4)
+    assert P.boxes_are_exact(((("x", ">=", 500.0), ("y", "<", 3)),), axes, f4)
+    assert not P.boxes_are_exact(((("x", ">", 0.1),),), axes, f4)  # 0.1 rounds in float32
+    assert P.boxes_are_exact(((("x", ">", 0.1),),), axes, np.dtype("f8"))
+    assert not P.boxes_are_exact(((("v", ">", 1.0),),), axes, f4)
+    assert not P.boxes_are_exact(((("x", ">", float("nan")),),), axes, f4)
+    assert not P.boxes_are_exact(((("x", "!=", 1.0),),), axes, f4)

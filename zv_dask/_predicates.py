@@ -146,6 +146,28 @@ def conjunction_box(conj, axes, dtype):
     return lo, hi
 
 
+def boxes_are_exact(predicate, axes, dtype) -> bool:
+    """Whether the boxes of ``predicate`` hold exactly its rows (so a cell inside a box
+    matches entirely): only ``< <= > >= ==`` on axis columns, with numbers the column's
+    dtype represents exactly.
+
+    Examples
+    --------
+    >>> boxes_are_exact(((("x", ">", 1.5),),), ("x",), np.dtype("f4"))
+    True
+    >>> boxes_are_exact(((("x", "!=", 1.5),),), ("x",), np.dtype("f4"))
+    False
+    """
+    dtype = np.dtype(dtype)
+    for conj in predicate or ():
+        for col, op, value in conj:
+            if col not in axes or op == "!=" or not _is_real(value):
+                return False
+            if math.isnan(float(value)) or len(set(_candidates(value, dtype))) != 1:
+                return False
+    return True
+
+
 def boxes(predicate, axes, dtype, bbox=None) -> list:
     """One closed box per satisfiable conjunction, intersected with ``bbox``."""
     out = []

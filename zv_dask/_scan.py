@@ -218,7 +218,7 @@ class FrameSource:
         """Whether rows can be counted from sizes and positions alone."""
         if self.scan.selection:
             return False
-        return all(c in self.axes for c in P.columns_of(predicate))
+        return P.boxes_are_exact(predicate, self.axes, self.level.vertices.dtype)
 
     def inside_flags(self, predicate, specs) -> list:
         """Per partition, per cell: whether the cell lies inside the query's boxes."""
