@@ -98,7 +98,7 @@ def predicates(draw, store, level, full):
         pool = v[:: max(1, len(v) // 50)].tolist() if len(v) else [0]
         if col in store.axes:
             pool += faces(store, level, store.axes.index(col))
-        lo, hi = (float(v.min()), float(v.max())) if len(v) else (0.0, 1.0)
+        lo, hi = (float(np.floor(v.min())), float(np.ceil(v.max()))) if len(v) else (0.0, 1.0)
         value = draw(st.one_of(st.sampled_from(pool), st.floats(lo - 1, hi + 1, width=32)))
         if full[col].dtype.kind in "iu" and draw(st.booleans()):
             value = int(np.floor(value))

@@ -62,6 +62,18 @@ class DaskMethods:
         nothing; column selections are pushed into the reader, so
         ``ddf.intensity.mean()`` fetches only the ``intensity`` blobs.
 
+        Queries prune themselves: in ``ddf[(ddf.x > a) & (ddf.label == 3)]`` the
+        comparisons with scalars (``< <= > >= == !=``, ``between``, either operand
+        order, combined with ``&`` and ``|``) are applied inside each task right
+        after the columns they use are decoded (other columns are fetched only for
+        chunks with a matching row), and axis comparisons drop the partitions (and
+        the chunks of partly matching ones) that cannot hold a matching row, with no
+        IO.  Anything else stays an ordinary dask filter with the same result.
+        ``len(ddf)`` comes from metadata; with a bbox or an axis filter, chunks
+        inside the box are counted from their blob sizes and only boundary chunks
+        are read.  Needs dask's expression API (dask>=2025.1); without it the frame
+        is a plain ``from_map`` frame (same results, no pushdown).
+
         Parameters
         ----------
         level, bbox, target_resolution, attributes
@@ -84,6 +96,9 @@ class DaskMethods:
         ['x', 'y', 'z', 'intensity', 'label', 'region']
         >>> int(ddf.npartitions) == len(s.chunks(0))
         True
+        >>> q = ddf[ddf.x >= 1000]
+        >>> q.npartitions < ddf.npartitions, len(ddf) == s.vertex_count(0)
+        (True, True)
         """
         if int(chunks_per_partition) < 1:
             raise QueryError(f"chunks_per_partition must be >= 1, got {chunks_per_partition}",

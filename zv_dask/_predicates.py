@@ -111,7 +111,7 @@ def conjunction_box(conj, axes, dtype):
     Examples
     --------
     >>> lo, hi = conjunction_box((("x", ">=", 1.0), ("y", "<", 2.0)), ("x", "y"), np.dtype("f8"))
-    >>> lo.tolist(), hi[1] < 2.0
+    >>> lo.tolist(), bool(hi[1] < 2.0)
     ([1.0, -inf], True)
     """
     dtype = np.dtype(dtype)
@@ -238,7 +238,7 @@ def row_mask(predicate, column, n: int) -> np.ndarray | None:
     --------
     >>> import pandas as pd
     >>> s = pd.Series([1.0, 2.0, 3.0])
-    >>> row_mask(((("x", ">", 1.5),), (("x", "==", 1.0),)), lambda c: s, 3).tolist()
+    >>> row_mask(((("x", ">", 2.5),), (("x", "==", 1.0),)), lambda c: s, 3).tolist()
     [True, False, True]
     """
     if predicate is None:
