@@ -47,7 +47,7 @@ def norm(df: pd.DataFrame) -> pd.DataFrame:
     """Row order aside (it is the reader's chunk order), categoricals as plain values."""
     df = df.copy()
     for c in df.columns:
-        if isinstance(df[c].dtype, pd.CategoricalDtype) or df[c].dtype == object:
+        if not pd.api.types.is_numeric_dtype(df[c].dtype):
             df[c] = df[c].astype(object).astype(str)
     df.columns = pd.Index([str(c) for c in df.columns], dtype=object)
     return df.sort_values(list(df.columns), kind="stable").reset_index(drop=True)
@@ -85,7 +85,7 @@ def faces(store, level, axis):
 @st.composite
 def predicates(draw, store, level, full):
     """A random tree of comparisons (& and |) over the frame's columns."""
-    cats = [c for c in full.columns if full[c].dtype == object]
+    cats = [c for c in full.columns if not pd.api.types.is_numeric_dtype(full[c].dtype)]
     nums = [c for c in full.columns if c not in cats]
 
     def leaf():
