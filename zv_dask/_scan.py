@@ -11,6 +11,7 @@ chunk lists of the others, whatever the grouping) without any IO.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import pickle
 
 import numpy as np
@@ -153,13 +154,21 @@ class FrameSource:
         return self._memo["token"]
 
     def _specs_digest(self) -> str:
-        h = hashlib.sha1()
-        for spec in self.base_specs:
-            coords = self._coords(spec)
-            h.update(np.asarray(coords, np.int64).tobytes() + b"|")
-            if self.scan.selection:
-                h.update(pickle.dumps(spec[1], protocol=4))
+        flat, lens = self._flat()
+        h = hashlib.sha1(flat.tobytes())
+        h.update(lens.tobytes())
+        if self.scan.selection:
+            h.update(pickle.dumps([spec[1] for spec in self.base_specs], protocol=4))
         return h.hexdigest()
+
+    def _flat(self):
+        """(every planned cell (K, rank), cells per partition), computed once."""
+        if "flat" not in self._memo:
+            groups = [self._coords(s) for s in self.base_specs]
+            lens = np.fromiter((len(g) for g in groups), np.int64, len(groups))
+            flat = np.asarray(list(itertools.chain.from_iterable(groups)), np.int64)
+            self._memo["flat"] = (flat.reshape(-1, self.level.rank), lens)
+        return self._memo["flat"]
 
     @property
     def meta(self):
@@ -193,21 +202,23 @@ class FrameSource:
         return out
 
     def _trim(self, allowed: np.ndarray) -> list:
-        lens = [len(self._coords(s)) for s in self.base_specs]
-        if not sum(lens):
+        flat, lens = self._flat()
+        if not len(flat):
             return []
-        flat = np.concatenate([np.asarray(self._coords(s), np.int64).reshape(-1, self.level.rank)
-                               for s, n in zip(self.base_specs, lens) if n])
         keep = np.isin(P.linear_index(self.level, flat), allowed)
-        out, i = [], 0
-        for spec, n in zip(self.base_specs, lens):
-            k = keep[i:i + n]
-            i += n
-            if not k.any():
+        starts = np.concatenate([[0], np.cumsum(lens)[:-1]])
+        kept = np.zeros(len(lens), np.int64)
+        some = lens > 0
+        kept[some] = np.add.reduceat(keep.astype(np.int64), starts[some])
+        out = []
+        for spec, n, m, i in zip(self.base_specs, lens.tolist(), kept.tolist(), starts.tolist()):
+            if m == 0:
                 continue
-            if k.all():
+            if m == n:
                 out.append(spec)
-            elif self.scan.selection:
+                continue
+            k = keep[i:i + n]
+            if self.scan.selection:
                 out.append((tuple(c for c, f in zip(spec[0], k) if f),
                             tuple(x for x, f in zip(spec[1], k) if f)))
             else:
