@@ -140,6 +140,9 @@ class FrameSource:
         self.full_count = full_count  # rows of the whole level (no bbox, no selection)
         self._memo = {}
 
+    def __repr__(self) -> str:
+        return f"FrameSource({self.label}, {len(self.base_specs)} partitions)"
+
     def __getstate__(self):
         state = dict(self.__dict__)
         state["_memo"] = {}
