@@ -198,8 +198,8 @@ def test_export_bbox_columns_partition_index(store_path, tmp_path):
         df = pq.read_table(out / part["file"]).to_pandas()
         expect = ddf.partitions[i].compute()  # file i is partition i
         np.testing.assert_array_equal(df["x"].to_numpy(), expect["x"].to_numpy())
-        for ax in "xyz":  # rows lie in the recorded half-open chunk box
-            assert ((df[ax] >= part[f"{ax}_min"]) & (df[ax] < part[f"{ax}_max"])).all()
+        for ax in "xyz":  # rows lie in the recorded closed chunk box
+            assert ((df[ax] >= part[f"{ax}_min"]) & (df[ax] <= part[f"{ax}_max"])).all()
     meta = pq.read_metadata(out / index["partitions"][0]["file"]).metadata
     assert json.loads(meta[b"zv_dask"])["level"] == 0
 

@@ -101,8 +101,10 @@ class DaskMethods:
     def partitions(self, level=None, bbox=None, target_resolution=None,
                    chunks_per_partition: int = 1):
         """One row per partition of :meth:`to_dask_dataframe` with the same arguments:
-        its chunk coordinate (``chunk``, ``chunk_0``...) and spatial box
-        (``x_min``, ``x_max``, ...; the chunk's half-open box).
+        its chunk coordinate (``chunk``, ``chunk_0``...) and closed spatial box
+        (``x_min``, ``x_max``, ...): the smallest and largest value the writer's cell
+        rule puts in the partition's chunks, so each of its rows has
+        ``x_min <= x <= x_max`` (the bbox semantics of this reader).
 
         Examples
         --------

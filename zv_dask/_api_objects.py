@@ -180,12 +180,10 @@ class ObjectMethods:
         inside = np.zeros(len(coords), bool)
         if lm.vertices.access == "plain":
             inside[:] = True
-            if plan.bbox is not None:
+            if plan.bbox is not None:  # a chunk whose box lies in the bbox keeps every row
                 lo, hi = plan.bbox
-                cs = lm.chunk_shape
-                sp = plan.cells[:, lead:].astype(np.float64)
-                eps = 1e-9 * cs
-                inside = ((sp * cs - lo >= eps) & (hi - (sp + 1) * cs >= eps)).all(1)
+                box_lo, box_hi = _plan.cell_boxes(_plan.cell_rule(lm), plan.cells[:, lead:])
+                inside = ((box_lo >= lo) & (box_hi <= hi)).all(1)
         out = [0] * len(coords)
         if inside.any():
             idx = np.flatnonzero(inside).tolist()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._plan import ReadPlan
+from ._plan import ReadPlan, cell_boxes, cell_rule
 from ._read import LevelReader, ObjectPartitionReader, PartitionReader, clip_columns
 
 
@@ -68,16 +68,21 @@ def from_partition_function(func, plan: ReadPlan, meta, chunks_per_partition: in
 
 
 def partitions_table(plan: ReadPlan, lm, axes, chunks_per_partition: int = 1):
-    """One row per partition: its chunk(s) and spatial box (pure, pandas)."""
+    """One row per partition: its chunk(s) and closed spatial box (pure, pandas).
+
+    The box is the hull of the chunks' :func:`~zv_dask._plan.cell_boxes`: the smallest
+    and largest double the writer's cell rule puts in them, so every row of the
+    partition satisfies ``min <= value <= max``.
+    """
     import pandas as pd
 
-    cs = lm.chunk_shape
-    lead = lm.rank - len(cs)
+    lead = lm.rank - len(lm.chunk_shape)
+    box_lo, box_hi = cell_boxes(cell_rule(lm), plan.cells[:, lead:])
     rows = []
     for i, group in enumerate(group_cells(plan.cells, chunks_per_partition)):
-        sp = group[:, lead:]
-        lo = sp.min(0) * cs
-        hi = (sp.max(0) + 1) * cs
+        sl = slice(i * chunks_per_partition, i * chunks_per_partition + len(group))
+        lo = box_lo[sl].min(0)
+        hi = box_hi[sl].max(0)
         row = {"partition": i, "chunk": tuple(int(x) for x in group[0]),
                "n_chunks": len(group)}
         for d in range(lm.rank):

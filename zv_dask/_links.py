@@ -32,7 +32,7 @@ from typing import Mapping
 import numpy as np
 
 from . import _metadata as M
-from ._plan import _floor_div
+from . import _plan
 from .errors import ChunkDecodeError, MetadataError, UnsupportedFormatError
 
 EDGE_COLUMNS = ("source", "target")
@@ -245,16 +245,8 @@ class RowStarts:
 
 
 def cells_in_bbox(cells: np.ndarray, lm: M.LevelMeta, bbox) -> np.ndarray:
-    """Mask of the cells whose chunk box meets the closed bbox (pure)."""
-    if bbox is None or not len(cells):
-        return np.ones(len(cells), bool)
-    lo, hi = bbox
-    lead = lm.rank - len(lm.chunk_shape)
-    keep = np.ones(len(cells), bool)
-    for d, s in enumerate(lm.chunk_shape):
-        c = cells[:, lead + d]
-        keep &= (c >= _floor_div(float(lo[d]), float(s))) & (c <= _floor_div(float(hi[d]), float(s)))
-    return keep
+    """Mask of the cells whose chunk box meets the closed bbox (pure; the planner's rule)."""
+    return _plan.cells_in_bbox(lm, cells, bbox)
 
 
 # --------------------------------------------------------------------------- tasks

@@ -208,7 +208,7 @@ output layout:
   OUT/{PARTITION_INDEX}
       the partition index, for readers that prune by space: "partitions" lists,
       in file order, each file's "file" name, its chunk coordinate "chunk" and
-      the chunk's box "x_min", "x_max", "y_min", ... (half-open, in store
+      the chunk's box "x_min", "x_max", "y_min", ... (closed, in store
       coordinates; every row of the file lies inside it).  The leading "_"
       keeps Parquet readers from taking it for data.  When no chunk touches the
       bbox, one empty file keeps the schema and its "chunk" is null.
@@ -461,7 +461,7 @@ def partition_index(store, level=None, bbox=None, target_resolution=None, column
     >>> idx = partition_index(zv_dask.open_zv(zv_dask.example_store()), level=0)
     >>> p = idx["partitions"][0]
     >>> p["file"], p["chunk"], p["x_min"], p["x_max"]
-    ('part.000000.parquet', [0, 0, 0], 0.0, 500.0)
+    ('part.000000.parquet', [0, 0, 0], -1.235e-321, 499.99999999999994)
     """
     lv = resolved_level(store, level, target_resolution)
     table = store.partitions(level=level, bbox=bbox, target_resolution=target_resolution)
@@ -479,7 +479,8 @@ def partition_index(store, level=None, bbox=None, target_resolution=None, column
         "axes": list(store.axes),
         "bbox": None if bbox is None else [[float(v) for v in b] for b in bbox],
         "columns": columns,
-        "box": "half-open chunk box [min, max) per axis, store coordinates",
+        "box": "closed box [min, max] per axis, store coordinates: the smallest and largest "
+               "value the writer's cell rule puts in the partition's chunks",
         "partitions": parts,
     }
 
