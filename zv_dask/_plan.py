@@ -292,9 +292,10 @@ def bbox_index_ranges(lm: LevelMeta, bbox) -> list[tuple[int, int]] | None:
 def plan_cells(lm: LevelMeta, bbox=None) -> np.ndarray:
     """Linear indices (sorted, row-major) of the non-empty cells that touch ``bbox``.
 
-    Cost is O(K) in the non-empty cells K, whatever the grid's declared shape or the
-    box's size: the first axis's range is one run of the sorted presence list (binary
-    search), the other axes filter that run.
+    Cost is O(min(R log K, K)) for K non-empty cells and R rows of the bbox's index
+    box (its cells with the last axis collapsed), whatever the grid's declared shape:
+    the first axis's range is one run of the sorted presence list; a box of few rows
+    finds its runs in it by binary search, any other box filters the run.
     """
     pres: Presence = lm.presence
     if bbox is None:
@@ -302,13 +303,29 @@ def plan_cells(lm: LevelMeta, bbox=None) -> np.ndarray:
     ranges = bbox_index_ranges(lm, bbox)
     if ranges is None or len(pres) == 0:
         return np.zeros(0, np.int64)
-    stride = math.prod(pres.shape[1:])
+    shape = pres.shape
+    stride = math.prod(shape[1:])
     a = int(np.searchsorted(pres.linear, ranges[0][0] * stride, "left"))
     b = int(np.searchsorted(pres.linear, (ranges[0][1] + 1) * stride, "left"))
     run = pres.linear[a:b]
     if len(run) == 0:
         return run
-    return run[cells_in_bbox(lm, pres.coords(run), bbox)]
+    if math.prod(i1 - i0 + 1 for i0, i1 in ranges[:-1]) > len(run):
+        return run[cells_in_bbox(lm, pres.coords(run), bbox)]
+    lead_axes = [np.arange(i0, i1 + 1, dtype=np.int64) for i0, i1 in ranges[:-1]]
+    if lead_axes:
+        grids = np.meshgrid(*lead_axes, indexing="ij")
+        prefix = np.ravel_multi_index([g.ravel() for g in grids], shape[:-1])
+    else:
+        prefix = np.zeros(1, np.int64)
+    k0, k1 = ranges[-1]
+    starts = np.searchsorted(run, prefix * shape[-1] + k0, "left")
+    n = np.searchsorted(run, prefix * shape[-1] + k1 + 1, "left") - starts
+    ends = np.cumsum(n)
+    if not len(ends) or ends[-1] == 0:
+        return np.zeros(0, np.int64)
+    take = np.arange(int(ends[-1]), dtype=np.int64) + np.repeat(starts - (ends - n), n)
+    return run[take]
 
 
 def resolve_attributes(lm: LevelMeta, attributes, store: str | None = None) -> list[AttributeInfo]:
