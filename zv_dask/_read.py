@@ -132,8 +132,7 @@ class LevelReader:
                 got = arr.get_coordinate_selection(tuple(idx.T))
                 break
             except Exception as exc:
-                if not is_transient(exc) and not isinstance(exc, (OSError, KeyError)):
-                    # the bytes are there but do not decode
+                if _undecodable(exc):  # the bytes are there but do not decode
                     raise self._zarr_decode_error(arr, a, coords, idx, exc) from None
                 if not is_transient(exc) or attempt == loc.retries:
                     raise self._err(
@@ -162,7 +161,7 @@ class LevelReader:
                 try:
                     arr.get_coordinate_selection(tuple(np.asarray([[x] for x in i])))
                 except Exception as one:
-                    if not is_transient(one) and not isinstance(one, (OSError, KeyError)):
+                    if _undecodable(one):
                         bad, exc = c, one
                         break
         return self._err(ChunkDecodeError, f"zarr cannot decode the chunk "
@@ -199,6 +198,10 @@ class LevelReader:
             else:
                 ids = np.arange(oi.num_objects, dtype=np.int64)
         except Exception as exc:
+            if _undecodable(exc):
+                raise self._err(ChunkDecodeError, f"the object index does not decode "
+                                f"({type(exc).__name__}: {exc}); a chunk object is corrupt "
+                                "or truncated", array="object_index/manifests") from None
             raise self._err(StoreReadError, f"reading the object index failed: {exc}; retry "
                             "or check the store", array="object_index") from None
         if len(ids) != len(blobs):
@@ -318,6 +321,10 @@ class LevelReader:
             else:
                 got = np.asarray(a.get_orthogonal_selection((uniq,)), dtype=object)
         except Exception as exc:
+            if _undecodable(exc):
+                raise self._err(ChunkDecodeError, f"the manifests do not decode "
+                                f"({type(exc).__name__}: {exc}); a chunk object is corrupt "
+                                "or truncated", array="object_index/manifests") from None
             raise self._err(StoreReadError, f"reading manifests failed: {type(exc).__name__}: "
                             f"{exc}; retry, or check the store",
                             array="object_index/manifests") from None
@@ -392,6 +399,11 @@ class LevelReader:
             out["object_ids"] = owner
             out["owner_count"] = count
         return out
+
+
+def _undecodable(exc: BaseException) -> bool:
+    """zarr got the bytes but could not decode them (not an IO failure)."""
+    return not is_transient(exc) and not isinstance(exc, (OSError, KeyError))
 
 
 def _stored_limit(bound: int | None, a: ArrayMeta) -> int | None:
