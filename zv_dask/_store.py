@@ -107,7 +107,7 @@ class StoreLocation:
 
     def __init__(self, path_or_url, storage_options: Mapping | None = None,
                  n_workers: int | None = None, retries: int = 4, retry_backoff: float = 0.2,
-                 open_id: str | None = None):
+                 open_id: str | None = None, version: str = ""):
         s = os.fspath(path_or_url) if not isinstance(path_or_url, str) else path_or_url
         self._spec = s.rstrip("/") or s
         self._options = dict(storage_options or {})
@@ -118,6 +118,11 @@ class StoreLocation:
         # one per open_zv: process caches are keyed by it, so a store rewritten at the
         # same URL and opened again never sees what an earlier open decoded
         self.open_id = open_id or uuid.uuid4().hex
+        # what the open saw of the store's files (listing dates, sizes, root document):
+        # part of task keys, so a rewritten store never shares keys (nor dask's
+        # expression instances) with an earlier open of the same URL
+        self.version = version
+        self._seen: list = []
         self._fs = None
         self._root = None
         self._local = False
@@ -131,13 +136,14 @@ class StoreLocation:
     def __reduce__(self):
         # unpickling returns the process-wide instance: a worker opens each store once
         return (_shared_location, (self._spec, self._options, self.n_workers, self.retries,
-                                   self.retry_backoff, self.open_id))
+                                   self.retry_backoff, self.open_id, self.version))
 
     def token(self) -> str:
         """A credential-free identity for task keys and process caches."""
         from dask.base import tokenize
 
-        return tokenize(self._spec, sorted(self._options.items(), key=lambda kv: kv[0]))
+        return tokenize(self._spec, sorted(self._options.items(), key=lambda kv: kv[0]),
+                        self.version)
 
     def cache_key(self) -> tuple:
         """Key of process caches (decoded owner tables...): the identity of this open,
@@ -364,7 +370,25 @@ class StoreLocation:
         for e in entries:
             if e.get("type") == "directory":
                 names.append(e["name"].rstrip("/").rsplit("/", 1)[-1])
+            else:  # the documents' dates and sizes: they change when the store is rewritten
+                self._seen.append((str(e.get("name")), e.get("size"), str(e.get("mtime", "")),
+                                   str(e.get("LastModified", "")), str(e.get("ETag", "")),
+                                   e.get("ino")))
         return sorted(names)
+
+    def seal_version(self, root_doc) -> None:
+        """Fix :attr:`version` from what the open read and listed (no extra request
+        remotely; one ``stat`` of the root document locally)."""
+        from dask.base import tokenize
+
+        parts = sorted(self._seen, key=lambda t: t[0])
+        if self._local:
+            try:
+                st = os.stat(self._full("zarr.json"))
+                parts.append((st.st_mtime_ns, st.st_ino, st.st_size))
+            except OSError:
+                pass
+        self.version = tokenize(parts, json.dumps(root_doc, sort_keys=True, default=str))
 
     def list_files(self, rel: str) -> list[str]:
         """Every file below ``rel``, relative to it (used only without presence lists)."""
@@ -434,16 +458,16 @@ _SHARED_MAX = 32
 
 
 def _shared_location(spec, options, n_workers, retries=4, retry_backoff=0.2,
-                     open_id=None) -> StoreLocation:
+                     open_id=None, version="") -> StoreLocation:
     from dask.base import tokenize
 
     key = tokenize(spec, sorted(options.items(), key=lambda kv: kv[0]), n_workers, retries,
-                   retry_backoff, open_id)
+                   retry_backoff, open_id, version)
     with _SHARED_LOCK:
         loc = _SHARED.get(key)
         if loc is None:
             loc = _SHARED[key] = StoreLocation(spec, options, n_workers, retries, retry_backoff,
-                                               open_id)
+                                               open_id, version)
             while len(_SHARED) > _SHARED_MAX:
                 _SHARED.popitem(last=False)
         _SHARED.move_to_end(key)
@@ -550,6 +574,7 @@ def read_metadata(loc: StoreLocation) -> M.StoreMeta:
             store=name, level=lv, root=root, level_attrs=lattrs, arrays=arrays,
             presence=presence, object_index_attrs=oi_attrs,
         )
+    loc.seal_version(root_doc)
     return M.build_store(name, root, parsed)
 
 
