@@ -334,3 +334,32 @@ def test_compressed_chunk_declaring_a_huge_size_is_refused(tmp_path):
     out = run_limited(path, "store.read()")
     assert out.startswith("ChunkDecodeError 0 vertices (0, 1, 0)"), out
     assert "more than the level can hold" in out
+
+
+def test_s3_zero_byte_and_oversized_objects(pristine, tmp_path):
+    pytest.importorskip("s3fs")
+    sys.path.insert(0, str(HERE))
+    from s3server import ACCESS_KEY, SECRET_KEY, MotoServer
+
+    server = MotoServer()
+    try:
+        c = server.client()
+        c.create_bucket(Bucket="zv-damaged")
+        server.upload("zv-damaged", pristine, "pts.zarrvectors")
+        opts = {"endpoint_url": server.url, "key": ACCESS_KEY, "secret": SECRET_KEY}
+        url = "s3://zv-damaged/pts.zarrvectors"
+        local = zv_dask.open_zv(pristine).read()
+        got = zv_dask.open_zv(url, storage_options=opts).read()  # ranged GETs read it all
+        np.testing.assert_array_equal(got["positions"], local["positions"])
+        np.testing.assert_array_equal(got["object_ids"], local["object_ids"])
+        c.put_object(Bucket="zv-damaged", Key="pts.zarrvectors/0/vertices/c/0/1/0", Body=b"")
+        with pytest.raises(E.ChunkDecodeError, match="empty") as ei:
+            zv_dask.open_zv(url, storage_options=opts).read()
+        assert ei.value.chunk == (0, 1, 0) and ei.value.array == "vertices"
+        c.put_object(Bucket="zv-damaged", Key="pts.zarrvectors/0/vertices/c/0/1/0",
+                     Body=frame(b"\0" * (12 * N_POINTS + 12)))
+        with pytest.raises(E.ChunkDecodeError, match="more than the level can hold") as ei:
+            zv_dask.open_zv(url, storage_options=opts).read()
+        assert ei.value.chunk == (0, 1, 0) and ei.value.array == "vertices"
+    finally:
+        server.stop()

@@ -446,8 +446,9 @@ def _too_large(size, limit: int) -> BlobRefused:
 
 def _empty_range(exc: BaseException) -> bool:
     """S3 answers a ranged GET of a 0-byte object with 416 InvalidRange."""
-    text = f"{type(exc).__name__} {exc}"
-    return "InvalidRange" in text or "416" in text or "Requested Range Not Satisfiable" in text
+    text = f"{type(exc).__name__} {exc}".lower()
+    return "invalidrange" in text or "416" in text or "range is not satisfiable" in text \
+        or "range not satisfiable" in text
 
 
 # Unpickled locations, one per (URL, options, open): a worker opens each store once per
