@@ -213,8 +213,12 @@ class StoreLocation:
         path = self._full(rel)
         try:
             if self._local:
-                with open(path, "rb") as f:
+                # non-blocking: opening a FIFO must not wait for a writer
+                with os.fdopen(os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)),
+                               "rb") as f:
                     st = os.fstat(f.fileno())
+                    if stat.S_ISDIR(st.st_mode):
+                        return None  # as a missing object (open() would raise)
                     if not stat.S_ISREG(st.st_mode):  # a device, pipe... (e.g. /dev/zero)
                         return BlobRefused("the chunk object is not a regular file")
                     if limit is not None and st.st_size > limit:
