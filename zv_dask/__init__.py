@@ -25,6 +25,7 @@ from .errors import (
     StoreReadError,
     UnsupportedFormatError,
     ZVError,
+    ZVWarning,
 )
 from .fragments import read_fragment_index
 from ._xarray import read_zv
@@ -55,5 +56,6 @@ __all__ = [
     "ZVError", "StoreNotFoundError", "NotAZVStoreError", "UnsupportedFormatError",
     "MetadataError", "LevelNotFoundError", "ArrayNotFoundError", "QueryError",
     "ChunkMissingError", "ChunkDecodeError", "StoreReadError", "StoreClosedError",
+    "ZVWarning",
     "__version__",
 ]

@@ -388,7 +388,7 @@ class LinkReader:
         lin = np.ravel_multi_index((c_arr - self.starts.origin).T, self.starts.shape)
         k = int(np.searchsorted(self.starts.linear, lin[0]))
         n = int(self.starts.lengths[k]) if ok[0] else 0
-        fi = self.reader.fragment_indexes([coord])[0]
+        fi = self.reader.fragment_indexes([coord], [n])[0]  # rows must lie in the chunk
         counts = fi.counts()
         frow, _ = fi.row_fragment_pairs()
         firsts = np.concatenate([[0], np.cumsum(counts)[:-1]])[counts > 0]

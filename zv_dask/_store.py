@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import threading
+import uuid
 import warnings
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from typing import Iterable, Mapping, Sequence
 
@@ -55,6 +58,9 @@ def _fs_options(spec: str, options: Mapping) -> dict:
     import fsspec
 
     opts = dict(options)
+    # a filesystem of our own per open: fsspec's shared instances keep listing caches
+    # (s3fs's dircache) that would show a store as it was at an earlier open
+    opts.setdefault("skip_instance_cache", True)
     protocol = fsspec.core.split_protocol(spec)[0]
     if protocol in ("s3", "s3a"):
         opts.setdefault("max_concurrency", 1)
@@ -76,6 +82,19 @@ def is_transient(exc: BaseException) -> bool:
     return type(exc).__module__.split(".")[0] in ("aiohttp", "botocore", "urllib3", "http")
 
 
+class BlobRefused:
+    """Returned by :meth:`StoreLocation.get_many` instead of bytes for an object that
+    was not read in full: larger than the caller's limit, or not a regular file."""
+
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: str):
+        self.reason = reason
+
+    def __repr__(self) -> str:
+        return f"BlobRefused({self.reason!r})"
+
+
 class StoreLocation:
     """Where a store lives; picklable; creates its filesystem lazily per process.
 
@@ -87,7 +106,8 @@ class StoreLocation:
     """
 
     def __init__(self, path_or_url, storage_options: Mapping | None = None,
-                 n_workers: int | None = None, retries: int = 4, retry_backoff: float = 0.2):
+                 n_workers: int | None = None, retries: int = 4, retry_backoff: float = 0.2,
+                 open_id: str | None = None, version: str = ""):
         s = os.fspath(path_or_url) if not isinstance(path_or_url, str) else path_or_url
         self._spec = s.rstrip("/") or s
         self._options = dict(storage_options or {})
@@ -95,6 +115,14 @@ class StoreLocation:
         self.n_workers = int(n_workers) if n_workers else 8
         self.retries = max(0, int(retries))
         self.retry_backoff = max(0.0, float(retry_backoff))
+        # one per open_zv: process caches are keyed by it, so a store rewritten at the
+        # same URL and opened again never sees what an earlier open decoded
+        self.open_id = open_id or uuid.uuid4().hex
+        # what the open saw of the store's files (listing dates, sizes, root document):
+        # part of task keys, so a rewritten store never shares keys (nor dask's
+        # expression instances) with an earlier open of the same URL
+        self.version = version
+        self._seen: list = []
         self._fs = None
         self._root = None
         self._local = False
@@ -108,13 +136,19 @@ class StoreLocation:
     def __reduce__(self):
         # unpickling returns the process-wide instance: a worker opens each store once
         return (_shared_location, (self._spec, self._options, self.n_workers, self.retries,
-                                   self.retry_backoff))
+                                   self.retry_backoff, self.open_id, self.version))
 
     def token(self) -> str:
         """A credential-free identity for task keys and process caches."""
         from dask.base import tokenize
 
-        return tokenize(self._spec, sorted(self._options.items(), key=lambda kv: kv[0]))
+        return tokenize(self._spec, sorted(self._options.items(), key=lambda kv: kv[0]),
+                        self.version)
+
+    def cache_key(self) -> tuple:
+        """Key of process caches (decoded owner tables...): the identity of this open,
+        so that a later open of a rewritten store never reuses them."""
+        return (self.token(), self.open_id)
 
     # -- filesystem ---------------------------------------------------------------------
 
@@ -133,6 +167,10 @@ class StoreLocation:
                 ) from None
             if type(fs).__module__.startswith("s3fs") and hasattr(fs, "retries"):
                 fs.retries = 1  # one attempt inside s3fs: the retry policy is ours
+            try:  # a shared instance (skip_instance_cache=False) may list an older store
+                fs.invalidate_cache()
+            except Exception:  # pragma: no cover - filesystems without listing caches
+                pass
             self._root = root.rstrip("/")
             self._local = type(fs) is LocalFileSystem  # subclasses (wrappers) keep their hooks
             self._fs = fs
@@ -157,44 +195,90 @@ class StoreLocation:
             return self._pool
 
     def close(self) -> None:
+        """Stop the IO threads and drop this open's filesystem and process-cache entry."""
         with self._lock:
             if self._pool is not None:
                 self._pool.shutdown(wait=False)
                 self._pool = None
+            self._fs = None
+            self._zarr_store = None
+        forget_open(self.open_id)
 
     # -- reads ----------------------------------------------------------------------------
 
-    def _get_one(self, rel: str):
-        """One object's bytes, ``None`` if missing; other failures are returned, not raised."""
+    def _get_one(self, rel: str, limit: int | None = None):
+        """One object's bytes, ``None`` if missing, :class:`BlobRefused` if larger than
+        ``limit`` (never read past it) or not a regular file; other failures are
+        returned, not raised."""
         path = self._full(rel)
         try:
             if self._local:
-                with open(path, "rb") as f:
-                    return f.read()
-            return self.fs.cat_file(path)
+                # non-blocking: opening a FIFO must not wait for a writer
+                with os.fdopen(os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)),
+                               "rb") as f:
+                    st = os.fstat(f.fileno())
+                    if stat.S_ISDIR(st.st_mode):
+                        return None  # as a missing object (open() would raise)
+                    if not stat.S_ISREG(st.st_mode):  # a device, pipe... (e.g. /dev/zero)
+                        return BlobRefused("the chunk object is not a regular file")
+                    if limit is not None and st.st_size > limit:
+                        return _too_large(st.st_size, limit)
+                    data = f.read() if limit is None else f.read(limit + 1)
+            elif limit is None:
+                data = self.fs.cat_file(path)
+            else:  # a ranged GET: at most limit + 1 bytes cross the network
+                data = self.fs.cat_file(path, start=0, end=limit + 1)
         except _MISSING_ERRORS:
             return None
         except Exception as exc:  # classified by get_many
+            if limit is not None and _empty_range(exc):
+                return b""  # a ranged GET of a 0-byte object: the caller names the damage
             return exc
+        if limit is not None and len(data) > limit:
+            return _too_large(None, limit)
+        return data
 
-    def _fetch_batch(self, rels: list) -> list:
+    def _fetch_batch(self, rels: list, limits: list) -> list:
         # local files: threads cost more than they save unless the batch is large
         if len(rels) <= 1 or (self._local and len(rels) <= LOCAL_SEQUENTIAL_BATCH):
-            return [self._get_one(r) for r in rels]
+            return [self._get_one(r, m) for r, m in zip(rels, limits)]
         if getattr(self.fs, "async_impl", False):
-            paths = [self._full(r) for r in rels]
-            try:
-                got = self.fs.cat(paths, on_error="return", batch_size=max(self.n_workers, 1) * 4)
-            except Exception as exc:  # the whole batch failed (e.g. connection refused)
-                return [exc] * len(rels)
-            if not isinstance(got, dict):  # a single path comes back bare
-                got = {paths[0]: got}
-            return [None if isinstance(got.get(p), _MISSING_ERRORS) else got.get(p) for p in paths]
-        return list(self._executor().map(self._get_one, rels))
+            return self._fetch_async(rels, limits)
+        return list(self._executor().map(self._get_one, rels, limits))
 
-    def get_many(self, rels: Sequence[str]) -> list:
+    def _fetch_async(self, rels: list, limits: list) -> list:
+        paths = [self._full(r) for r in rels]
+        batch = max(self.n_workers, 1) * 4
+        try:
+            if any(m is not None for m in limits):
+                # the whole object where no limit applies: no HEAD, no size needed
+                got = self.fs.cat_ranges(paths, [None if m is None else 0 for m in limits],
+                                         [None if m is None else m + 1 for m in limits],
+                                         on_error="return", batch_size=batch)
+            else:
+                got = self.fs.cat(paths, on_error="return", batch_size=batch)
+                if not isinstance(got, dict):  # a single path comes back bare
+                    got = {paths[0]: got}
+                got = [got.get(p) for p in paths]
+        except Exception as exc:  # the whole batch failed (e.g. connection refused)
+            return [exc] * len(rels)
+        out = []
+        for r, m in zip(got, limits):
+            if isinstance(r, _MISSING_ERRORS):
+                r = None
+            elif isinstance(r, BaseException):
+                r = b"" if m is not None and _empty_range(r) else r
+            elif m is not None and len(r) > m:
+                r = _too_large(None, m)
+            out.append(r)
+        return out
+
+    def get_many(self, rels: Sequence[str], limits: Sequence | None = None) -> list:
         """Fetch many objects concurrently; ``None`` for each one that does not exist.
 
+        ``limits[i]`` (optional) is the most bytes object ``i`` may hold: a larger one
+        is not read past it and comes back as :class:`BlobRefused` (so is a local path
+        that is not a regular file, such as a link to ``/dev/zero``).
         Transient failures (timeouts, resets, 5xx, throttling) are retried up to
         ``retries`` times with exponential backoff; what still fails raises
         :class:`StoreReadError` whose ``key`` attribute names the object.  Never returns
@@ -205,10 +289,11 @@ class StoreLocation:
 
         self._ensure()
         rels = list(rels)
+        limits = [None] * len(rels) if limits is None else list(limits)
         out: list = [None] * len(rels)
         pending = list(range(len(rels)))
         for attempt in range(self.retries + 1):
-            results = self._fetch_batch([rels[i] for i in pending])
+            results = self._fetch_batch([rels[i] for i in pending], [limits[i] for i in pending])
             failed = []
             for i, r in zip(pending, results):
                 if isinstance(r, BaseException):
@@ -262,6 +347,8 @@ class StoreLocation:
             if raw is None:
                 out.append(None)
                 continue
+            if isinstance(raw, BlobRefused):
+                raise MetadataError(f"{rel}: {raw.reason}", store=self.url)
             try:
                 out.append(json.loads(raw))
             except ValueError as exc:
@@ -287,7 +374,25 @@ class StoreLocation:
         for e in entries:
             if e.get("type") == "directory":
                 names.append(e["name"].rstrip("/").rsplit("/", 1)[-1])
+            else:  # the documents' dates and sizes: they change when the store is rewritten
+                self._seen.append((str(e.get("name")), e.get("size"), str(e.get("mtime", "")),
+                                   str(e.get("LastModified", "")), str(e.get("ETag", "")),
+                                   e.get("ino")))
         return sorted(names)
+
+    def seal_version(self, root_doc) -> None:
+        """Fix :attr:`version` from what the open read and listed (no extra request
+        remotely; one ``stat`` of the root document locally)."""
+        from dask.base import tokenize
+
+        parts = sorted(self._seen, key=lambda t: t[0])
+        if self._local:
+            try:
+                st = os.stat(self._full("zarr.json"))
+                parts.append((st.st_mtime_ns, st.st_ino, st.st_size))
+            except OSError:
+                pass
+        self.version = tokenize(parts, json.dumps(root_doc, sort_keys=True, default=str))
 
     def list_files(self, rel: str) -> list[str]:
         """Every file below ``rel``, relative to it (used only without presence lists)."""
@@ -337,20 +442,48 @@ class StoreLocation:
         return zarr.Array(AsyncArray(metadata=meta, store_path=sp))
 
 
-_SHARED: dict = {}
+def _too_large(size, limit: int) -> BlobRefused:
+    what = f"{size} bytes" if size is not None else f"more than {limit} bytes"
+    return BlobRefused(f"the chunk object holds {what}, more than the level can hold "
+                       f"({limit} bytes from its vertex_count)")
+
+
+def _empty_range(exc: BaseException) -> bool:
+    """S3 answers a ranged GET of a 0-byte object with 416 InvalidRange."""
+    text = f"{type(exc).__name__} {exc}".lower()
+    return "invalidrange" in text or "416" in text or "range is not satisfiable" in text \
+        or "range not satisfiable" in text
+
+
+# Unpickled locations, one per (URL, options, open): a worker opens each store once per
+# open_zv.  Bounded, least recently used dropped first (a dropped one is rebuilt on use).
+_SHARED: OrderedDict = OrderedDict()
 _SHARED_LOCK = threading.Lock()
+_SHARED_MAX = 32
 
 
-def _shared_location(spec, options, n_workers, retries=4, retry_backoff=0.2) -> StoreLocation:
+def _shared_location(spec, options, n_workers, retries=4, retry_backoff=0.2,
+                     open_id=None, version="") -> StoreLocation:
     from dask.base import tokenize
 
     key = tokenize(spec, sorted(options.items(), key=lambda kv: kv[0]), n_workers, retries,
-                   retry_backoff)
+                   retry_backoff, open_id, version)
     with _SHARED_LOCK:
         loc = _SHARED.get(key)
         if loc is None:
-            loc = _SHARED[key] = StoreLocation(spec, options, n_workers, retries, retry_backoff)
+            loc = _SHARED[key] = StoreLocation(spec, options, n_workers, retries, retry_backoff,
+                                               open_id, version)
+            while len(_SHARED) > _SHARED_MAX:
+                _SHARED.popitem(last=False)
+        _SHARED.move_to_end(key)
         return loc
+
+
+def forget_open(open_id: str) -> None:
+    """Drop the process-wide location of one open (``ZVStore.close``)."""
+    with _SHARED_LOCK:
+        for key in [k for k, v in _SHARED.items() if v.open_id == open_id]:
+            del _SHARED[key]
 
 
 # --------------------------------------------------------------------------- metadata
@@ -446,6 +579,7 @@ def read_metadata(loc: StoreLocation) -> M.StoreMeta:
             store=name, level=lv, root=root, level_attrs=lattrs, arrays=arrays,
             presence=presence, object_index_attrs=oi_attrs,
         )
+    loc.seal_version(root_doc)
     return M.build_store(name, root, parsed)
 
 

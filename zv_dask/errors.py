@@ -103,3 +103,18 @@ class StoreReadError(ZVError, OSError):
 
 class StoreClosedError(ZVError, ValueError):
     """The store object was used after ``close()``."""
+
+
+class ZVWarning(UserWarning):
+    """Something is inconsistent but the read could still give a complete answer
+    (for example a level's row total differs from its recorded ``vertex_count``).
+
+    Examples
+    --------
+    >>> import warnings
+    >>> with warnings.catch_warnings(record=True) as w:
+    ...     warnings.simplefilter("always")
+    ...     warnings.warn(ZVWarning("level 0 holds 9 rows but records vertex_count 10"))
+    >>> w[0].category.__name__
+    'ZVWarning'
+    """

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import warnings
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from typing import Iterator
@@ -12,7 +13,7 @@ import numpy as np
 from . import _decode as dec
 from . import _plan
 from ._metadata import AttributeInfo, LevelMeta, StoreMeta
-from ._read import LevelReader, clip_columns, decode_categorical_columns
+from ._read import LevelReader, clip_columns, decode_categorical_columns, drop_process_caches
 from ._api_dask import DaskMethods
 from ._api_objects import ObjectMethods
 from ._store import StoreLocation, read_metadata
@@ -20,6 +21,7 @@ from .errors import (
     ArrayNotFoundError,
     QueryError,
     StoreClosedError,
+    ZVWarning,
 )
 
 
@@ -100,11 +102,13 @@ class ZVStore(DaskMethods, ObjectMethods):
         self.close()
 
     def close(self) -> None:
-        """Free the cache and the IO threads; later reads raise ``StoreClosedError``."""
+        """Free the caches (this store's and the process-wide ones of this open) and the
+        IO threads; later reads raise ``StoreClosedError``."""
         with self._lock:
             self._closed = True
             self._cache.clear()
             self._derived.clear()
+        drop_process_caches(self._loc.open_id)
         self._loc.close()
 
     def _open(self) -> StoreMeta:
@@ -334,6 +338,8 @@ class ZVStore(DaskMethods, ObjectMethods):
         if plan.object_ids and lm.shared_fragments:
             result["owner_count"] = _concat([i["owner_count"] for i in items],
                                             np.zeros(0, np.int64))
+        if plan.bbox is None:
+            check_row_total(len(pos), lm, self.url)
         return result
 
     def iter_chunks(self, level: int = 0, bbox=None, prefetch: int = 0, n_workers=None,
@@ -407,6 +413,17 @@ class ZVStore(DaskMethods, ObjectMethods):
         lm = self._level(level)
         return zarr.open_group(store=self._loc.zarr_store(), path=str(lm.level), mode="r",
                                zarr_format=3, use_consolidated=False)
+
+
+def check_row_total(total: int, lm: LevelMeta, store: str) -> None:
+    """Warn (:class:`ZVWarning`) when a whole level's rows differ from its recorded
+    ``vertex_count``; a count of 0 or less means "not recorded" (streaming writers)."""
+    vc = lm.vertex_count
+    if isinstance(vc, int) and vc > 0 and int(total) != vc:
+        warnings.warn(ZVWarning(
+            f"store {store}, level {lm.level}: read {int(total)} rows but the level records "
+            f"vertex_count {vc}; the store may be damaged or was changed while being read "
+            "(compare it with a fresh copy, or rewrite the level)"), stacklevel=3)
 
 
 def _safe_array_path(array_path: str, store: str, level: int) -> str:
