@@ -212,7 +212,7 @@ def test_export_level_with_object_ids_and_overwrite(store_path, tmp_path):
     out = tmp_path / "objects"
     zv("export", path, out, "--level", 0, "--columns", "v")
     r = zv("export", path, out, check=False)
-    assert r.returncode == 1 and "not empty" in r.stderr and "--overwrite" in r.stderr
+    assert r.returncode == 3 and "not empty" in r.stderr and "--overwrite" in r.stderr
     zv("export", path, out, "--level", 1, "--overwrite")
     got = dd.read_parquet(str(out)).compute().reset_index(drop=True)
     frames_equal(got, store.to_dask_dataframe(level=1).compute().reset_index(drop=True))
