@@ -33,16 +33,41 @@ class OutputRefusedError(QueryError):
     """``export`` refused its output location; nothing was written or deleted."""
 
 
-def _split(location: str):
-    """(filesystem, protocol family, normalised absolute path) of a path or URL."""
-    import fsspec
-    from fsspec.implementations.local import LocalFileSystem
+_SCHEME_ALIASES = {"s3a": "s3", "gcs": "gs", "local": "file"}
 
-    fs, path = fsspec.core.url_to_fs(str(location))
-    if isinstance(fs, LocalFileSystem):
-        return fs, "file", os.path.realpath(path)
-    proto = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
-    return fs, proto, posixpath.normpath("/" + path.strip("/"))
+
+def normalised(location: str) -> tuple:
+    """``(scheme, absolute path)`` of a path or URL, without touching any filesystem:
+    local paths resolved (symlinks, ``..``, relative), URL paths without ``.``/``..``
+    segments, trailing ``/``, credentials or query.
+
+    Examples
+    --------
+    >>> normalised("s3a://bucket/data/./cells.zarrvectors/")
+    ('s3', '/bucket/data/cells.zarrvectors')
+    """
+    s = str(location).split("::")[-1]  # chained URLs: the last one holds the data
+    scheme, sep, rest = s.partition("://")
+    scheme = _SCHEME_ALIASES.get(scheme.lower(), scheme.lower()) if sep else "file"
+    if scheme == "file":
+        return "file", os.path.realpath(os.path.expanduser(rest if sep else s))
+    rest = rest.split("?", 1)[0].split("#", 1)[0]
+    head, _, tail = rest.partition("/")
+    head = head.rsplit("@", 1)[-1]  # user:secret@host -> host
+    return scheme, posixpath.normpath("/" + f"{head}/{tail}".strip("/"))
+
+
+def _filesystem(out: str):
+    """(fsspec filesystem, path) where OUT is written."""
+    import fsspec
+
+    try:
+        fs, path = fsspec.core.url_to_fs(str(out))
+    except (ImportError, ValueError, OSError) as exc:
+        raise OutputRefusedError(f"cannot write to OUT {out}: {exc}") from None
+    if normalised(out)[0] == "file":
+        return fs, normalised(out)[1]
+    return fs, path.rstrip("/")
 
 
 def _parts(path: str) -> tuple:
@@ -61,8 +86,8 @@ def store_relation(out: str, store: str):
     >>> store_relation("s3://b/other", "s3://b/data/cells.zarrvectors") is None
     True
     """
-    _, p_out, a = _split(out)
-    _, p_store, b = _split(store)
+    p_out, a = normalised(out)
+    p_store, b = normalised(store)
     if p_out != p_store:
         return None
     a, b = _parts(a), _parts(b)
@@ -160,9 +185,8 @@ def plan_output(out: str, store: str, overwrite: bool, writes) -> OutputPlan:
                 "inside": "lies inside the store"}[rel]
         raise OutputRefusedError(f"OUT {out} {what} {store}; export into a directory "
                                  "outside the store")
+    fs, path = _filesystem(out)
     try:
-        fs, kind, path = _split(out)
-        path = path if kind == "file" else fsspec_path(fs, out)
         fs.invalidate_cache(path)  # a listing cached before this run is not evidence
         if not fs.exists(path):
             return OutputPlan(fs, path, out, [])
@@ -188,10 +212,3 @@ def plan_output(out: str, store: str, overwrite: bool, writes) -> OutputPlan:
             f"{out} holds {', '.join(clash)}, which the previous export did not write and "
             "this export would overwrite; move them or choose another OUT")
     return OutputPlan(fs, path, out, [n for n in remove if n in names])
-
-
-def fsspec_path(fs, out: str) -> str:
-    """The filesystem path of a URL (as fsspec spells it, without a trailing ``/``)."""
-    import fsspec
-
-    return fsspec.core.url_to_fs(str(out))[1].rstrip("/")
