@@ -218,15 +218,17 @@ def _finish_bounds(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
 
 
 def _voxel_count(lo: float, hi: float, r: float) -> int:
-    """Voxels of edge ``r`` from ``lo`` that reach ``hi`` (at least one); a quotient
-    rounded up past an exact multiple (0.9 / 0.3 = 3.0000000000000004) is not a voxel."""
+    """Voxels of edge ``r`` from ``lo`` that reach ``hi`` (at least one).  A quotient
+    within rounding of a whole number is that number (0.6 / 0.3 = 2.0000000000000004
+    is 2 voxels, the last one closed at ``hi``), not one voxel more."""
     if not (math.isfinite(lo) and math.isfinite(hi)):
         raise QueryError(f"the grid box [{lo}, {hi}] is not finite; give a finite bbox or "
                          "check the store's bounds")
-    n = max(1, math.ceil((hi - lo) / r))
-    if n > 1 and lo + r * (n - 1) >= hi:
-        n -= 1
-    return n
+    q = (hi - lo) / r
+    k = round(q)
+    if k >= 1 and abs(q - k) <= 1e-9 * k:
+        return int(k)
+    return max(1, math.ceil(q))
 
 
 def voxel_edges(lo: float, hi: float, r: float, n: int) -> np.ndarray:
