@@ -209,3 +209,26 @@ def test_duplicate_column_names_are_refused(store_path):
         stats.describe(store, columns=["x", "x"])
     with pytest.raises(zv_dask.QueryError, match="more than once"):
         stats.describe(store.to_dask_dataframe(), columns=["fa", "y", "fa"])
+
+
+@pytest.mark.parametrize("name", ["points_pyramid", "points_2d"])
+def test_dask_array_reductions_over_boxes_equal_numpy(store_path, name):
+    """``to_dask_array(bbox=...).min(axis=0)``: no block is empty, so dask's own
+    reductions work wherever numpy's do."""
+    store = zv_dask.open_zv(store_path(name))
+    full = store.read(level=0)
+    p = full["positions"]
+    for box in _boxes(store, 6, seed=7 + len(name)):
+        m = _inside(p, box)
+        a = store.to_dask_array("positions", bbox=box)
+        if m.any():
+            np.testing.assert_array_equal(a.min(axis=0).compute(), p[m].min(0))
+            np.testing.assert_array_equal(a.max(axis=0).compute(), p[m].max(0))
+            np.testing.assert_array_equal(a.compute(), p[m])
+        else:  # no row: stats.bounds gives NaN; a min of nothing is undefined
+            assert a.compute().shape == (0, store.spatial_dims)
+            assert np.isnan(stats.bounds(store, bbox=box).compute()).all()
+        if "rgb" in full["attributes"] and m.any():
+            rgb = store.to_dask_array("rgb", bbox=box)
+            np.testing.assert_array_equal(rgb.max(axis=0).compute(),
+                                          full["attributes"]["rgb"][m].max(0))
