@@ -237,7 +237,7 @@ def voxel_edges(lo: float, hi: float, r: float, n: int) -> np.ndarray:
 
     Examples
     --------
-    >>> voxel_edges(0.0, 0.9, 0.3, 3)[-1] >= 0.9
+    >>> bool(voxel_edges(0.0, 0.9, 0.3, 3)[-1] >= 0.9)
     True
     """
     edges = lo + r * np.arange(n + 1, dtype=np.float64)
