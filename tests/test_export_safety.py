@@ -210,3 +210,26 @@ def test_refusal_from_the_command_line_exit_code_and_message(data):
     assert r.returncode == 3 and "Traceback" not in r.stderr
     assert r.stderr.startswith("zv-dask: error: OUT ") and "holds the store" in r.stderr
     assert (data / "notes.txt").read_text() == NOTES
+
+
+def test_an_interrupted_export_is_still_replaced(store_path, tmp_path, capsys):
+    """A failing export leaves its index, so --overwrite can replace what it wrote."""
+    import shutil
+
+    copy = tmp_path / "damaged.zarrvectors"
+    shutil.copytree(store_path("points_2d"), copy)
+    blobs = sorted(p for p in (copy / "0" / "vertices" / "c").rglob("*") if p.is_file())
+    blobs[-1].write_bytes(b"\x07" * 5)  # the last chunk fails to decode
+    out = tmp_path / "out"
+    (tmp_path / "keep.txt").write_text(NOTES)
+    rc, err = run(["export", copy, out, "--scheduler", "sync"], capsys)
+    assert rc == 1 and "chunk (" in err
+    assert (out / "_zv_partitions.json").exists()
+    (out / "notes.txt").write_text(NOTES)
+    shutil.copyfile(store_path("points_2d") + "/0/vertices/c/" +
+                    str(blobs[-1].relative_to(copy / "0" / "vertices" / "c")), blobs[-1])
+    assert run(["export", copy, out, "--overwrite"], capsys)[0] == 0
+    index = json.loads((out / "_zv_partitions.json").read_text())
+    assert sorted(p.name for p in out.glob("part.*.parquet")) == \
+        [p["file"] for p in index["partitions"]]
+    assert (out / "notes.txt").read_text() == NOTES

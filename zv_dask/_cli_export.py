@@ -162,10 +162,13 @@ def run_export(store, args, bbox) -> str:
                           write_metadata_file=False, name_function=part_name,
                           custom_metadata={"zv_dask": json.dumps(common)})
     try:
-        with scheduler(args.scheduler) as client:
-            compute_with_progress(lazy, client)
+        # the index goes first: an interrupted export is still recognised (and replaced
+        # by --overwrite) instead of leaving parts no index claims
+        out.fs.makedirs(out.path, exist_ok=True)
         with out.fs.open(f"{out.path}/{PARTITION_INDEX}", "w") as f:
             json.dump(index, f, indent=1)
+        with scheduler(args.scheduler) as client:
+            compute_with_progress(lazy, client)
     except ZVError:
         raise
     except OSError as exc:

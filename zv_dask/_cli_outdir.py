@@ -140,7 +140,7 @@ class OutputPlan:
         for name in self.remove:
             target = f"{self.path}/{name}"
             try:
-                if self.fs.exists(target):
+                if self.fs.isfile(target):
                     self.fs.rm_file(target)
             except OSError as exc:
                 raise OutputRefusedError(f"cannot remove {target} of the previous export: "
