@@ -123,6 +123,11 @@ class DaskMethods:
                       target_resolution=None, chunks_per_partition: int = 1):
         """A lazy dask array, one block per non-empty chunk touching ``bbox``.
 
+        With a ``bbox``, chunks that lie only partly inside it join a neighbouring
+        block (row order unchanged) that holds a chunk wholly inside it, so no block
+        turns out empty and reductions such as ``.min(axis=0)`` work; when no chunk
+        lies wholly inside, all are one block.
+
         ``"positions"`` gives (N, D) in the stored dtype; an attribute name gives (N,)
         or (N, C) (categoricals as integer codes).  Block lengths are exact when no
         bbox clips rows and the vertex chunks are uncompressed: they come from the
@@ -148,10 +153,10 @@ class DaskMethods:
         else:
             width = self._widths(plan.level, [attribute])[attribute.name]
             dtype = np.dtype(np.int64) if attribute.is_categorical else attribute.dtype
-        groups = _graph.group_cells(plan.cells, int(chunks_per_partition))
+        groups = _graph.nonempty_groups(plan.cells, lm, plan.bbox, int(chunks_per_partition))
         lengths = self._block_lengths(lm, plan, groups)
         return _graph.to_array(self._reader(plan.level), plan, name, attribute, lengths, width,
-                               dtype, int(chunks_per_partition))
+                               dtype, int(chunks_per_partition), groups)
 
     def _block_lengths(self, lm: LevelMeta, plan, groups) -> list:
         nan = [float("nan")] * len(groups)
