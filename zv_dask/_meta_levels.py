@@ -256,7 +256,7 @@ def build_level(
         chunk_shape=cs,
         bin_shape=bins,
         bin_ratio=ratio,
-        vertex_count=level_attrs.get("vertex_count"),
+        vertex_count=_vertex_count(level_attrs, presence),
         rank=rank,
         vertices=verts,
         vertex_fragments=frag,
@@ -270,6 +270,13 @@ def build_level(
         arrays=MappingProxyType(dict(arrays)),
         attrs=MappingProxyType(dict(level_attrs)),
     )
+
+
+def _vertex_count(level_attrs: Mapping, presence: Presence) -> int | None:
+    """The recorded row count; ``None`` (unknown) when absent, or 0 beside listed chunks
+    (rechunk and the streaming writers record 0 and never update it)."""
+    n = level_attrs.get("vertex_count")
+    return None if n is None or (n == 0 and len(presence) > 0) else n
 
 
 def _object_index(attrs, arrays: Mapping, rank: int, where) -> ObjectIndexMeta:
