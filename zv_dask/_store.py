@@ -442,9 +442,11 @@ def read_metadata(loc: StoreLocation) -> M.StoreMeta:
             if p == "object_index":
                 oi_attrs = (d.get("attributes") or {}) if isinstance(d, Mapping) else (d or {})
                 continue
-            if d is None and p == "object_index/object_ids":
+            if d is None and p in ("object_index/object_ids", "object_index/manifests"):
                 continue
             arrays[p] = M.parse_array(d, p, name, lv)
+        if "object_index/manifests" not in arrays and "layout" not in (oi_attrs or {}):
+            oi_attrs = None  # an index not built yet (streaming writers before their reduce)
         vdoc = docs[f"{lv}/vertices/zarr.json"]
         presence = M.parse_presence(vdoc, arrays["vertices"], name, lv)
         if presence is None:
