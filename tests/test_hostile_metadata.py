@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import zv_dask
@@ -284,3 +285,30 @@ def test_cli_info_prints_one_line_and_no_traceback(pristine, tmp_path, case):
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("zv-dask: error:"), r.stderr
     assert text in lines[0] and "Traceback" not in r.stderr and r.stdout == ""
+
+
+def test_parse_keys_equals_python_parsing():
+    from zv_dask._metadata import parse_keys
+
+    rng = np.random.default_rng(5)
+    for rank in (1, 2, 3, 4):
+        coords = rng.integers(-10**rng.integers(1, 15), 10**rng.integers(1, 15), (500, rank))
+        keys = [".".join(map(str, c)) for c in coords.tolist()]
+        got = parse_keys(keys, rank)
+        want = np.array([[int(x) for x in k.split(".")] for k in keys], np.int64)
+        np.testing.assert_array_equal(got, want)
+    assert parse_keys([], 3).shape == (0, 3)
+
+
+@pytest.mark.parametrize("keys", [
+    ["0.0.0.0", "1.1"], ["0.0", "1.1.1.1"], ["1..2", "1.2.3"], ["1.2.-", "1.2.3"],
+    ["1.2.3-", "1.2.3"], ["1.2.3 ", "1.2.3"], [" 1.2.3"], ["+1.2.3"], ["1_0.2.3"],
+    ["1.2.99999999999999999999"], ["1.2.-99999999999999999999"], [""], ["1.2.3,4.5.6"],
+    ["1.2"], [".1.2"], ["1.2."], ["1.-.2"], ["1.2-3.4"], ["-", "1.2.3"], ["1.2.٣"],
+    ["1/2/3"], ["1.2.3\n"], [1, 2, 3], [None],
+], ids=repr)
+def test_parse_keys_refuses(keys):
+    from zv_dask._metadata import parse_keys
+
+    with pytest.raises((ValueError, TypeError)):
+        parse_keys(keys, 3)
