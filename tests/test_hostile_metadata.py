@@ -312,3 +312,13 @@ def test_parse_keys_refuses(keys):
 
     with pytest.raises((ValueError, TypeError)):
         parse_keys(keys, 3)
+
+
+@pytest.mark.parametrize("module", ["_meta_root", "_meta_arrays", "_meta_levels"])
+def test_metadata_docstring_examples_run(module):
+    import doctest
+    import importlib
+
+    m = importlib.import_module(f"zv_dask.{module}")
+    result = doctest.testmod(m, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0
