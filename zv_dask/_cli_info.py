@@ -48,7 +48,7 @@ def info_text(store) -> str:
         oi = lm.object_index
         grid = "x".join(str(s) for s in lm.presence.shape)
         lines.append(
-            f"{lv:>5} {lm.vertex_count:>10} {lm.n_cells:>7} {grid:>14} "
+            f"{lv:>5} {'?' if lm.vertex_count is None else lm.vertex_count:>10} {lm.n_cells:>7} {grid:>14} "
             f"{fmt(lm.chunk_shape):>22} {fmt(lm.bin_shape):>22} "
             f"{(oi.num_present if oi else '-'):>8}"
         )

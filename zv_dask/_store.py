@@ -493,7 +493,7 @@ class _Consolidated:
     """zarr v3 consolidated metadata in the root document: no further request at all."""
 
     def __init__(self, cm: Mapping):
-        self.docs = {k.strip("/"): v for k, v in (cm.get("metadata") or {}).items()}
+        self.docs = {str(k).strip("/"): v for k, v in cm["metadata"].items()}
 
     def read_jsons(self, rels):
         return [self.docs.get(r[: -len("/zarr.json")]) for r in rels]
@@ -521,20 +521,27 @@ def read_metadata(loc: StoreLocation) -> M.StoreMeta:
             )
     root = M.parse_root(root_doc, name)
     cm = root_doc.get("consolidated_metadata")
-    src = _Consolidated(cm) if isinstance(cm, Mapping) and cm.get("metadata") else loc
-    levels = [int(n) for n in root.level_names]
-    level_docs = src.read_jsons([f"{lv}/zarr.json" for lv in levels])
+    use_cm = isinstance(cm, Mapping) and isinstance(cm.get("metadata"), Mapping) and cm["metadata"]
+    src = _Consolidated(cm) if use_cm else loc
+    listed = [int(n) for n in root.level_names]
+    listed_docs = src.read_jsons([f"{lv}/zarr.json" for lv in listed])
+    levels, level_docs = [], []
+    for lv, doc in zip(listed, listed_docs):
+        if doc is None:  # e.g. after zarr-vectors' remove_resolution_level
+            warnings.warn(f"store {name}: the root lists level {lv} but its group (zarr.json) "
+                          "is missing; opening the other levels", UserWarning, stacklevel=3)
+            continue
+        levels.append(lv)
+        level_docs.append(doc)
+    if not levels:
+        raise LevelNotFoundError(
+            f"the root lists levels {listed} but none of their groups exists; "
+            "the store is incomplete", store=name)
     listings = _map(loc, src.list_dirs, [str(lv) for lv in levels])
     wanted: list[str] = []
     per_level: dict[int, list[str]] = {}
     sub_lists = []
-    for lv, doc, children in zip(levels, level_docs, listings):
-        if doc is None:
-            raise LevelNotFoundError(
-                "the root lists this level but its group (zarr.json) is missing; "
-                "the store is incomplete",
-                store=name, level=lv,
-            )
+    for lv, children in zip(levels, listings):
         if "vertices" not in children:
             raise MetadataError("level has no 'vertices' array", store=name, level=lv, array="vertices")
         paths = ["vertices"]
@@ -566,11 +573,13 @@ def read_metadata(loc: StoreLocation) -> M.StoreMeta:
         for p in per_level[lv]:
             d = docs.get(f"{lv}/{p}/zarr.json")
             if p == "object_index":
-                oi_attrs = (d or {}).get("attributes") or {}
+                oi_attrs = (d.get("attributes") or {}) if isinstance(d, Mapping) else (d or {})
                 continue
-            if d is None and p == "object_index/object_ids":
+            if d is None and p in ("object_index/object_ids", "object_index/manifests"):
                 continue
             arrays[p] = M.parse_array(d, p, name, lv)
+        if "object_index/manifests" not in arrays and "layout" not in (oi_attrs or {}):
+            oi_attrs = None  # an index not built yet (streaming writers before their reduce)
         vdoc = docs[f"{lv}/vertices/zarr.json"]
         presence = M.parse_presence(vdoc, arrays["vertices"], name, lv)
         if presence is None:

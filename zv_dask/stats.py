@@ -63,7 +63,7 @@ def auto_chunks_per_partition(store, level: int, n_chunks: int) -> int:
     lm = store.metadata.levels[level]
     if n_chunks == 0 or lm.n_cells == 0:
         return 1
-    rows_per_chunk = max(1.0, lm.vertex_count / lm.n_cells)
+    rows_per_chunk = max(1.0, (lm.vertex_count or 0) / lm.n_cells)  # None: unknown
     by_rows = math.ceil(TARGET_ROWS_PER_PARTITION / rows_per_chunk)
     by_cores = math.ceil(n_chunks / (4 * (os.cpu_count() or 1)))
     return max(1, min(by_rows, by_cores))
@@ -200,7 +200,7 @@ def _store_partials(store, columns, level, bbox, target_resolution):
 
 def count(source, level=None, bbox=None, target_resolution=None):
     """Number of vertices.  Without a bbox the answer comes from metadata (an int, no
-    task); otherwise a lazy dask scalar.
+    task) where the store records it; otherwise a lazy dask scalar.
 
     Examples
     --------
@@ -212,7 +212,9 @@ def count(source, level=None, bbox=None, target_resolution=None):
     if not _is_dataframe(source) and bbox is None:
         store = _store(source)
         lv = store._plan(level, None, target_resolution, []).level
-        return store.vertex_count(lv)
+        if store.vertex_count(lv) is not None:
+            return store.vertex_count(lv)
+        # the count is not recorded: count the rows (lazily, like a bbox count)
     ddf, _ = _frame(source, None, level, bbox, target_resolution)
     return ddf.shape[0]
 

@@ -171,8 +171,12 @@ class ZVStore(DaskMethods, ObjectMethods):
         meta = self._open()
         return meta.levels[_plan.resolve_level(meta, level)]
 
-    def vertex_count(self, level: int = 0) -> int:
-        """Rows stored at ``level`` (from metadata; no data read)."""
+    def vertex_count(self, level: int = 0) -> int | None:
+        """Rows stored at ``level`` (from metadata; no data read).
+
+        ``None`` when the store does not record it: the level's ``vertex_count`` is
+        missing, or is 0 although chunks are listed (some reference writers record 0).
+        """
         return self._level(level).vertex_count
 
     def chunk_shape_at(self, level: int) -> tuple:
