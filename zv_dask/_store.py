@@ -386,6 +386,9 @@ class StoreLocation:
                     self._zarr_store = FsspecStore.from_url(
                         self._spec, storage_options=_fs_options(self._spec, self._options) or None,
                         read_only=True)
+                    zfs = self._zarr_store.fs
+                    if type(zfs).__module__.startswith("s3fs") and hasattr(zfs, "retries"):
+                        zfs.retries = 1  # reads through zarr are retried by ``retry``
             return self._zarr_store
 
     def zarr_array(self, arr: M.ArrayMeta, level: int):

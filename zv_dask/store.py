@@ -513,12 +513,12 @@ class _Prefetch:
                     return
                 except BaseException as exc:  # handed to the consumer, raised there
                     res = (False, exc)
-                with self.cond:
+                with self.cond:  # hand the result over: this thread keeps no reference
                     if self.cancelled.is_set():
                         return
                     self.done[i] = res
+                    del res
                     self.cond.notify_all()
-                del res
 
     def cancel(self):
         self.cancelled.set()
