@@ -62,6 +62,8 @@ def test_iter_chunks_holds_at_most_prefetch_plus_one_chunks(store_path, live, pr
     store = zv_dask.open_zv(path)  # default chunk cache of 128: iter_chunks must not fill it
     n = len(store.chunks(0))
     assert n > 3 * (prefetch + 1)  # enough chunks for the bound to mean something
+    assert live.live == 0  # the uncached reference read kept nothing
+    live.decoded = live.peak = 0
     got = []
     in_loop = []
     for c, d in store.iter_chunks(level=0, prefetch=prefetch):
