@@ -30,10 +30,7 @@ class DaskMethods:
         coord = tuple(lm.presence.coords(lm.presence.linear[:1])[0].tolist())
         arr = lm.arrays[a.path]
         if arr.access == "plain" and lm.vertices.access == "plain":
-            from ._store import cell_key
-
-            nv, na = self._loc.sizes([cell_key(lm.vertices, lm.level, coord),
-                                      cell_key(arr, lm.level, coord)])
+            nv, na = self._reader(lm.level).sizes([(lm.vertices, coord), (arr, coord)])
             if nv and na and nv > 8:
                 rows = (nv - 8) // (self.spatial_dims * lm.vertices.dtype.itemsize)
                 values = (na - 8) // a.dtype.itemsize
@@ -162,10 +159,8 @@ class DaskMethods:
         nan = [float("nan")] * len(groups)
         if plan.bbox is not None or lm.vertices.access != "plain" or not groups:
             return nan
-        from ._store import cell_key
-
-        sizes = self._loc.sizes([cell_key(lm.vertices, lm.level, tuple(c))
-                                 for c in plan.cells.tolist()])
+        sizes = self._reader(lm.level).sizes([(lm.vertices, tuple(c))
+                                              for c in plan.cells.tolist()])
         if any(s is None or s < 8 for s in sizes):
             return nan
         row = self.spatial_dims * lm.vertices.dtype.itemsize

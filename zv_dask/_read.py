@@ -7,7 +7,6 @@ what dask tasks call on workers.  It never re-reads or lists metadata.
 from __future__ import annotations
 
 import threading
-import time
 from dataclasses import replace
 from typing import Sequence
 
@@ -17,7 +16,7 @@ from . import _decode as dec
 from ._metadata import ArrayMeta, AttributeInfo, LevelMeta, Presence
 from ._store import BlobRefused, StoreLocation, cell_key, is_transient
 from .errors import (ArrayNotFoundError, ChunkDecodeError, ChunkMissingError, StoreReadError,
-                     UnsupportedFormatError)
+                     UnsupportedFormatError, ZVError)
 
 _NO_CELLS = np.zeros(0, np.int64)
 _OWNER_TABLES: dict = {}  # (store token, open id, level) -> OwnerTable, per process
@@ -63,6 +62,48 @@ class LevelReader:
     def _err(self, cls, msg, array=None, chunk=None):
         return cls(msg, store=self.location.url, level=self.level.level, array=array, chunk=chunk)
 
+    def _named(self, exc: StoreReadError, keys: list, rels: list) -> StoreReadError:
+        """The location's error re-raised naming the array and chunk of the failed key."""
+        a, c = keys[rels.index(exc.key)] if getattr(exc, "key", None) in rels else (None, None)
+        return self._err(StoreReadError, exc.message, array=a.path if a else None, chunk=c)
+
+    def _retry(self, fn, array: str, chunk=None, on_undecodable=None):
+        """``fn()`` (a read through zarr) under the location's bounded retry policy; a
+        final failure or a vanished object raises :class:`StoreReadError`, bytes that
+        zarr cannot decode a :class:`ChunkDecodeError` (``on_undecodable(exc)`` builds
+        it when given), each naming the array and chunk."""
+        def guarded():
+            try:
+                return fn()
+            except Exception as exc:
+                if not _undecodable(exc):
+                    raise
+                if on_undecodable is not None:
+                    raise on_undecodable(exc) from None
+                raise self._err(ChunkDecodeError, f"zarr cannot decode the chunk "
+                                f"({type(exc).__name__}: {exc}); the chunk is corrupt or "
+                                "truncated", array=array, chunk=chunk) from None
+
+        try:
+            return self.location.retry(guarded, f"{self.level.level}/{array}")
+        except StoreReadError as exc:
+            raise self._err(StoreReadError, exc.message, array=array, chunk=chunk) from None
+        except (FileNotFoundError, KeyError) as exc:
+            raise self._err(StoreReadError, f"an object disappeared while being read "
+                            f"({type(exc).__name__}: {exc}); the store was modified during "
+                            "the read, open it again", array=array, chunk=chunk) from None
+
+    def sizes(self, pairs: Sequence[tuple]) -> list:
+        """Blob sizes in bytes of ``[(array, coord)]`` cells (``None`` when missing): a
+        stat locally, a HEAD remotely, retried like every read; a final failure raises
+        :class:`StoreReadError` naming the array and chunk."""
+        keys = [(a, tuple(c)) for a, c in pairs]
+        rels = [cell_key(a, self.level.level, c) for a, c in keys]
+        try:
+            return self.location.sizes(rels)
+        except StoreReadError as exc:
+            raise self._named(exc, keys, rels) from None
+
     def fetch(self, arrays: Sequence[ArrayMeta], coords: Sequence[tuple]) -> dict:
         """Payloads (framing and codecs removed) for every (array, cell); one batch.
 
@@ -79,9 +120,7 @@ class LevelReader:
         try:
             raws = self.location.get_many(rels, limits)
         except StoreReadError as exc:  # name the array and chunk whose object failed
-            a, c = keys[rels.index(exc.key)] if getattr(exc, "key", None) in rels else (None, None)
-            raise self._err(StoreReadError, exc.message, array=a.path if a else None,
-                            chunk=c) from None
+            raise self._named(exc, keys, rels) from None
         for (a, c), raw in zip(keys, raws):
             if raw is None:
                 raise self._err(
@@ -126,20 +165,10 @@ class LevelReader:
             return {}
         idx = np.asarray(coords, np.int64) - np.asarray(a.origin, np.int64)
         arr = self.location.zarr_array(a, self.level.level)
-        loc = self.location
-        for attempt in range(loc.retries + 1):  # same bounded policy as direct reads
-            try:
-                got = arr.get_coordinate_selection(tuple(idx.T))
-                break
-            except Exception as exc:
-                if _undecodable(exc):  # the bytes are there but do not decode
-                    raise self._zarr_decode_error(arr, a, coords, idx, exc) from None
-                if not is_transient(exc) or attempt == loc.retries:
-                    raise self._err(
-                        StoreReadError, f"zarr failed to read cells after {attempt + 1} "
-                        f"attempts: {type(exc).__name__}: {exc}; retry, or check the store",
-                        array=a.path, chunk=coords[0] if len(coords) == 1 else None) from None
-                time.sleep(min(loc.retry_backoff * 2 ** attempt, 5.0))
+        got = self._retry(lambda: arr.get_coordinate_selection(tuple(idx.T)), a.path,
+                          chunk=coords[0] if len(coords) == 1 else None,
+                          on_undecodable=lambda exc: self._zarr_decode_error(
+                              arr, a, coords, idx, exc))
         out = {}
         for c, v in zip(coords, got.ravel()):
             b = b"" if v is None else bytes(v)
@@ -190,20 +219,11 @@ class LevelReader:
         if oi is None:
             raise self._err(UnsupportedFormatError, "this level has no object index",
                             array="object_index")
-        try:
-            mans = self.location.zarr_array(oi.manifests, lm.level)
-            blobs = mans[:] if mans.shape[0] else []
-            if oi.object_ids is not None:
-                ids = np.asarray(self.location.zarr_array(oi.object_ids, lm.level)[:], np.int64)
-            else:
-                ids = np.arange(oi.num_objects, dtype=np.int64)
-        except Exception as exc:
-            if _undecodable(exc):
-                raise self._err(ChunkDecodeError, f"the object index does not decode "
-                                f"({type(exc).__name__}: {exc}); a chunk object is corrupt "
-                                "or truncated", array="object_index/manifests") from None
-            raise self._err(StoreReadError, f"reading the object index failed: {exc}; retry "
-                            "or check the store", array="object_index") from None
+        blobs = self.read_rows(oi.manifests)
+        if oi.object_ids is not None:
+            ids = self.read_rows(oi.object_ids).astype(np.int64, copy=False)
+        else:
+            ids = np.arange(oi.num_objects, dtype=np.int64)
         if len(ids) != len(blobs):
             raise self._err(ChunkDecodeError, f"object_ids has {len(ids)} rows but manifests "
                             f"has {len(blobs)}", array="object_index/object_ids")
@@ -291,14 +311,21 @@ class LevelReader:
     # -- object-level arrays (object_index/*, object_attributes/*) ------------------------
 
     def read_rows(self, arr: ArrayMeta, start: int = 0, stop: int | None = None) -> np.ndarray:
-        """Rows ``start:stop`` of an object-level array (through zarr; any codecs)."""
-        try:
-            a = self.location.zarr_array(arr, self.level.level)
-            return np.asarray(a[start:stop])
-        except Exception as exc:
-            raise self._err(StoreReadError, f"reading rows {start}:{stop} failed: "
-                            f"{type(exc).__name__}: {exc}; retry, or check the store",
-                            array=arr.path) from None
+        """Rows ``start:stop`` of an object-level array (through zarr; any codecs).
+
+        Read chunk by chunk, each under the location's retry policy, so a failure
+        names the chunk (``(k,)``: rows ``k*L`` to ``(k+1)*L``)."""
+        a = self.location.zarr_array(arr, self.level.level)
+        n = a.shape[0]
+        start, stop = max(0, int(start)), n if stop is None else min(int(stop), n)
+        step = _row_chunk_length(arr)
+        parts = []
+        for k in range(start // step, -(-stop // step) if stop > start else start // step):
+            lo, hi = max(start, k * step), min(stop, (k + 1) * step)
+            parts.append(self._retry(lambda lo=lo, hi=hi: np.asarray(a[lo:hi]), arr.path, (k,)))
+        if not parts:
+            return np.asarray(a[0:0])
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
     def object_ids(self) -> np.ndarray:
         """The object id of every object-index row (``arange`` for layout v1)."""
@@ -314,20 +341,20 @@ class LevelReader:
         if not len(rows):
             return []
         uniq, inv = np.unique(rows, return_inverse=True)
-        try:
-            a = self.location.zarr_array(oi.manifests, self.level.level)
-            if len(uniq) * 2 > a.shape[0]:  # most rows: one slice reads each chunk once
-                got = np.asarray(a[:], dtype=object)[uniq]
+        a = self.location.zarr_array(oi.manifests, self.level.level)
+        step = _row_chunk_length(oi.manifests)
+        got = np.empty(len(uniq), dtype=object)
+        chunk_of = uniq // step
+        for k in np.unique(chunk_of).tolist():  # one chunk at a time: errors name it
+            sel = np.flatnonzero(chunk_of == k)
+            lo, hi = k * step, min((k + 1) * step, a.shape[0])
+            if len(sel) * 2 > hi - lo:  # most rows of the chunk: one slice
+                def part(lo=lo, hi=hi, sel=sel):
+                    return np.asarray(a[lo:hi], dtype=object)[uniq[sel] - lo]
             else:
-                got = np.asarray(a.get_orthogonal_selection((uniq,)), dtype=object)
-        except Exception as exc:
-            if _undecodable(exc):
-                raise self._err(ChunkDecodeError, f"the manifests do not decode "
-                                f"({type(exc).__name__}: {exc}); a chunk object is corrupt "
-                                "or truncated", array="object_index/manifests") from None
-            raise self._err(StoreReadError, f"reading manifests failed: {type(exc).__name__}: "
-                            f"{exc}; retry, or check the store",
-                            array="object_index/manifests") from None
+                def part(sel=sel):
+                    return np.asarray(a.get_orthogonal_selection((uniq[sel],)), dtype=object)
+            got[sel] = self._retry(part, oi.manifests.path, (k,))
         blobs = got[inv]
         out = []
         limit = self._max_fragments()
@@ -403,7 +430,7 @@ class LevelReader:
 
 def _undecodable(exc: BaseException) -> bool:
     """zarr got the bytes but could not decode them (not an IO failure)."""
-    return not is_transient(exc) and not isinstance(exc, (OSError, KeyError))
+    return not is_transient(exc) and not isinstance(exc, (OSError, KeyError, ZVError))
 
 
 def _stored_limit(bound: int | None, a: ArrayMeta) -> int | None:
@@ -421,6 +448,13 @@ def drop_process_caches(open_id: str) -> None:
             del _OWNER_TABLES[key]
         for key in [k for k in _OWNER_LOCKS if k[1] == open_id]:
             del _OWNER_LOCKS[key]
+
+
+def _row_chunk_length(arr: ArrayMeta) -> int:
+    """Rows per (outer) chunk of an object-level array, from its chunk grid."""
+    grid = (arr.document.get("chunk_grid") or {}).get("configuration") or {}
+    shape = grid.get("chunk_shape") or [0]
+    return max(int(shape[0]), 1)
 
 
 def decode_categorical_columns(cols: dict, attributes: Sequence[AttributeInfo]) -> dict:

@@ -25,6 +25,7 @@ from .errors import (
     MetadataError,
     StoreNotFoundError,
     StoreReadError,
+    ZVError,
 )
 
 LOCAL_SEQUENTIAL_BATCH = 128
@@ -68,6 +69,39 @@ def _fs_options(spec: str, options: Mapping) -> dict:
         config.setdefault("retries", {"total_max_attempts": 1, "mode": "standard"})
         opts["config_kwargs"] = config
     return opts
+
+
+class ReadCancelled(BaseException):
+    """Raised inside a read whose consumer went away (see :func:`cancel_scope`).
+
+    A ``BaseException`` so that no ``except Exception`` wraps it into a read error."""
+
+
+_SCOPE = threading.local()
+
+
+class cancel_scope:
+    """Reads made by this thread inside the ``with`` block stop at the next attempt or
+    backoff once ``event`` is set (raising :class:`ReadCancelled`); used by prefetch
+    threads so an abandoned iterator sends no further requests."""
+
+    def __init__(self, event: threading.Event):
+        self.event = event
+
+    def __enter__(self):
+        self._outer = getattr(_SCOPE, "event", None)
+        _SCOPE.event = self.event
+        return self.event
+
+    def __exit__(self, *exc):
+        _SCOPE.event = self._outer
+
+
+def check_cancelled() -> None:
+    """Raise :class:`ReadCancelled` when the calling thread's reads were cancelled."""
+    ev = getattr(_SCOPE, "event", None)
+    if ev is not None and ev.is_set():
+        raise ReadCancelled()
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -284,15 +318,13 @@ class StoreLocation:
         :class:`StoreReadError` whose ``key`` attribute names the object.  Never returns
         a partial result.
         """
-        import random
-        import time
-
         self._ensure()
         rels = list(rels)
         limits = [None] * len(rels) if limits is None else list(limits)
         out: list = [None] * len(rels)
         pending = list(range(len(rels)))
         for attempt in range(self.retries + 1):
+            check_cancelled()
             results = self._fetch_batch([rels[i] for i in pending], [limits[i] for i in pending])
             failed = []
             for i, r in zip(pending, results):
@@ -305,9 +337,49 @@ class StoreLocation:
             if not failed:
                 return out
             pending = failed
-            delay = min(self.retry_backoff * 2 ** attempt, 5.0)
-            time.sleep(delay * (0.5 + random.random()))
+            self._backoff(attempt)
         return out  # pragma: no cover - the loop returns or raises
+
+    def _backoff(self, attempt: int) -> None:
+        """Wait before attempt ``attempt + 2`` (jittered exponential, capped at 5 s);
+        wakes up at once, raising :class:`ReadCancelled`, when the reads are cancelled."""
+        import random
+        import time
+
+        delay = min(self.retry_backoff * 2 ** attempt, 5.0) * (0.5 + random.random())
+        ev = getattr(_SCOPE, "event", None)
+        if ev is None:
+            time.sleep(delay)
+        elif ev.wait(delay):
+            raise ReadCancelled()
+
+    def retry(self, fn, key: str):
+        """``fn()`` under the same bounded retry policy as :meth:`get_many`.
+
+        Every remote read that does not go through :meth:`get_many` (sizes, listings,
+        reads through zarr) calls this.  Transient failures are retried up to
+        ``retries`` times with backoff; missing objects (``FileNotFoundError``,
+        ``KeyError``...) propagate unchanged; anything else, or a transient failure
+        on the last attempt, raises :class:`StoreReadError` whose ``key`` attribute
+        is ``key`` (the object or selection that failed).
+
+        Examples
+        --------
+        >>> loc = StoreLocation("memory://demo.zarrvectors")
+        >>> loc.retry(lambda: 42, "0/vertices/c/0/0/0")
+        42
+        """
+        for attempt in range(self.retries + 1):
+            check_cancelled()
+            try:
+                return fn()
+            except (_MISSING_ERRORS + (ZVError,)):  # missing, or already a typed error
+                raise
+            except Exception as exc:
+                if not is_transient(exc) or attempt == self.retries:
+                    raise self._read_error(key, exc, attempt + 1) from None
+            self._backoff(attempt)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _read_error(self, rel: str, exc: BaseException, attempts: int) -> StoreReadError:
         if isinstance(exc, PermissionError):
@@ -322,17 +394,19 @@ class StoreLocation:
         return err
 
     def sizes(self, rels: Sequence[str]) -> list:
-        """Object sizes in bytes (``None`` when missing): a stat locally, a HEAD remotely."""
+        """Object sizes in bytes (``None`` when missing): a stat locally, a HEAD remotely.
+
+        Retried like every read; a final failure raises :class:`StoreReadError` whose
+        ``key`` names the object."""
+        def stat(path):
+            return os.stat(path).st_size if self._local else int(self.fs.size(path))
+
         def one(rel):
             path = self._full(rel)
             try:
-                if self._local:
-                    return os.stat(path).st_size
-                return int(self.fs.size(path))
+                return self.retry(lambda: stat(path), rel)
             except _MISSING_ERRORS:
                 return None
-            except Exception as exc:
-                raise StoreReadError(f"size of {rel!r}: {exc}", store=self.url) from None
         self._ensure()
         if len(rels) <= 1:
             return [one(r) for r in rels]
@@ -357,19 +431,11 @@ class StoreLocation:
 
     def list_dirs(self, rel: str) -> list[str]:
         """Names of the sub-folders (zarr child nodes) of ``rel``."""
-        import time
-
         path = self._full(rel)
-        for attempt in range(self.retries + 1):
-            try:
-                entries = self.fs.ls(path, detail=True)
-                break
-            except _MISSING_ERRORS:
-                return []
-            except Exception as exc:
-                if not is_transient(exc) or attempt == self.retries:
-                    raise self._read_error(rel + "/", exc, attempt + 1) from None
-                time.sleep(min(self.retry_backoff * 2 ** attempt, 5.0))
+        try:
+            entries = self.retry(lambda: self.fs.ls(path, detail=True), rel + "/")
+        except _MISSING_ERRORS:
+            return []
         names = []
         for e in entries:
             if e.get("type") == "directory":
@@ -398,7 +464,7 @@ class StoreLocation:
         """Every file below ``rel``, relative to it (used only without presence lists)."""
         base = self._full(rel)
         try:
-            found = self.fs.find(base)
+            found = self.retry(lambda: self.fs.find(base), rel + "/")
         except _MISSING_ERRORS:
             return []
         return [p[len(base) + 1:] for p in found if p.startswith(base + "/")]
@@ -426,6 +492,9 @@ class StoreLocation:
                     self._zarr_store = FsspecStore.from_url(
                         self._spec, storage_options=_fs_options(self._spec, self._options) or None,
                         read_only=True)
+                    zfs = self._zarr_store.fs
+                    if type(zfs).__module__.startswith("s3fs") and hasattr(zfs, "retries"):
+                        zfs.retries = 1  # reads through zarr are retried by ``retry``
             return self._zarr_store
 
     def zarr_array(self, arr: M.ArrayMeta, level: int):
