@@ -305,7 +305,7 @@ def test_parse_keys_equals_python_parsing():
     ["1.2.3-", "1.2.3"], ["1.2.3 ", "1.2.3"], [" 1.2.3"], ["+1.2.3"], ["1_0.2.3"],
     ["1.2.99999999999999999999"], ["1.2.-99999999999999999999"], [""], ["1.2.3,4.5.6"],
     ["1.2"], [".1.2"], ["1.2."], ["1.-.2"], ["1.2-3.4"], ["-", "1.2.3"], ["1.2.٣"],
-    ["1/2/3"], ["1.2.3\n"], [1, 2, 3], [None],
+    ["1/2/3"], ["1.2.3\n"], [1, 2, 3], [None], {"0.0.0": 1}, "0.0.0",
 ], ids=repr)
 def test_parse_keys_refuses(keys):
     from zv_dask._metadata import parse_keys
@@ -322,3 +322,23 @@ def test_metadata_docstring_examples_run(module):
     m = importlib.import_module(f"zv_dask.{module}")
     result = doctest.testmod(m, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0
+
+
+@pytest.mark.parametrize("rel, fn, field", [
+    ("0/links/0/zarr.json", setk("attributes", "link_width", "abc"), "link_width"),
+    ("0/links/0/zarr.json", setk("attributes", "directed", "no"), "directed"),
+    ("0/links/0/0.0.0/zarr.json", setk("attributes", "has_perm", 1), "has_perm"),
+    ("0/links/0/0.0.0/zarr.json", setk("attributes", "nonempty_chunks", {"0.0.0": 1}),
+     "nonempty_chunks"),
+    ("0/links/0/0.0.0/zarr.json", setk("attributes", "nonempty_chunks", ["0.0"]),
+     "nonempty_chunks"),
+    ("0/links/0/0.0.0/zarr.json", setk(*SEP, "/../"), "separator"),
+], ids=["link-width", "directed", "has-perm", "presence-dict", "presence-rank", "separator"])
+def test_damaged_link_metadata_named_on_first_link_read(fixture_root, tmp_path, rel, fn, field):
+    from zvfixtures import build
+
+    store = damaged(build("web_graph", fixture_root), tmp_path / "g.zarrvectors", rel, fn)
+    s = zv_dask.open_zv(store)  # links metadata is read on first use
+    with pytest.raises(E.MetadataError, match=field) as ei:
+        s.edges(level=0).compute()
+    assert ei.value.level == 0 and ei.value.array.startswith("links/0")

@@ -218,6 +218,8 @@ def parse_keys(keys: list, rank: int) -> np.ndarray:
     array([[ 0, -1],
            [10,  2]])
     """
+    if not isinstance(keys, (list, tuple)):
+        raise TypeError(f"expected a list of keys, got {type(keys).__name__}")
     n = len(keys)
     if n == 0:
         return np.zeros((0, rank), np.int64)

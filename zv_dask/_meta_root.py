@@ -63,7 +63,8 @@ def parse_root(doc, store: str) -> RootInfo:
     doc = C.mapping(doc, "zarr.json", where)
     if doc.get("zarr_format") != 3 or doc.get("node_type") != "group":
         raise NotAZVStoreError(
-            f"root zarr.json is not a zarr v3 group (zarr_format={C.short(doc.get('zarr_format'))}, "
+            "root zarr.json is not a zarr v3 group "
+            f"(zarr_format={C.short(doc.get('zarr_format'))}, "
             f"node_type={C.short(doc.get('node_type'))}); zv_dask reads Zarr Vectors 0.9.x "
             "stores only",
             store=store,

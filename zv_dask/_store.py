@@ -612,7 +612,8 @@ def read_metadata(loc: StoreLocation) -> M.StoreMeta:
     sub_lists = []
     for lv, children in zip(levels, listings):
         if "vertices" not in children:
-            raise MetadataError("level has no 'vertices' array", store=name, level=lv, array="vertices")
+            raise MetadataError("level has no 'vertices' array", store=name, level=lv,
+                                array="vertices")
         paths = ["vertices"]
         if "vertex_fragments" in children:
             paths.append("vertex_fragments")
