@@ -143,7 +143,9 @@ def documents(spec: WriteSpec, cells) -> dict:
             present = ["vertices"] + (["vertex_attributes"] if spec.attributes else [])
             level_attrs = {"level": 0, "object_sparsity": 1.0, "vertex_count": vc,
                            "coarsening_method": "none", "parent_level": None,
-                           "arrays_present": present, "fragments_tile": True}
+                           "arrays_present": present}
+            if verts:  # the reference stamps the tiling claim only over written cells
+                level_attrs["fragments_tile"] = True
             if spec.attributes:
                 docs["0/vertex_attributes/zarr.json"] = group_document()
             for at in spec.attributes:
