@@ -282,7 +282,11 @@ def build_parser() -> argparse.ArgumentParser:
     p_export.add_argument("--overwrite", action="store_true",
                           help="replace OUT when it exists and is not empty")
     _query_args(p_export)
-    parser._zv_commands = {"info": p_info, "stats": p_stats, "export": p_export}
+    from . import cli_convert  # hook: the convert command lives in its own module
+
+    p_convert = cli_convert.add_parser(sub, _scheduler_arg)
+    parser._zv_commands = {"info": p_info, "stats": p_stats, "export": p_export,
+                           "convert": p_convert}
     return parser
 
 
@@ -549,6 +553,15 @@ def main(argv=None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    if args.command == "convert":  # hook: writes a store instead of opening one
+        from . import cli_convert
+
+        try:
+            print(cli_convert.run(args, scheduler, compute_with_progress))
+        except ZVError as exc:
+            print(f"zv-dask: error: {exc}", file=sys.stderr)
+            return 1
+        return 0
     url = args.store or example_store()
     try:
         with open_zv(url) as store:
