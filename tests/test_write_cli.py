@@ -57,7 +57,8 @@ def test_convert_csv_with_bounds_and_refusal_of_an_existing_target(tmp_path, cap
             "100", "100", "--scheduler", "sync"]
     assert main(args) == 0
     s = zv_dask.open_zv(out)
-    assert s.bounding_box() if callable(s.bounding_box) else s.bounding_box
+    lo, hi = s.bounding_box
+    assert list(lo) == [-100, -100] and list(hi) == [100, 100]
     got = s.read()
     np.testing.assert_allclose(got["positions"][np.argsort(got["attributes"]["w"])],
                                xy.astype(np.float32))
