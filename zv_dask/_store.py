@@ -21,6 +21,7 @@ import numpy as np
 
 from . import _metadata as M
 from .errors import (
+    IncompleteStoreError,
     LevelNotFoundError,
     MetadataError,
     StoreNotFoundError,
@@ -586,6 +587,13 @@ def read_metadata(loc: StoreLocation) -> M.StoreMeta:
             raise StoreNotFoundError(
                 "nothing exists at this path or URL; check the spelling, the bucket and "
                 "the storage_options (credentials, endpoint_url)",
+                store=name,
+            )
+        if any(n.isdigit() for n in loc.list_dirs("")):
+            raise IncompleteStoreError(
+                "level data exists but the root zarr.json does not: the write that made "
+                "this store failed, was cancelled or is still running; write it again "
+                "(to_zv(..., overwrite=True))",
                 store=name,
             )
     root = M.parse_root(root_doc, name)

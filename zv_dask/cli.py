@@ -25,7 +25,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import _cli_export, _cli_info, _cli_stats
+from . import _cli_convert, _cli_export, _cli_info, _cli_stats
 from ._cli_common import UsageError, glue_bbox, parse_bbox
 from ._cli_export import export_frame, part_name, partition_index
 from ._cli_info import info_text
@@ -39,7 +39,7 @@ __all__ = ["main", "build_parser", "COMMANDS", "UsageError", "glue_bbox", "parse
            "PARTITION_INDEX", "error_line"]
 
 #: the subcommand modules, in the order ``--help`` lists them
-COMMANDS = (_cli_info, _cli_stats, _cli_export)
+COMMANDS = (_cli_info, _cli_stats, _cli_export, _cli_convert)
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_REFUSED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -56,6 +56,7 @@ examples:
   zv-dask info
   zv-dask stats cells.zarrvectors --level 1
   zv-dask export cells.zarrvectors out_dir
+  zv-dask convert points.parquet points.zarrvectors --chunk-shape 250 --levels 3
 
 Run 'zv-dask COMMAND --help' for the options of a command.
 """
