@@ -30,10 +30,7 @@ class DaskMethods:
         coord = tuple(lm.presence.coords(lm.presence.linear[:1])[0].tolist())
         arr = lm.arrays[a.path]
         if arr.access == "plain" and lm.vertices.access == "plain":
-            from ._store import cell_key
-
-            nv, na = self._loc.sizes([cell_key(lm.vertices, lm.level, coord),
-                                      cell_key(arr, lm.level, coord)])
+            nv, na = self._reader(lm.level).sizes([(lm.vertices, coord), (arr, coord)])
             if nv and na and nv > 8:
                 rows = (nv - 8) // (self.spatial_dims * lm.vertices.dtype.itemsize)
                 values = (na - 8) // a.dtype.itemsize
@@ -117,8 +114,10 @@ class DaskMethods:
     def partitions(self, level=None, bbox=None, target_resolution=None,
                    chunks_per_partition: int = 1):
         """One row per partition of :meth:`to_dask_dataframe` with the same arguments:
-        its chunk coordinate (``chunk``, ``chunk_0``...) and spatial box
-        (``x_min``, ``x_max``, ...; the chunk's half-open box).
+        its chunk coordinate (``chunk``, ``chunk_0``...) and closed spatial box
+        (``x_min``, ``x_max``, ...): the smallest and largest value the writer's cell
+        rule puts in the partition's chunks, so each of its rows has
+        ``x_min <= x <= x_max`` (the bbox semantics of this reader).
 
         Examples
         --------
@@ -136,6 +135,11 @@ class DaskMethods:
     def to_dask_array(self, name: str = "positions", level=None, bbox=None,
                       target_resolution=None, chunks_per_partition: int = 1):
         """A lazy dask array, one block per non-empty chunk touching ``bbox``.
+
+        With a ``bbox``, chunks that lie only partly inside it join a neighbouring
+        block (row order unchanged) that holds a chunk wholly inside it, so no block
+        turns out empty and reductions such as ``.min(axis=0)`` work; when no chunk
+        lies wholly inside, all are one block.
 
         ``"positions"`` gives (N, D) in the stored dtype; an attribute name gives (N,)
         or (N, C) (categoricals as integer codes).  Block lengths are exact when no
@@ -162,19 +166,17 @@ class DaskMethods:
         else:
             width = self._widths(plan.level, [attribute])[attribute.name]
             dtype = np.dtype(np.int64) if attribute.is_categorical else attribute.dtype
-        groups = _graph.group_cells(plan.cells, int(chunks_per_partition))
+        groups = _graph.nonempty_groups(plan.cells, lm, plan.bbox, int(chunks_per_partition))
         lengths = self._block_lengths(lm, plan, groups)
         return _graph.to_array(self._reader(plan.level), plan, name, attribute, lengths, width,
-                               dtype, int(chunks_per_partition))
+                               dtype, int(chunks_per_partition), groups)
 
     def _block_lengths(self, lm: LevelMeta, plan, groups) -> list:
         nan = [float("nan")] * len(groups)
         if plan.bbox is not None or lm.vertices.access != "plain" or not groups:
             return nan
-        from ._store import cell_key
-
-        sizes = self._loc.sizes([cell_key(lm.vertices, lm.level, tuple(c))
-                                 for c in plan.cells.tolist()])
+        sizes = self._reader(lm.level).sizes([(lm.vertices, tuple(c))
+                                              for c in plan.cells.tolist()])
         if any(s is None or s < 8 for s in sizes):
             return nan
         row = self.spatial_dims * lm.vertices.dtype.itemsize

@@ -170,8 +170,6 @@ class ObjectMethods:
         no data read.  With a bbox only the chunks that straddle its faces are read
         and counted (chunks entirely inside use their size); compressed or sharded
         vertex chunks are read and counted (one vertex blob per chunk)."""
-        from ._store import cell_key
-
         lm = self._meta.levels[plan.level]
         coords = [tuple(c) for c in plan.cells.tolist()]
         if not coords:
@@ -180,16 +178,14 @@ class ObjectMethods:
         inside = np.zeros(len(coords), bool)
         if lm.vertices.access == "plain":
             inside[:] = True
-            if plan.bbox is not None:
+            if plan.bbox is not None:  # a chunk whose box lies in the bbox keeps every row
                 lo, hi = plan.bbox
-                cs = lm.chunk_shape
-                sp = plan.cells[:, lead:].astype(np.float64)
-                eps = 1e-9 * cs
-                inside = ((sp * cs - lo >= eps) & (hi - (sp + 1) * cs >= eps)).all(1)
+                box_lo, box_hi = _plan.cell_boxes(_plan.cell_rule(lm), plan.cells[:, lead:])
+                inside = ((box_lo >= lo) & (box_hi <= hi)).all(1)
         out = [0] * len(coords)
         if inside.any():
             idx = np.flatnonzero(inside).tolist()
-            sizes = self._loc.sizes([cell_key(lm.vertices, lm.level, coords[i]) for i in idx])
+            sizes = self._reader(lm.level).sizes([(lm.vertices, coords[i]) for i in idx])
             row = self.spatial_dims * lm.vertices.dtype.itemsize
             for i, n in zip(idx, sizes):
                 if n is None or n < 8 or (n - 8) % row:
@@ -306,8 +302,6 @@ class ObjectMethods:
     def _link_width(self, family, name: str) -> int:
         """Columns of a link attribute: row_shape, or (when the writer left it empty)
         value bytes / record count of one chunk, from the blob sizes."""
-        from ._store import cell_key
-
         segs = family.attributes[name]
         first = next(iter(segs.values()))
         rs = first.attrs.get("row_shape") or []
@@ -318,8 +312,7 @@ class ObjectMethods:
             if am is None or not lk.cells or am.access != "plain" or lk.arr.access != "plain":
                 continue
             c = min(lk.cells)
-            nl, na = self._loc.sizes([cell_key(lk.arr, family.level, c),
-                                      cell_key(am, family.level, c)])
+            nl, na = self._reader(family.level).sizes([(lk.arr, c), (am, c)])
             if not nl or not na:
                 continue
             rec = 8 * (lk.width + int(lk.has_perm))
