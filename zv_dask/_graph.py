@@ -1,33 +1,38 @@
 """The only module that builds dask collections.
 
-One task per partition; a partition is one non-empty chunk (or a run of
-``chunks_per_partition`` neighbouring chunks in row-major order).  Every task carries
-what it needs (the slim level metadata, its cells, their owner rows): tasks never
-list or re-read the store.  Keys are deterministic: the same query gives the same keys.
+One task per partition; a partition is one non-empty chunk, a run of
+``chunks_per_partition`` neighbouring chunks in row-major order, or a compact group
+of chunks from a :class:`~zv_dask._partitioning.Partitioning` (``"auto"``).  Every
+task carries what it needs (the slim level metadata, its cells, their owner rows):
+tasks never list or re-read the store.  Keys are deterministic: the same query gives
+the same keys.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from ._partitioning import Partitioning, row_major_groups
 from ._plan import ReadPlan
 from ._read import LevelReader, ObjectPartitionReader, PartitionReader, clip_columns
 
 
-def group_cells(cells: np.ndarray, chunks_per_partition: int) -> list[np.ndarray]:
-    """Split row-major cells into runs of ``chunks_per_partition`` (pure)."""
-    k = int(chunks_per_partition)
-    return [cells[i:i + k] for i in range(0, len(cells), k)]
+def group_cells(cells: np.ndarray, chunks_per_partition) -> list[np.ndarray]:
+    """Cell coordinates of each partition (pure): runs of ``chunks_per_partition``
+    row-major cells, or the groups of a :class:`Partitioning` restricted to ``cells``."""
+    if isinstance(chunks_per_partition, Partitioning):
+        return chunks_per_partition.specs_for(cells)
+    return [cells[g] for g in row_major_groups(len(cells), int(chunks_per_partition))]
 
 
-def partition_specs(plan: ReadPlan, chunks_per_partition: int) -> list:
+def partition_specs(plan: ReadPlan, chunks_per_partition) -> list:
     """Cell coordinates of each partition (tuples of tuples: hashable, tokenizable)."""
     return [tuple(tuple(int(x) for x in c) for c in g.tolist())
             for g in group_cells(plan.cells, chunks_per_partition)]
 
 
 def to_dataframe(reader: LevelReader, plan: ReadPlan, axes, widths: dict,
-                 chunks_per_partition: int = 1, selection: dict | None = None):
+                 chunks_per_partition=1, selection: dict | None = None):
     """A ``dask.dataframe.DataFrame`` over the plan; ``meta`` given, nothing read.
 
     ``selection`` (``{coord: (fragments, object ids)}``, from the manifests of selected
@@ -53,7 +58,7 @@ def to_dataframe(reader: LevelReader, plan: ReadPlan, axes, widths: dict,
                            enforce_metadata=False)
 
 
-def from_partition_function(func, plan: ReadPlan, meta, chunks_per_partition: int = 1,
+def from_partition_function(func, plan: ReadPlan, meta, chunks_per_partition=1,
                             label: str = "zv-map"):
     """A dask DataFrame whose partition i is ``func(cells of partition i)`` (a pandas
     object like ``meta``); used for per-chunk partials of reductions."""
@@ -67,8 +72,9 @@ def from_partition_function(func, plan: ReadPlan, meta, chunks_per_partition: in
         return dd.from_map(func, specs, meta=meta, label=label, enforce_metadata=False)
 
 
-def partitions_table(plan: ReadPlan, lm, axes, chunks_per_partition: int = 1):
-    """One row per partition: its chunk(s) and spatial box (pure, pandas)."""
+def partitions_table(plan: ReadPlan, lm, axes, chunks_per_partition=1):
+    """One row per partition: its first chunk, its chunks (when grouped) and its box,
+    the union of its chunks' boxes (pure, pandas)."""
     import pandas as pd
 
     cs = lm.chunk_shape
@@ -85,12 +91,13 @@ def partitions_table(plan: ReadPlan, lm, axes, chunks_per_partition: int = 1):
         for d, ax in enumerate(axes):
             row[f"{ax}_min"] = float(lo[d])
             row[f"{ax}_max"] = float(hi[d])
-        if len(group) > 1:
+        if len(group) > 1 or not isinstance(chunks_per_partition, (int, np.integer)):
             row["chunks"] = tuple(tuple(int(x) for x in c) for c in group.tolist())
         rows.append(row)
     cols = ["partition", "chunk", "n_chunks"] + [f"chunk_{d}" for d in range(lm.rank)] + \
         [f"{ax}_{e}" for ax in axes for e in ("min", "max")]
-    df = pd.DataFrame(rows, columns=cols + (["chunks"] if chunks_per_partition > 1 else []))
+    grouped = isinstance(chunks_per_partition, Partitioning) or int(chunks_per_partition) > 1
+    df = pd.DataFrame(rows, columns=cols + (["chunks"] if grouped else []))
     return df.set_index("partition")
 
 
@@ -127,7 +134,7 @@ class _BlockReader:
 
 
 def to_array(reader: LevelReader, plan: ReadPlan, name: str, attribute, lengths, width: int,
-             dtype, chunks_per_partition: int = 1):
+             dtype, chunks_per_partition=1):
     """A dask array, one block per partition; ``lengths`` per block or NaN."""
     import dask.array as da
     from dask.base import tokenize
