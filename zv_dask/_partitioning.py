@@ -1,13 +1,14 @@
 """Grouping chunks into partitions (pure: numpy only, no IO, no dask).
 
 ``chunks_per_partition=k`` cuts the row-major cell list into runs of ``k``.
-``"auto"`` groups neighbouring chunks into partitions of about ``target`` rows that
-are compact boxes: cells are ordered along the Morton (Z-order) curve, whose aligned
-runs are octree blocks, and the tree is descended until a block holds at most
-``target`` rows; sibling blocks are then merged in curve order while the sum stays
-at most ``target``.  A partition's box is therefore inside its parent block, so a
-spatial filter can drop whole partitions and the rest lose only the chunks it misses
-(:meth:`Partitioning.specs_for` trims groups to any subset of the cells).
+``"auto"`` groups neighbouring chunks into partitions of at most about ``target``
+rows that are compact boxes: cells are ordered along the Morton (Z-order) curve,
+whose aligned runs are aligned boxes, and the whole grid is halved along one axis
+after another (one code bit at a time, like a k-d tree) until a block holds at most
+``target`` rows.  Every partition is therefore an aligned box of chunks (empty
+chunks aside), so a spatial filter can drop whole partitions and the rest lose only
+the chunks it misses (:meth:`Partitioning.specs_for` trims groups to any subset of
+the cells).
 """
 
 from __future__ import annotations
@@ -111,46 +112,45 @@ def auto_groups(coords: np.ndarray, rows: np.ndarray, target: int, lead: int = 0
     bounds = starts + [k]
     groups: list[np.ndarray] = []
     for a, b in zip(bounds[:-1], bounds[1:]):
-        for i, j in _split(code, csum, a, b, bits * s, s, target):
+        for i, j in _split(code, csum, a, b, bits * s, target):
             groups.append(order[i:j])
     return groups
 
 
-def _split(code, csum, i: int, j: int, shift: int, s: int, target: float) -> list:
+def _split(code, csum, i: int, j: int, shift: int, target: float) -> list:
     """Runs ``[a, b)`` of the sorted cells ``i..j`` (one aligned block of ``2**shift``
-    codes), in curve order."""
-    if csum[j] - csum[i] <= target or j - i == 1:
-        return [(i, j)]
-    if shift <= 0:  # equal codes (coarsened): cut greedily by rows
-        out, a = [], i
-        for b in range(i + 1, j + 1):
-            if b == j or csum[b + 1] - csum[a] > target:
-                out.append((a, b))
-                a = b
-        return out
-    # children: the 2**s sub-blocks, told apart by the next s bits of the code
-    child = shift - s
-    prefix = int(code[i]) >> shift
-    firsts = ((prefix << s) + np.arange(1, 2 ** s, dtype=np.int64)) << child
-    cut = [i] + (np.searchsorted(code[i:j], firsts) + i).tolist() + [j]
-    out, run = [], None
-    for a, b in zip(cut[:-1], cut[1:]):
-        if b == a:
-            continue
-        if csum[b] - csum[a] > target:  # too big: descend
-            if run:
-                out.append(run)
-                run = None
-            out += _split(code, csum, a, b, child, s, target)
-        elif run and csum[b] - csum[run[0]] <= target:  # neighbouring siblings merge
-            run = (run[0], b)
-        else:
-            if run:
-                out.append(run)
-            run = (a, b)
-    if run:
-        out.append(run)
-    return out
+    codes), in curve order.  Each step halves every block still above ``target`` along
+    one axis (the next code bit), so every run is an aligned box; all blocks of one
+    depth are split at once (vectorised)."""
+    a = np.array([i], np.int64)
+    b = np.array([j], np.int64)
+    done_a, done_b = [], []
+    for sh in range(shift, 0, -1):
+        big = (csum[b] - csum[a] > target) & (b - a > 1)
+        done_a.append(a[~big])
+        done_b.append(b[~big])
+        a, b = a[big], b[big]
+        if not len(a):
+            break
+        half = ((code[a] >> sh) * 2 + 1) << (sh - 1)  # first code of each upper half
+        m = np.searchsorted(code, half)
+        a, b = np.concatenate([a, m]), np.concatenate([m, b])
+        keep = b > a
+        a, b = a[keep], b[keep]
+    else:  # blocks above target after the last bit: equal (coarsened) codes
+        for x, y in zip(a.tolist(), b.tolist()):
+            start = x
+            for e in range(x + 1, y + 1):
+                if e == y or csum[e + 1] - csum[start] > target:
+                    done_a.append(np.array([start]))
+                    done_b.append(np.array([e]))
+                    start = e
+        a = b = np.zeros(0, np.int64)
+    done_a.append(a)
+    done_b.append(b)
+    da, db = np.concatenate(done_a), np.concatenate(done_b)
+    order = np.argsort(da, kind="stable")
+    return list(zip(da[order].tolist(), db[order].tolist()))
 
 
 @dataclass(frozen=True, eq=False)
