@@ -133,7 +133,7 @@ def _split(code, csum, i: int, j: int, shift: int, target: float) -> list:
         if not len(a):
             break
         half = ((code[a] >> sh) * 2 + 1) << (sh - 1)  # first code of each upper half
-        m = np.searchsorted(code, half)
+        m = np.searchsorted(code[i:j], half) + i  # sorted within this run only
         a, b = np.concatenate([a, m]), np.concatenate([m, b])
         keep = b > a
         a, b = a[keep], b[keep]
