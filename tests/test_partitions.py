@@ -274,3 +274,71 @@ def test_sharded_vertices_fall_back_to_reading(store_path, counting):
     b = store.to_dask_array("positions", level=1)
     assert [op for op, _ in counting if op != "walk"] == ["list"]
     assert sum(b.chunks[0]) == truth.vertex_count(1)
+
+
+# ------------------------------------------------------------------- object store
+
+S3_BUCKET = "zv-partitions"
+
+
+@pytest.fixture(scope="module")
+def s3(store_path):
+    pytest.importorskip("s3fs")
+    from s3server import FaultProxy, MotoServer
+
+    server = MotoServer()
+    proxy = FaultProxy(server.port)
+    try:
+        server.client().create_bucket(Bucket=S3_BUCKET)
+        for name in ["points_2d", "points_sharded"]:
+            server.upload(S3_BUCKET, store_path(name), f"{name}.zarrvectors")
+        yield proxy
+    finally:
+        proxy.stop()
+        server.stop()
+
+
+def _s3_open(proxy, name):
+    from s3server import ACCESS_KEY, SECRET_KEY
+
+    return zv_dask.open_zv(f"s3://{S3_BUCKET}/{name}.zarrvectors", storage_options={
+        "endpoint_url": proxy.url, "key": ACCESS_KEY, "secret": SECRET_KEY,
+        "skip_instance_cache": True})
+
+
+def test_s3_block_lengths_come_from_list_pages_without_head(s3, store_path):
+    proxy = s3
+    truth = zv_dask.open_zv(store_path("points_2d"))
+    store = _s3_open(proxy, "points_2d")
+    for lv in store.levels:
+        proxy.reset()
+        a = store.to_dask_array("positions", level=lv)
+        reqs = proxy.requests()
+        assert not proxy.requests("HEAD")
+        assert len(reqs) == 1 and "list-type=2" in reqs[0], reqs  # one LIST page
+        assert f"{lv}%2Fvertices" in reqs[0]  # of the vertices array
+        rows = _real_rows(truth, lv)
+        assert a.chunks[0] == tuple(rows[tuple(c)] for c in truth.chunks(lv))
+    pytest.importorskip("xarray")
+    store = _s3_open(proxy, "points_2d")
+    proxy.reset()
+    ds = zv_dask.read_zv(store, level=0)
+    assert not proxy.requests("HEAD")
+    assert [r for r in proxy.requests() if "list-type=2" in r] == proxy.requests()
+    assert len(proxy.requests()) == 1
+    assert ds.sizes["vertex"] == truth.vertex_count(0)
+    np.testing.assert_array_equal(ds.positions.values, truth.read(level=0)["positions"])
+
+
+def test_s3_sharded_vertices_are_counted_by_reading(s3, store_path):
+    proxy = s3
+    truth = zv_dask.open_zv(store_path("points_sharded"))
+    store = _s3_open(proxy, "points_sharded")
+    proxy.reset()
+    a = store.to_dask_array("positions", level=0)
+    assert all(np.isnan(a.chunks[0])) and proxy.requests() == []  # sizes say nothing
+    pytest.importorskip("xarray")
+    ds = zv_dask.read_zv(store, level=0)
+    assert not proxy.requests("HEAD") and not [r for r in proxy.requests() if "list-type" in r]
+    rows = _real_rows(truth, 0)
+    assert ds.positions.data.chunks[0] == tuple(rows[tuple(c)] for c in truth.chunks(0))
