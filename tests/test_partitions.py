@@ -342,3 +342,25 @@ def test_s3_sharded_vertices_are_counted_by_reading(s3, store_path):
     assert not proxy.requests("HEAD") and not [r for r in proxy.requests() if "list-type" in r]
     rows = _real_rows(truth, 0)
     assert ds.positions.data.chunks[0] == tuple(rows[tuple(c)] for c in truth.chunks(0))
+
+
+def test_auto_partitioning_is_deterministic_and_picklable(store_path):
+    import pickle
+
+    from dask.base import tokenize
+
+    store = zv_dask.open_zv(store_path("points_pyramid"))
+    a = store.to_dask_dataframe(level=0, chunks_per_partition="auto", partition_rows=900)
+    b = zv_dask.open_zv(store_path("points_pyramid")).to_dask_dataframe(
+        level=0, chunks_per_partition="auto", partition_rows=900)
+    assert a._name == b._name
+    c = store.to_dask_dataframe(level=0, chunks_per_partition="auto", partition_rows=2000)
+    assert c._name != a._name
+    plan = store._plan(0, None, None, [])
+    part = store._partitioning(plan, "auto", 900)
+    again = pickle.loads(pickle.dumps(part))
+    assert tokenize(again) == tokenize(part)
+    assert [g.tolist() for g in again.groups] == [g.tolist() for g in part.groups]
+    import cloudpickle  # what distributed sends graphs with
+
+    pd.testing.assert_frame_equal(cloudpickle.loads(cloudpickle.dumps(a)).compute(), a.compute())

@@ -172,6 +172,16 @@ class Partitioning:
     def __len__(self) -> int:
         return len(self.groups)
 
+    def __dask_tokenize__(self):
+        # deterministic: the same groups give the same token (and the same task keys)
+        import hashlib
+
+        h = hashlib.sha1()
+        for g in self.groups:
+            h.update(np.ascontiguousarray(g, np.int64).tobytes())
+            h.update(b"|")
+        return ("zv_dask.Partitioning", h.hexdigest())
+
     def specs_for(self, cells: np.ndarray) -> list[np.ndarray]:
         """The groups restricted to ``cells`` (K, rank): a list of coordinate arrays.
 
