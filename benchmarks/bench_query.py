@@ -97,8 +97,8 @@ def main(argv=None) -> int:
         build(path, args.points)
     store = zv_dask.open_zv(path)
     pq = _parquet(path, store, 8)
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {sys.version.split()[0]}, "
-          f"dask {dask.__version__}")
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, "
+          f"Python {sys.version.split()[0]}, dask {dask.__version__}")
     print(f"store: {args.points:,} points, {len(store.chunks(0))} chunks; median of {args.repeat} "
           "interleaved runs; threaded scheduler")
 
@@ -150,8 +150,9 @@ def main(argv=None) -> int:
     for label, a, b, target in rows:
         tgt = "" if target is None else f"<= {target}"
         print(f"{label:<70} {a:>10.3f} {b:>9.3f} {a / b:>6.2f} {tgt:>7}")
-    print(f"\n(c) len(ddf): {len_s * 1e3:.1f} ms, {reads} chunk blobs read (target <= 5 ms, 0 reads); "
-          f"store.vertex_count(0) from metadata: {meta_s * 1e3:.3f} ms")
+    print(f"\n(c) len(ddf): {len_s * 1e3:.1f} ms, {reads} chunk blobs read "
+          f"(target <= 5 ms, 0 reads); store.vertex_count(0) from metadata: "
+          f"{meta_s * 1e3:.3f} ms")
     return 0
 
 
