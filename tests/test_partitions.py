@@ -364,3 +364,24 @@ def test_auto_partitioning_is_deterministic_and_picklable(store_path):
     import cloudpickle  # what distributed sends graphs with
 
     pd.testing.assert_frame_equal(cloudpickle.loads(cloudpickle.dumps(a)).compute(), a.compute())
+
+
+def test_s3_without_list_permission_lengths_are_counted_not_headed(s3, store_path):
+    """A bucket that answers LIST with 403: no HEAD per chunk either; to_dask_array has
+    NaN lengths and read_zv counts rows by reading the vertex chunks."""
+    from s3server import Rule
+
+    proxy = s3
+    truth = zv_dask.open_zv(store_path("points_2d"))
+    store = _s3_open(proxy, "points_2d")
+    proxy.reset()
+    proxy.rules.append(Rule(r"list-type=2", 403))
+    a = store.to_dask_array("positions", level=0)
+    assert all(np.isnan(a.chunks[0]))
+    assert not proxy.requests("HEAD") and len(proxy.requests()) == 1  # the refused LIST
+    pytest.importorskip("xarray")
+    ds = zv_dask.read_zv(store, level=0)
+    assert not proxy.requests("HEAD")
+    rows = _real_rows(truth, 0)
+    assert ds.positions.data.chunks[0] == tuple(rows[tuple(c)] for c in truth.chunks(0))
+    proxy.reset()

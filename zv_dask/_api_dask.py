@@ -142,7 +142,8 @@ class DaskMethods:
         come from the blob sizes of one listing of the level's ``vertices`` array
         (one LIST per 1000 chunks on object stores, one directory walk locally; no
         HEAD or stat per chunk, no vertex data); otherwise (bbox, compression,
-        sharding: sizes say nothing about rows) they are NaN
+        sharding: sizes say nothing about rows; a store that refuses listings) they
+        are NaN
         (``.compute_chunk_sizes()``).  ``chunks_per_partition`` and ``partition_rows``
         group chunks into blocks as in :meth:`to_dask_dataframe`.
 
@@ -232,7 +233,7 @@ class DaskMethods:
             return None
 
         def make():
-            listing = self._loc.list_sizes(f"{level}/{arr.path}")
+            listing = self._loc.list_sizes(f"{level}/{arr.path}") or {}
             base = f"{level}/{arr.path}/{arr.chunk_key_prefix}"
             idx, sizes = [], []
             for key, size in listing.items():

@@ -304,9 +304,11 @@ class StoreLocation:
         except Exception:
             return False
 
-    def list_sizes(self, rel: str) -> dict[str, int]:
+    def list_sizes(self, rel: str) -> dict[str, int] | None:
         """``{key relative to the store root: size in bytes}`` of every object below
-        ``rel``, from one recursive listing; ``{}`` when ``rel`` does not exist.
+        ``rel``, from one recursive listing; ``{}`` when ``rel`` does not exist, ``None``
+        when the store cannot be listed (no list permission, a filesystem without
+        listings).
 
         Never a stat or HEAD per object: remotely one ``find(detail=True)`` (on object
         stores the LIST pages carry the sizes, 1000 keys a page), locally one
@@ -321,6 +323,8 @@ class StoreLocation:
                 return self._list_sizes_once(rel)
             except _MISSING_ERRORS:
                 return {}
+            except (PermissionError, NotImplementedError):
+                return None
             except Exception as exc:
                 if not is_transient(exc) or attempt == self.retries:
                     raise self._read_error(rel + "/", exc, attempt + 1) from None
