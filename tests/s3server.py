@@ -80,23 +80,45 @@ class MotoServer:
 class Rule:
     """Fault for requests whose ``METHOD path?query`` matches ``pattern``.
 
-    ``action`` is an HTTP status (int), ``"drop"`` (close without answering) or
-    ``"delay"`` (sleep ``seconds`` before forwarding); applied ``times`` times
-    (``None`` = always)."""
+    ``action`` is an HTTP status (int), ``"drop"`` (close without answering),
+    ``"delay"`` (sleep ``seconds`` before forwarding) or ``"stall"`` (hold the
+    request until :meth:`release`, then forward it, or answer with the HTTP status
+    ``then``); applied ``times`` times (``None`` = always).  A stall rule set to
+    release stops matching, so later requests pass.  :meth:`wait_hits` lets a test
+    wait for requests to arrive (an ordering point, not a timing assumption)."""
 
-    def __init__(self, pattern: str, action, times=None, seconds: float = 0.0):
+    def __init__(self, pattern: str, action, times=None, seconds: float = 0.0, then=None):
         self.pattern = re.compile(pattern)
         self.action = action
         self.times = times
         self.seconds = seconds
+        self.then = then
         self.hits = 0
+        self.matched: list[str] = []  # the request lines this rule acted on
+        self.released = threading.Event()
+        self._arrived = threading.Condition()
+
+    def release(self) -> None:
+        self.released.set()
+
+    def wait_hits(self, n: int, timeout: float = 60.0) -> bool:
+        """Block until ``n`` requests matched (``timeout`` only guards against hangs)."""
+        with self._arrived:
+            return self._arrived.wait_for(lambda: self.hits >= n, timeout)
+
+    def _arrive(self) -> None:
+        with self._arrived:
+            self._arrived.notify_all()
 
     def take(self, line: str) -> bool:
         if not self.pattern.search(line):
             return False
         if self.times is not None and self.hits >= self.times:
             return False
+        if self.action == "stall" and self.released.is_set():
+            return False
         self.hits += 1
+        self.matched.append(line)
         return True
 
 
@@ -123,11 +145,18 @@ class FaultProxy:
                     proxy.log.append(line)
                     rule = next((r for r in proxy.rules if r.take(line)), None)
                 if rule is not None:
-                    if rule.action == "drop":
+                    rule._arrive()
+                    if rule.action == "stall":
+                        rule.released.wait()
+                        if rule.then is not None:
+                            rule = Rule(rule.pattern.pattern, rule.then)
+                    if rule.action == "stall":
+                        pass  # forward it
+                    elif rule.action == "drop":
                         self.close_connection = True
                         self.connection.shutdown(socket.SHUT_RDWR)
                         return
-                    if rule.action == "delay":
+                    elif rule.action == "delay":
                         time.sleep(rule.seconds)
                     else:
                         msg = b"<Error><Code>InternalError</Code><Message>injected</Message></Error>"
@@ -139,7 +168,8 @@ class FaultProxy:
                         self.send_header("Content-Type", "application/xml")
                         self.send_header("Content-Length", str(len(msg)))
                         self.end_headers()
-                        self.wfile.write(msg)
+                        if self.command != "HEAD":  # a HEAD answer has no body
+                            self.wfile.write(msg)
                         return
                 conn = http.client.HTTPConnection("127.0.0.1", upstream_port, timeout=30)
                 headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
@@ -151,7 +181,9 @@ class FaultProxy:
                 for k, v in resp.getheaders():
                     if k.lower() not in ("transfer-encoding", "connection", "content-length"):
                         self.send_header(k, v)
-                self.send_header("Content-Length", str(len(data)))
+                # a HEAD answer carries the object's length without its bytes
+                length = resp.getheader("Content-Length") if self.command == "HEAD" else None
+                self.send_header("Content-Length", length or str(len(data)))
                 self.end_headers()
                 if self.command != "HEAD":
                     self.wfile.write(data)
@@ -177,5 +209,7 @@ class FaultProxy:
                     and (contains is None or contains in r)]
 
     def stop(self):
+        for r in list(self.rules):  # no handler thread left holding a request
+            r.released.set()
         self.server.shutdown()
         self.server.server_close()

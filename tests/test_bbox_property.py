@@ -1,4 +1,6 @@
-"""Property tests: bbox reads equal numpy filtering; exactly the touching chunks are read."""
+"""Property tests: bbox reads equal numpy filtering; exactly the touching chunks are read.
+
+Values on and around chunk faces are covered in test_cells_writer.py."""
 
 from __future__ import annotations
 
@@ -32,18 +34,21 @@ def boxes(draw, lo, hi, ndim, snap):
     return np.minimum(a, b), np.maximum(a, b)
 
 
-def _touching(coords, chunk_shape, box, lead):
-    """Chunks whose half-open box [c*s, (c+1)*s) meets the closed bbox, in exact
-    rational arithmetic (the reference rule, free of float rounding)."""
-    from fractions import Fraction as Fr
-
-    out = []
-    for cc in coords:
-        ok = all(Fr(c) * Fr(s) <= Fr(h) and Fr(c + 1) * Fr(s) > Fr(lo)
-                 for c, s, lo, h in zip(cc[lead:], chunk_shape, box[0], box[1]))
-        if ok:
-            out.append(tuple(cc))
-    return out
+def _touching(coords, lm, box, lead):
+    """Chunks that can hold a value of the closed bbox under the writer's float64 rule
+    ``floor(p / s)`` (and, at level 0, its binned rule ``floor(floor(p / b) / round(s / b))``):
+    by monotonicity, those between the cells of ``lo`` and ``hi``."""
+    cs = np.asarray(lm.chunk_shape, np.float64)
+    lo, hi = (np.asarray(x, np.float64) for x in box)
+    c0, c1 = [np.floor(lo / cs)], [np.floor(hi / cs)]
+    b = np.asarray(lm.bin_shape, np.float64)
+    if lm.level == 0 and not np.array_equal(b, cs):
+        n = np.round(cs / b)
+        c0.append(np.floor(np.floor(lo / b) / n))
+        c1.append(np.floor(np.floor(hi / b) / n))
+    c0, c1 = np.min(c0, 0), np.max(c1, 0)
+    return [tuple(cc) for cc in coords
+            if all(a <= c <= z for c, a, z in zip(cc[lead:], c0, c1))]
 
 
 @pytest.mark.parametrize("name, level", [("points_pyramid", 0), ("points_pyramid", 2),
@@ -71,7 +76,7 @@ def test_bbox_read_equals_numpy_filter(store_path, counting, name, level):
         if "object_ids" in full:
             np.testing.assert_array_equal(got["object_ids"], full["object_ids"][m])
         planned = store.chunks(level, box)
-        assert planned == _touching(all_chunks, lm.chunk_shape, box, lead)
+        assert planned == _touching(all_chunks, lm, box, lead)
         fetched = {p.split("/vertices/c/")[1] for op, p in counting
                    if op == "get" and "/vertices/c/" in p}
         origin = lm.presence.origin

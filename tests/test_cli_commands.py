@@ -198,8 +198,8 @@ def test_export_bbox_columns_partition_index(store_path, tmp_path):
         df = pq.read_table(out / part["file"]).to_pandas()
         expect = ddf.partitions[i].compute()  # file i is partition i
         np.testing.assert_array_equal(df["x"].to_numpy(), expect["x"].to_numpy())
-        for ax in "xyz":  # rows lie in the recorded half-open chunk box
-            assert ((df[ax] >= part[f"{ax}_min"]) & (df[ax] < part[f"{ax}_max"])).all()
+        for ax in "xyz":  # rows lie in the recorded closed chunk box
+            assert ((df[ax] >= part[f"{ax}_min"]) & (df[ax] <= part[f"{ax}_max"])).all()
     meta = pq.read_metadata(out / index["partitions"][0]["file"]).metadata
     assert json.loads(meta[b"zv_dask"])["level"] == 0
 
@@ -212,7 +212,7 @@ def test_export_level_with_object_ids_and_overwrite(store_path, tmp_path):
     out = tmp_path / "objects"
     zv("export", path, out, "--level", 0, "--columns", "v")
     r = zv("export", path, out, check=False)
-    assert r.returncode == 1 and "not empty" in r.stderr and "--overwrite" in r.stderr
+    assert r.returncode == 3 and "not empty" in r.stderr and "--overwrite" in r.stderr
     zv("export", path, out, "--level", 1, "--overwrite")
     got = dd.read_parquet(str(out)).compute().reset_index(drop=True)
     frames_equal(got, store.to_dask_dataframe(level=1).compute().reset_index(drop=True))
@@ -290,3 +290,82 @@ def test_help_lists_commands_and_documents_partition_index():
     export_help = zv("export", "--help").stdout
     assert "_zv_partitions.json" in export_help and "x_min" in export_help
     assert Path(zv_dask.example_store()).exists()
+
+
+# --------------------------------------------------------------------------- errors, commands
+
+
+def test_a_damaged_chunk_is_one_line_not_a_traceback(store_path, tmp_path):
+    import shutil
+
+    copy = tmp_path / "damaged.zarrvectors"
+    shutil.copytree(store_path("points_2d"), copy)
+    blob = sorted(p for p in (copy / "0" / "vertices" / "c").rglob("*") if p.is_file())[0]
+    blob.write_bytes(b"\x07" * 5)  # non-empty, but no valid vlen header
+    for args in (["stats", copy], ["export", copy, tmp_path / "out"]):
+        r = zv(*args, check=False)
+        assert r.returncode == 1, r.stderr
+        assert "Traceback" not in r.stderr
+        # a progress bar may precede it on a slow machine; the error is one line, last
+        errors = [line for line in r.stderr.splitlines() if "error" in line]
+        assert errors == [r.stderr.rstrip("\n").splitlines()[-1]]
+        assert errors[0].startswith("zv-dask: error: store ") and "chunk (" in errors[0]
+        assert "level 0" in errors[0]
+
+
+def test_duplicate_columns_are_a_usage_of_the_query_not_a_crash(tmp_path):
+    r = zv("stats", "--columns", "x", "x", check=False)
+    assert r.returncode == 1 and "named more than once" in r.stderr
+    assert "Traceback" not in r.stderr
+    r = zv("export", zv_dask.example_store(), tmp_path / "o", "--columns", "x,label,x",
+           check=False)
+    assert r.returncode == 1 and "named more than once" in r.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_help_documents_exit_codes_and_export_safety():
+    top = zv("--help").stdout
+    for code in ("0 success", "1 zv_dask error", "2 usage error", "3 export refused"):
+        assert code in top
+    assert "never other" in zv("export", "--help").stdout
+
+
+def test_error_line_is_one_line():
+    from zv_dask.cli import error_line
+
+    exc = zv_dask.QueryError("first\nsecond", store="s.zarrvectors", level=2)
+    assert error_line(exc) == "zv-dask: error: store s.zarrvectors, level 2: first second"
+
+
+def test_commands_are_modules_with_one_interface(monkeypatch, capsys):
+    """Every command is a module in cli.COMMANDS exposing NAME, OPENS_STORE,
+    add_parser(subparsers) and run(args, store); a new one needs only that entry."""
+    import types
+
+    from zv_dask import cli
+
+    for module in cli.COMMANDS:
+        assert isinstance(module.NAME, str) and isinstance(module.OPENS_STORE, bool)
+        assert callable(module.add_parser) and callable(module.run)
+    assert [m.NAME for m in cli.COMMANDS] == ["info", "stats", "export", "convert"]
+
+    extra = types.ModuleType("zv_dask._cli_probe")
+    extra.NAME, extra.OPENS_STORE = "probe", False
+
+    def add_parser(sub):
+        p = sub.add_parser("probe", help="echo a word")
+        p.add_argument("word")
+        return p
+
+    def run(args, store):
+        assert store is None
+        if args.word == "bad":
+            raise zv_dask.QueryError("bad word")
+        return f"probe {args.word}"
+
+    extra.add_parser, extra.run = add_parser, run
+    monkeypatch.setattr(cli, "COMMANDS", cli.COMMANDS + (extra,))
+    assert cli.main(["probe", "hello"]) == 0 and capsys.readouterr().out == "probe hello\n"
+    assert cli.main(["probe", "bad"]) == 1
+    assert capsys.readouterr().err == "zv-dask: error: bad word\n"
+    assert "probe" in cli.build_parser().format_help()

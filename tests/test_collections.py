@@ -74,7 +74,7 @@ def test_dataframe_bbox_clips_and_prunes(store_path):
         lo = parts.iloc[i][["x_min", "y_min", "z_min"]].to_numpy(float)
         hi = parts.iloc[i][["x_max", "y_max", "z_max"]].to_numpy(float)
         p = ddf.partitions[i].compute()[["x", "y", "z"]].to_numpy()
-        assert (p >= lo).all() and (p < hi).all()
+        assert (p >= lo).all() and (p <= hi).all()
         total += len(p)
     assert total > 0
 

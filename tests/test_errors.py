@@ -87,9 +87,17 @@ def test_missing_level(store_path):
 
 
 def test_level_group_listed_but_missing(copy_of):
+    # what zarr-vectors' remove_resolution_level leaves: the root still lists the level
     root = copy_of("points_2d")
     shutil.rmtree(root / "2")
+    with pytest.warns(UserWarning, match="lists level 2 but its group"):
+        s = zv_dask.open_zv(root)
+    assert s.levels == [0, 1]
     with pytest.raises(E.LevelNotFoundError, match="level 2"):
+        s.read(level=2)
+    for lv in (0, 1):
+        shutil.rmtree(root / str(lv))
+    with pytest.warns(UserWarning), pytest.raises(E.LevelNotFoundError, match="none of"):
         zv_dask.open_zv(root)
 
 

@@ -234,21 +234,294 @@ def test_worker_killed_mid_reduction_still_right(s3, local_path):
     _, proxy = s3
     store = _open(proxy, "points_2d", retry_backoff=0.01)
     want = zv_dask.open_zv(local_path("points_2d")).read(level=0, attributes=["v"])
+    n = len(store.chunks(0))
     proxy.reset()
-    proxy.rules.append(Rule(r"/0/vertex_attributes/v/c/", "delay", seconds=0.25))
+    # every partition task blocks on its attribute chunk until the kill has happened
+    stall = Rule(r"/0/vertex_attributes/v/c/", "stall")
+    proxy.rules.append(stall)
     ddf = store.to_dask_dataframe(level=0, attributes=["v"])
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                       dashboard_address=None, silence_logs=50) as cluster, Client(cluster) as client:
-        fut = client.compute(stats.describe(ddf))
-        deadline = time.time() + 20
-        while not proxy.requests("GET", "/v/c/") and time.time() < deadline:
-            time.sleep(0.05)
-        time.sleep(0.2)
         pids = client.run(os.getpid)
+        fut = client.compute(stats.describe(ddf))
+        # one thread per worker and one chunk per task: two held requests mean each
+        # worker is inside a task that cannot finish before the kill
+        assert stall.wait_hits(2)
         os.kill(next(iter(pids.values())), signal.SIGKILL)
+        stall.release()
         table = fut.result(timeout=120)
     v = want["attributes"]["v"].astype(np.float64)
     assert table.loc["count", "v"] == len(v)
     assert np.isclose(table.loc["mean", "v"], v.mean())
     assert np.isclose(table.loc["std", "v"], v.std(ddof=1))
-    assert len(proxy.requests("GET", "/v/c/")) > len(store.chunks(0))  # work was redone
+    gets = proxy.requests("GET", "/v/c/")
+    assert len(gets) > n  # the killed worker's task was redone
+    assert any(gets.count(line) >= 2 for line in stall.matched[:2])
+
+
+# --------------------------------------------------------------------------- streaming
+
+
+def _stall_all_but_first(store, name, then=None) -> Rule:
+    """Hold every level-0 vertex GET except the first chunk's."""
+    from zv_dask._store import cell_key
+
+    lm = store.metadata.levels[0]
+    rest = [cell_key(lm.vertices, 0, c) for c in store.chunks(0)[1:]]
+    lines = [f"GET /{BUCKET}/{name}.zarrvectors/{r}" for r in rest]
+    return Rule("^(" + "|".join(re.escape(x) for x in lines) + ")$", "stall", then=then)
+
+
+def _prefetch_threads():
+    import threading
+
+    return [t for t in threading.enumerate() if t.name == "zv_dask-prefetch"]
+
+
+@pytest.mark.parametrize("how", ["close", "del", "break"])
+def test_closing_iter_chunks_cancels_prefetch_on_a_stalled_endpoint(s3, how):
+    import threading
+
+    _, proxy = s3
+    store = _open(proxy, "points_small", retry_backoff=0.01)
+    assert len(store.chunks(0)) >= 4
+    proxy.reset()
+    # held requests are answered 503 on release: a read that was not cancelled retries
+    stall = _stall_all_but_first(store, "points_small", then=503)
+    proxy.rules.append(stall)
+    before = set(_prefetch_threads())
+    holder = []
+    got = []
+
+    def consume():
+        it = store.iter_chunks(level=0, prefetch=2, attributes=[])
+        if how == "break":
+            for c, d in it:
+                got.append(c)
+                assert stall.wait_hits(2)  # both prefetches are held by the endpoint
+                break
+            return
+        got.append(next(it)[0])
+        assert stall.wait_hits(2)
+        if how == "close":
+            it.close()
+        else:
+            holder.append(it)
+            del it
+            holder.clear()  # the last reference: the generator is collected
+
+    t = threading.Thread(target=consume)
+    t.start()
+    t.join(60)  # a guard only: closing must not wait for the held requests
+    assert not t.is_alive(), "closing the iterator waited for the stalled endpoint"
+    assert got == [store.chunks(0)[0]]
+    workers = [w for w in _prefetch_threads() if w not in before]
+    assert len(workers) == 2 and all(w.daemon for w in workers)
+    n_requests = len(proxy.requests())
+    stall.release()
+    for w in workers:
+        w.join(60)  # a guard only
+    assert not any(w.is_alive() for w in workers)
+    assert stall.hits == 2
+    assert len(proxy.requests()) == n_requests  # no retry, no further chunk
+
+
+def test_ctrl_c_during_prefetch_exits_while_the_endpoint_stalls(s3):
+    import subprocess
+    import sys
+    import textwrap
+
+    _, proxy = s3
+    name = "points_small"
+    store = _open(proxy, name)
+    proxy.reset()
+    stall = _stall_all_but_first(store, name)
+    proxy.rules.append(stall)
+    script = textwrap.dedent(f"""
+        import zv_dask
+        store = zv_dask.open_zv({f"s3://{BUCKET}/{name}.zarrvectors"!r},
+                                storage_options={_options(proxy)!r})
+        for c, d in store.iter_chunks(level=0, prefetch=4, attributes=[]):
+            print("chunk", c, flush=True)
+    """)
+    root = os.path.dirname(os.path.dirname(zv_dask.__file__))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [root] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        assert stall.wait_hits(4)  # four prefetches held: the loop waits for chunk 1
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)  # a guard only; the stall is still held
+        assert not stall.released.is_set()
+    finally:
+        stall.release()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode != 0
+    assert "KeyboardInterrupt" in err
+    assert out.splitlines()[0].startswith("chunk")
+    assert stall.hits == 4
+
+
+# --------------------------------------------------------------------------- one retry policy
+# Every kind of remote read goes through the same bounded retry as chunk reads: one
+# injected 500/503 is retried (the faulted request shows up twice), a persistent one
+# raises StoreReadError naming level, array and chunk.
+
+
+@pytest.fixture(scope="module")
+def graph_s3(s3, store_path):
+    server, _ = s3
+    server.upload(BUCKET, store_path("web_graph"), "web_graph.zarrvectors")
+    return store_path("web_graph")
+
+
+def _fresh_process_caches():
+    """Owner tables are cached per process and store URL; these tests must read them."""
+    from zv_dask import _read
+
+    with _read._OWNER_LOCK:
+        _read._OWNER_TABLES.clear()
+
+
+def _frame_equal(got, want):
+    import pandas as pd
+
+    pd.testing.assert_frame_equal(got.sort_index(), want.sort_index(), check_dtype=True)
+
+
+def _to_dask_array(remote, local):
+    a = remote.to_dask_array("positions", level=0)
+    want = local.read(level=0)["positions"]
+    assert a.shape == want.shape  # block lengths came from the sizes
+    np.testing.assert_array_equal(a.compute(scheduler="sync"), want)
+
+
+def _read_zv(remote, local):
+    ds = zv_dask.read_zv(remote, level=0, attributes=["v"])
+    want = local.read(level=0, attributes=["v"])
+    assert ds.sizes["vertex"] == len(want["positions"])
+    np.testing.assert_array_equal(ds.positions.values, want["positions"])
+
+
+def _read(remote, local):
+    got, want = remote.read(level=0), local.read(level=0)
+    np.testing.assert_array_equal(got["object_ids"], want["object_ids"])
+    np.testing.assert_array_equal(got["positions"], want["positions"])
+
+
+def _iter_chunks(remote, local):
+    got = [(c, d["object_ids"]) for c, d in remote.iter_chunks(level=0, prefetch=2)]
+    want = [(c, d["object_ids"]) for c, d in local.iter_chunks(level=0)]
+    assert [c for c, _ in got] == [c for c, _ in want]
+    for (_, x), (_, y) in zip(got, want):
+        np.testing.assert_array_equal(x, y)
+
+
+def _dataframe(remote, local):
+    got = remote.to_dask_dataframe(level=0).compute(scheduler="threads")
+    want = local.to_dask_dataframe(level=0).compute(scheduler="sync")
+    np.testing.assert_array_equal(got["object_id"].to_numpy(), local.read(level=0)["object_ids"])
+    _frame_equal(got.reset_index(drop=True), want.reset_index(drop=True))
+
+
+def _objects(remote, local):
+    _frame_equal(remote.objects(level=0).compute(scheduler="sync"),
+                 local.objects(level=0).compute(scheduler="sync"))
+
+
+def _read_objects(remote, local):
+    got, want = remote.read_objects(level=0), local.read_objects(level=0)
+    for k in ("object_ids", "offsets", "positions"):
+        np.testing.assert_array_equal(got[k], want[k])
+
+
+def _edges(remote, local):
+    cols = ["source", "target", "length"]
+    got = remote.edges(level=0).compute(scheduler="sync")[cols]
+    want = local.edges(level=0).compute(scheduler="sync")[cols]
+    key = ["source", "target"]
+    _frame_equal(got.sort_values(key).reset_index(drop=True),
+                 want.sort_values(key).reset_index(drop=True))
+
+
+def _first_vertex_cell(store):
+    from zv_dask._store import cell_key
+
+    lm = store.metadata.levels[0]
+    c = store.chunks(0)[-1]
+    return cell_key(lm.vertices, 0, c), "vertices", c
+
+
+def _fixed(rel, array, chunk):
+    return lambda store: (rel, array, chunk)
+
+
+def _link_cell(store):
+    from zv_dask._store import cell_key
+
+    lk = store._link_family(0).arrays[-1]
+    c = min(lk.cells)
+    return cell_key(lk.arr, 0, c), lk.arr.path, c
+
+
+# (name, store, method, call, where: store -> (object key, array, chunk) of the fault)
+RETRY_CASES = [
+    ("size-to_dask_array", "points_2d", "HEAD", _to_dask_array, _first_vertex_cell),
+    ("size-read_zv", "points_2d", "HEAD", _read_zv, _first_vertex_cell),
+    ("manifests-read", "points_2d", "GET", _read,
+     _fixed("0/object_index/manifests/c/0", "object_index/manifests", (0,))),
+    ("manifests-iter_chunks", "points_2d", "GET", _iter_chunks,
+     _fixed("0/object_index/manifests/c/0", "object_index/manifests", (0,))),
+    ("manifests-to_dask_dataframe", "points_2d", "GET", _dataframe,
+     _fixed("0/object_index/manifests/c/0", "object_index/manifests", (0,))),
+    ("object_ids-objects", "points_2d", "GET", _objects,
+     _fixed("0/object_index/object_ids/c/0", "object_index/object_ids", (0,))),
+    ("object_ids-read_objects", "points_2d", "GET", _read_objects,
+     _fixed("0/object_index/object_ids/c/0", "object_index/object_ids", (0,))),
+    ("object_attributes-objects", "points_2d", "GET", _objects,
+     _fixed("0/object_attributes/cx/c/0", "object_attributes/cx", (0,))),
+    ("links-edges", "web_graph", "GET", _edges, _link_cell),
+]
+
+
+def _stores(s3, local_path, graph_s3, name, **kw):
+    _, proxy = s3
+    local = zv_dask.open_zv(graph_s3 if name == "web_graph" else local_path(name))
+    return _open(proxy, name, **kw), local
+
+
+@pytest.mark.parametrize("status", [500, 503])
+@pytest.mark.parametrize("case", RETRY_CASES, ids=[c[0] for c in RETRY_CASES])
+def test_every_remote_read_kind_is_retried(s3, local_path, graph_s3, case, status):
+    _, proxy = s3
+    _, name, method, call, where = case
+    remote, local = _stores(s3, local_path, graph_s3, name, retry_backoff=0.01)
+    rel, _, _ = where(remote)
+    line = f"{method} /{BUCKET}/{name}.zarrvectors/{rel}"
+    _fresh_process_caches()
+    proxy.reset()
+    proxy.rules.append(Rule("^" + re.escape(line) + "$", status, times=1))
+    call(remote, local)
+    assert proxy.rules[0].matched == [line]
+    assert proxy.requests().count(line) == 2  # the failed request, then its retry
+
+
+@pytest.mark.parametrize("case", RETRY_CASES, ids=[c[0] for c in RETRY_CASES])
+def test_persistent_failure_of_every_read_kind_names_the_chunk(s3, local_path, graph_s3, case):
+    _, proxy = s3
+    _, name, method, call, where = case
+    remote, local = _stores(s3, local_path, graph_s3, name, retries=2, retry_backoff=0.01)
+    rel, array, chunk = where(remote)
+    line = f"{method} /{BUCKET}/{name}.zarrvectors/{rel}"
+    _fresh_process_caches()
+    proxy.reset()
+    proxy.rules.append(Rule("^" + re.escape(line) + "$", 500))
+    with pytest.raises(E.StoreReadError) as ei:
+        call(remote, local)
+    e = ei.value
+    assert (e.store, e.level, e.array, e.chunk) == (remote.url, 0, array, tuple(chunk))
+    assert "3 attempts" in str(e) and SECRET_KEY not in str(e)
+    assert proxy.requests().count(line) == 3

@@ -16,19 +16,26 @@ from .errors import (
     ArrayNotFoundError,
     ChunkDecodeError,
     ChunkMissingError,
+    IncompleteStoreError,
+    InvalidPointsError,
     LevelNotFoundError,
     MetadataError,
     NotAZVStoreError,
     QueryError,
     StoreClosedError,
     StoreNotFoundError,
+    StoreExistsError,
     StoreReadError,
+    StoreWriteError,
     UnsupportedFormatError,
+    WriteInputError,
     ZVError,
+    ZVWarning,
 )
 from .fragments import read_fragment_index
 from ._xarray import read_zv
 from .store import ZVStore, open_zv
+from .writer import to_zv
 from . import stats  # noqa: E402  (zv_dask.stats.describe etc. after `import zv_dask`)
 
 
@@ -51,9 +58,12 @@ def example_store() -> str:
 
 
 __all__ = [
-    "open_zv", "ZVStore", "stats", "read_zv", "read_fragment_index", "FragmentIndex", "example_store",
+    "open_zv", "to_zv", "ZVStore", "stats", "read_zv", "read_fragment_index", "FragmentIndex", "example_store",
     "ZVError", "StoreNotFoundError", "NotAZVStoreError", "UnsupportedFormatError",
     "MetadataError", "LevelNotFoundError", "ArrayNotFoundError", "QueryError",
     "ChunkMissingError", "ChunkDecodeError", "StoreReadError", "StoreClosedError",
+    "ZVWarning",
+    "IncompleteStoreError", "StoreExistsError", "WriteInputError", "InvalidPointsError",
+    "StoreWriteError",
     "__version__",
 ]

@@ -30,10 +30,7 @@ class DaskMethods:
         coord = tuple(lm.presence.coords(lm.presence.linear[:1])[0].tolist())
         arr = lm.arrays[a.path]
         if arr.access == "plain" and lm.vertices.access == "plain":
-            from ._store import cell_key
-
-            nv, na = self._loc.sizes([cell_key(lm.vertices, lm.level, coord),
-                                      cell_key(arr, lm.level, coord)])
+            nv, na = self._reader(lm.level).sizes([(lm.vertices, coord), (arr, coord)])
             if nv and na and nv > 8:
                 rows = (nv - 8) // (self.spatial_dims * lm.vertices.dtype.itemsize)
                 values = (na - 8) // a.dtype.itemsize
@@ -113,8 +110,10 @@ class DaskMethods:
                    chunks_per_partition=1, partition_rows=None):
         """One row per partition of :meth:`to_dask_dataframe` with the same arguments:
         its (first) chunk coordinate (``chunk``, ``chunk_0``...), ``n_chunks``, its
-        spatial box (``x_min``, ``x_max``, ...; the half-open union box of its chunks)
-        and, when chunks are grouped, all its chunks (``chunks``).
+        closed spatial box (``x_min``, ``x_max``, ...): the smallest and largest value
+        the writer's cell rule puts in the partition's chunks, so each of its rows has
+        ``x_min <= x <= x_max`` (the bbox semantics of this reader), and, when chunks
+        are grouped, all its chunks (``chunks``).
 
         Examples
         --------
@@ -135,6 +134,11 @@ class DaskMethods:
     def to_dask_array(self, name: str = "positions", level=None, bbox=None,
                       target_resolution=None, chunks_per_partition=1, partition_rows=None):
         """A lazy dask array, one block per non-empty chunk touching ``bbox``.
+
+        With a ``bbox``, chunks that lie only partly inside it join a neighbouring
+        block (row order unchanged) that holds a chunk wholly inside it, so no block
+        turns out empty and reductions such as ``.min(axis=0)`` work; when no chunk
+        lies wholly inside, all are one block.
 
         ``"positions"`` gives (N, D) in the stored dtype; an attribute name gives (N,)
         or (N, C) (categoricals as integer codes).  Block lengths are exact when no
@@ -167,10 +171,10 @@ class DaskMethods:
             width = self._widths(plan.level, [attribute])[attribute.name]
             dtype = np.dtype(np.int64) if attribute.is_categorical else attribute.dtype
         cpp = self._partitioning(plan, chunks_per_partition, partition_rows)
-        groups = _graph.group_cells(plan.cells, cpp)
+        groups = _graph.nonempty_groups(plan.cells, lm, plan.bbox, cpp)
         lengths = self._block_lengths(lm, plan, groups)
         return _graph.to_array(self._reader(plan.level), plan, name, attribute, lengths, width,
-                               dtype, cpp)
+                               dtype, cpp, groups)
 
     def _block_lengths(self, lm: LevelMeta, plan, groups) -> list:
         nan = [float("nan")] * len(groups)
@@ -270,7 +274,7 @@ class DaskMethods:
             rows = listed[np.searchsorted(pres.linear, lin)]
         if not estimate:
             return rows
-        guess = max(lm.vertex_count, 0) / max(lm.n_cells, 1)
+        guess = max(lm.vertex_count or 0, 0) / max(lm.n_cells, 1)  # None: unknown
         return np.where(rows >= 0, rows.astype(np.float64), max(guess, 1.0))
 
     # -- statistics (see zv_dask.stats) ----------------------------------------------------

@@ -180,12 +180,10 @@ class ObjectMethods:
         inside = np.zeros(len(coords), bool)
         if lm.vertices.access == "plain":
             inside[:] = True
-            if plan.bbox is not None:
+            if plan.bbox is not None:  # a chunk whose box lies in the bbox keeps every row
                 lo, hi = plan.bbox
-                cs = lm.chunk_shape
-                sp = plan.cells[:, lead:].astype(np.float64)
-                eps = 1e-9 * cs
-                inside = ((sp * cs - lo >= eps) & (hi - (sp + 1) * cs >= eps)).all(1)
+                box_lo, box_hi = _plan.cell_boxes(_plan.cell_rule(lm), plan.cells[:, lead:])
+                inside = ((box_lo >= lo) & (box_hi <= hi)).all(1)
         out = [0] * len(coords)
         if inside.any():
             idx = np.flatnonzero(inside)
@@ -305,8 +303,6 @@ class ObjectMethods:
     def _link_width(self, family, name: str) -> int:
         """Columns of a link attribute: row_shape, or (when the writer left it empty)
         value bytes / record count of one chunk, from the blob sizes."""
-        from ._store import cell_key
-
         segs = family.attributes[name]
         first = next(iter(segs.values()))
         rs = first.attrs.get("row_shape") or []
@@ -317,8 +313,7 @@ class ObjectMethods:
             if am is None or not lk.cells or am.access != "plain" or lk.arr.access != "plain":
                 continue
             c = min(lk.cells)
-            nl, na = self._loc.sizes([cell_key(lk.arr, family.level, c),
-                                      cell_key(am, family.level, c)])
+            nl, na = self._reader(family.level).sizes([(lk.arr, c), (am, c)])
             if not nl or not na:
                 continue
             rec = 8 * (lk.width + int(lk.has_perm))

@@ -10,52 +10,13 @@ import struct
 
 import numpy as np
 
+from ._frames import DecodeProblem, decode_byte_codecs, strip_vlen_frame  # noqa: F401
+
 FRAGMENT_MAGIC = 0x5A564647
-# A fragment index counts fragments in uint32; a range block longer than this is corrupt
-# in practice and would otherwise expand into gigabytes.
-_MAX_BLOCK_FRAGMENTS = 1 << 26
+# Fragments a manifest's range blocks may name when the level records no vertex
+# count to bound them (each expands to 8 * (sid_ndim + 1) bytes).
+_MAX_BLOCK_FRAGMENTS = 1 << 22
 _FRAGMENT_HEADER = struct.Struct("<IHHII")
-
-
-class DecodeProblem(ValueError):
-    """A blob does not decode; the message says how."""
-
-
-def strip_vlen_frame(raw) -> memoryview:
-    """Return the payload of a one-item zarr ``vlen-bytes`` chunk (8-byte header)."""
-    mv = memoryview(raw).cast("B")
-    if len(mv) == 0:
-        return mv
-    if len(mv) < 8:
-        raise DecodeProblem(f"vlen-bytes chunk of {len(mv)} bytes is shorter than its 8-byte header")
-    n_items, nbytes = struct.unpack_from("<II", mv, 0)
-    if n_items != 1 or nbytes != len(mv) - 8:
-        raise DecodeProblem(
-            f"vlen-bytes header says {n_items} item(s) of {nbytes} bytes but the chunk "
-            f"holds {len(mv) - 8} payload bytes"
-        )
-    return mv[8:]
-
-
-def decode_byte_codecs(raw: bytes, codecs: tuple) -> bytes:
-    """Undo byte-to-byte codecs (applied in reverse order of the codec list)."""
-    import numcodecs
-
-    out = raw
-    for name, config in reversed(codecs):
-        if name == "zstd":
-            codec = numcodecs.Zstd()
-        elif name == "gzip":
-            codec = numcodecs.GZip()
-        elif name == "blosc":
-            codec = numcodecs.Blosc()
-        else:  # pragma: no cover - _metadata only routes known names here
-            raise DecodeProblem(f"unknown codec {name!r}")
-        try:
-            out = codec.decode(out)
-        except Exception as exc:
-            raise DecodeProblem(f"{name} decompression failed: {exc}") from None
-    return bytes(out) if not isinstance(out, bytes) else out
 
 
 def decode_vertices(payload, dtype: np.dtype, ndim: int) -> np.ndarray:
@@ -137,7 +98,9 @@ class FragmentIndex:
         self._range_pos = np.where(is_range, cum, np.arange(len(is_range)) - cum)
 
     @classmethod
-    def from_bytes(cls, blob) -> "FragmentIndex":
+    def from_bytes(cls, blob, n_rows: int | None = None) -> "FragmentIndex":
+        """Decode one blob; with ``n_rows`` (the chunk's vertex rows) every range and
+        explicit row is checked to lie inside the chunk before anything is expanded."""
         mv = memoryview(blob).cast("B")
         if len(mv) == 0:
             return cls(np.zeros(0, bool), np.zeros((0, 2), np.int64),
@@ -172,6 +135,8 @@ class FragmentIndex:
         if R and ((ranges[:, 1] < 0).any() or (ranges[:, 0] < 0).any()):
             raise DecodeProblem("fragment index has a negative range")
         indices = np.frombuffer(mv, "<i8", T, off)
+        if n_rows is not None:
+            _check_rows(ranges, indices, int(n_rows))
         return cls(bits, ranges, csr, indices)
 
     def is_range(self, i: int) -> bool:
@@ -229,6 +194,30 @@ class FragmentIndex:
         return i
 
 
+# Ranges may overlap (fragments can share rows), but not by more than this factor of
+# the chunk's rows: beyond it a tiny blob would expand into gigabytes of row pairs.
+_MAX_ROW_REUSE = 16
+
+
+def _check_rows(ranges: np.ndarray, indices: np.ndarray, n_rows: int) -> None:
+    """Every range and explicit row inside ``[0, n_rows)``; total references bounded."""
+    if len(ranges):
+        start, count = ranges[:, 0], ranges[:, 1]
+        bad = (count > n_rows) | (start > n_rows - np.minimum(count, n_rows))
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise DecodeProblem(
+                f"fragment index range {i} covers rows {int(start[i])}..+{int(count[i])} of "
+                f"a chunk with {n_rows} rows")
+    if len(indices) and (int(indices.min()) < 0 or int(indices.max()) >= n_rows):
+        raise DecodeProblem(
+            f"fragment index references row {int(indices.max())} of a chunk with {n_rows} rows")
+    total = int(ranges[:, 1].sum()) if len(ranges) else 0
+    if total > _MAX_ROW_REUSE * n_rows + 1024:
+        raise DecodeProblem(
+            f"fragment index ranges reference {total} rows of a chunk with {n_rows} rows")
+
+
 def _ranges_concat(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
     """Concatenate arange(s, s+c) for many (s, c) without a Python loop."""
     counts = np.asarray(counts, np.int64)
@@ -240,8 +229,14 @@ def _ranges_concat(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
     return np.arange(total, dtype=np.int64) + offs
 
 
-def decode_manifest(blob, sid_ndim: int) -> tuple[np.ndarray, np.ndarray]:
-    """One object manifest -> (coords (M, sid_ndim), fragment (M,)), expanded, in order."""
+def decode_manifest(blob, sid_ndim: int, max_fragments: int | None = None
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """One object manifest -> (coords (M, sid_ndim), fragment (M,)), expanded, in order.
+
+    The blocks are walked once to check their structure and count the fragments they
+    name; a range block (mode 1) naming more than ``max_fragments`` (or the default
+    cap) is refused before anything is expanded.
+    """
     mv = memoryview(blob).cast("B")
     if len(mv) == 0:
         return np.zeros((0, sid_ndim), np.int64), np.zeros(0, np.int64)
@@ -249,58 +244,86 @@ def decode_manifest(blob, sid_ndim: int) -> tuple[np.ndarray, np.ndarray]:
         raise DecodeProblem(f"manifest of {len(mv)} bytes has no block count")
     (nb,) = struct.unpack_from("<I", mv, 0)
     stride = 8 * sid_ndim + 9
-    if len(mv) == 4 + nb * stride:  # fast path: every block mode 0
+    if 4 + nb * stride == len(mv):  # fast path: every block mode 0
         rec = np.frombuffer(mv, np.uint8, nb * stride, 4).reshape(nb, stride)
         if nb == 0 or not rec[:, 8 * sid_ndim].any():
             coords = rec[:, : 8 * sid_ndim].copy().view("<i8").reshape(nb, sid_ndim)
             frags = rec[:, 8 * sid_ndim + 1:].copy().view("<i8").reshape(nb)
             return coords.astype(np.int64), frags.astype(np.int64)
-    coords, frags = [], []
+    if 4 + nb * (8 * sid_ndim + 5) > len(mv):  # the smallest block is mode 2 with n = 0
+        raise DecodeProblem(f"manifest says {nb} blocks but holds {len(mv)} bytes")
+    limit = _MAX_BLOCK_FRAGMENTS if max_fragments is None else int(max_fragments)
+    blocks = []  # (offset of coords, mode, a, b): walked first, expanded after the checks
     off = 4
+    ranged = 0
     try:
         for _ in range(nb):
-            cc = struct.unpack_from(f"<{sid_ndim}q", mv, off)
+            at = off
             off += 8 * sid_ndim
             mode = mv[off]
             off += 1
             if mode == 0:
                 (f,) = struct.unpack_from("<q", mv, off)
                 off += 8
-                fl = [f]
+                blocks.append((at, 0, f, 1))
             elif mode == 1:
-                s, c = struct.unpack_from("<qq", mv, off)
+                st, c = struct.unpack_from("<qq", mv, off)
                 off += 16
-                if c < 0 or c > _MAX_BLOCK_FRAGMENTS:
-                    raise DecodeProblem(f"manifest range block with implausible count {c}")
-                fl = list(range(s, s + c))
+                ranged += max(c, 0)
+                if c < 0 or c > limit or ranged > limit:
+                    raise DecodeProblem(
+                        f"manifest range block names {c} fragments (at most {limit} fit "
+                        "the level)")
+                blocks.append((at, 1, st, c))
             elif mode == 2:
                 (n,) = struct.unpack_from("<I", mv, off)
                 off += 4
                 if off + 8 * n > len(mv):
                     raise DecodeProblem("manifest explicit block runs past the end")
-                fl = np.frombuffer(mv, "<i8", n, off).tolist()
+                blocks.append((at, 2, off, n))
                 off += 8 * n
             else:
                 raise DecodeProblem(f"manifest block mode {mode} is unknown (expected 0, 1 or 2)")
-            coords.extend([cc] * len(fl))
-            frags.extend(fl)
+        if off != len(mv):
+            raise DecodeProblem(f"manifest has {len(mv) - off} bytes after its last block")
+        coords, frags = [], []
+        for at, mode, x, c in blocks:
+            cc = struct.unpack_from(f"<{sid_ndim}q", mv, at)
+            if mode == 0:
+                fl = np.array([x], np.int64)
+            elif mode == 1:
+                fl = np.arange(x, x + c, dtype=np.int64)
+            else:
+                fl = np.frombuffer(mv, "<i8", c, x).astype(np.int64)
+            coords.append(np.broadcast_to(np.asarray(cc, np.int64), (len(fl), sid_ndim)))
+            frags.append(fl)
     except (struct.error, IndexError):
         raise DecodeProblem(f"manifest of {len(mv)} bytes is truncated") from None
-    if off != len(mv):
-        raise DecodeProblem(f"manifest has {len(mv) - off} bytes after its last block")
-    return (np.asarray(coords, np.int64).reshape(-1, sid_ndim), np.asarray(frags, np.int64))
+    if not frags:
+        return np.zeros((0, sid_ndim), np.int64), np.zeros(0, np.int64)
+    return np.concatenate(coords).astype(np.int64), np.concatenate(frags)
 
 
 def row_owners(rows: np.ndarray, frags: np.ndarray, frag_owner_ids: np.ndarray,
-               frag_owner_frag: np.ndarray, n_rows: int) -> tuple[np.ndarray, np.ndarray]:
+               frag_owner_frag: np.ndarray, n_rows: int,
+               n_fragments: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Per-row (smallest owner id, number of distinct owners) for one cell.
 
     ``rows``/``frags`` pair every row with each fragment containing it;
     ``frag_owner_frag``/``frag_owner_ids`` pair every fragment with each object
-    whose manifest lists it.  Rows no object references get (-1, 0).
+    whose manifest lists it.  Rows no object references get (-1, 0).  A row outside
+    the chunk, or (with ``n_fragments``) a manifest naming a fragment the cell does
+    not have, is an error: dropping it would lose rows silently.
     """
     owner = np.full(n_rows, -1, np.int64)
     count = np.zeros(n_rows, np.int64)
+    if len(rows) and (int(rows.min()) < 0 or int(rows.max()) >= n_rows):
+        raise DecodeProblem(f"the fragment index references row {int(rows.max())} of a chunk "
+                            f"with {n_rows} rows")
+    if n_fragments is not None and len(frag_owner_frag) and (
+            int(frag_owner_frag.min()) < 0 or int(frag_owner_frag.max()) >= n_fragments):
+        raise DecodeProblem(f"a manifest names fragment {int(frag_owner_frag.max())} but the "
+                            f"chunk has {n_fragments} fragments")
     if len(frag_owner_frag) == 0 or len(rows) == 0:
         return owner, count
     order = np.argsort(frag_owner_frag, kind="stable")
@@ -310,8 +333,6 @@ def row_owners(rows: np.ndarray, frags: np.ndarray, frag_owner_ids: np.ndarray,
     n = hi - lo
     r = np.repeat(rows, n)
     o = oid[_ranges_concat(lo, n)]
-    valid = (r >= 0) & (r < n_rows)
-    r, o = r[valid], o[valid]
     if len(r) == 0:
         return owner, count
     pairs = np.unique(np.stack([r, o], 1), axis=0)  # sorted by row, then id
@@ -335,16 +356,22 @@ class OwnerTable:
         self.cell, self.frag, self.oid = cell[order], frag[order], oid[order]
 
     @classmethod
-    def from_manifests(cls, blobs, object_ids, sid_ndim: int, shape, origin) -> "OwnerTable":
-        """Decode every manifest; ``object_ids[r]`` is the id of manifest row ``r``."""
+    def from_manifests(cls, blobs, object_ids, sid_ndim: int, shape, origin,
+                       max_fragments: int | None = None) -> "OwnerTable":
+        """Decode every manifest; ``object_ids[r]`` is the id of manifest row ``r``.
+
+        A row that is absent (``None``/``b""``, zarr's fill value: its chunk object is
+        missing or was truncated) is an error; an empty manifest is 4 zero bytes.
+        """
         cells, frags, oids = [], [], []
         shape = np.asarray(shape, np.int64)
         origin = np.asarray(origin, np.int64)
         for row, blob in enumerate(blobs):
             if blob is None or len(blob) == 0:
-                continue
+                raise DecodeProblem(f"manifest row {row} (object {int(object_ids[row])}) is "
+                                    "absent (0 bytes; an empty manifest is 4 zero bytes)")
             try:
-                cc, ff = decode_manifest(blob, sid_ndim)
+                cc, ff = decode_manifest(blob, sid_ndim, max_fragments)
             except DecodeProblem as exc:
                 raise DecodeProblem(f"manifest row {row} (object {int(object_ids[row])}): {exc}") from None
             if len(cc) == 0:

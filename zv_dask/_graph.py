@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._partitioning import Partitioning, row_major_groups
-from ._plan import ReadPlan
+from ._plan import ReadPlan, cell_boxes, cell_rule
 from ._read import LevelReader, ObjectPartitionReader, PartitionReader, clip_columns
 
 
@@ -23,6 +23,36 @@ def group_cells(cells: np.ndarray, chunks_per_partition) -> list[np.ndarray]:
     if isinstance(chunks_per_partition, Partitioning):
         return chunks_per_partition.specs_for(cells)
     return [cells[g] for g in row_major_groups(len(cells), int(chunks_per_partition))]
+
+
+def inner_cells(cells: np.ndarray, lm, bbox) -> np.ndarray:
+    """Per cell: does its whole chunk box lie inside the closed ``bbox``?  Such a chunk
+    keeps every row, so its block is never empty.  The box is widened by a relative
+    1e-9 so that rows the writer's float division put in the chunk count as inside."""
+    cs = np.asarray(lm.chunk_shape, np.float64)
+    sp = np.asarray(cells, np.float64)[:, lm.rank - len(cs):]
+    lo, hi = sp * cs, (sp + 1) * cs
+    margin = 1e-9 * np.maximum(np.maximum(np.abs(lo), np.abs(hi)), cs)
+    return np.all((lo - margin >= bbox[0]) & (hi + margin <= bbox[1]), axis=1)
+
+
+def nonempty_groups(cells: np.ndarray, lm, bbox, chunks_per_partition) -> list:
+    """The partitions' cells (:func:`group_cells`, pure); with a ``bbox``, groups
+    without a chunk inside the box are joined to the next run that has one (the last
+    ones to the previous), so no block can turn out empty: dask's ``min(axis=0)`` and
+    friends fail on an empty block of unknown length."""
+    groups = group_cells(cells, chunks_per_partition)
+    if bbox is None or len(groups) < 2:
+        return groups
+    out, pending = [], []
+    for g in groups:
+        pending.append(g)
+        if inner_cells(g, lm, bbox).any():
+            out.append(np.concatenate(pending) if len(pending) > 1 else g)
+            pending = []
+    if pending:
+        out = out[:-1] + [np.concatenate(out[-1:] + pending)]
+    return out
 
 
 def partition_specs(plan: ReadPlan, chunks_per_partition) -> list:
@@ -73,17 +103,22 @@ def from_partition_function(func, plan: ReadPlan, meta, chunks_per_partition=1,
 
 
 def partitions_table(plan: ReadPlan, lm, axes, chunks_per_partition=1):
-    """One row per partition: its first chunk, its chunks (when grouped) and its box,
-    the union of its chunks' boxes (pure, pandas)."""
+    """One row per partition: its first chunk, its chunks (when grouped) and its closed
+    box (pure, pandas).
+
+    The box is the hull of the chunks' :func:`~zv_dask._plan.cell_boxes`: the smallest
+    and largest double the writer's cell rule puts in them, so every row of the
+    partition satisfies ``min <= value <= max``.
+    """
     import pandas as pd
 
-    cs = lm.chunk_shape
-    lead = lm.rank - len(cs)
+    lead = lm.rank - len(lm.chunk_shape)
+    rule = cell_rule(lm)
     rows = []
     for i, group in enumerate(group_cells(plan.cells, chunks_per_partition)):
-        sp = group[:, lead:]
-        lo = sp.min(0) * cs
-        hi = (sp.max(0) + 1) * cs
+        box_lo, box_hi = cell_boxes(rule, group[:, lead:])
+        lo = box_lo.min(0)
+        hi = box_hi.max(0)
         row = {"partition": i, "chunk": tuple(int(x) for x in group[0]),
                "n_chunks": len(group)}
         for d in range(lm.rank):
@@ -134,14 +169,18 @@ class _BlockReader:
 
 
 def to_array(reader: LevelReader, plan: ReadPlan, name: str, attribute, lengths, width: int,
-             dtype, chunks_per_partition=1):
-    """A dask array, one block per partition; ``lengths`` per block or NaN."""
+             dtype, chunks_per_partition=1, groups=None):
+    """A dask array, one block per partition (or per group of ``groups``, cell
+    arrays as :func:`nonempty_groups` gives); ``lengths`` per block or NaN."""
     import dask.array as da
     from dask.base import tokenize
     from dask.highlevelgraph import HighLevelGraph
 
     func = _BlockReader(reader, name, attribute, plan.bbox, width)
-    coords = partition_specs(plan, chunks_per_partition)
+    if groups is None:
+        coords = partition_specs(plan, chunks_per_partition)
+    else:
+        coords = [tuple(tuple(int(x) for x in c) for c in g.tolist()) for g in groups]
     key = f"zv-{name.replace('/', '-')}-level{plan.level}-" + tokenize(func, coords)
     trailing = () if width == 1 and name != "positions" else (width,)
     # object_ids / owner_count: one int64 value per row

@@ -31,8 +31,9 @@ from typing import Mapping
 
 import numpy as np
 
+from . import _meta_check as C
 from . import _metadata as M
-from ._plan import _floor_div
+from . import _plan
 from .errors import ChunkDecodeError, MetadataError, UnsupportedFormatError
 
 EDGE_COLUMNS = ("source", "target")
@@ -97,9 +98,11 @@ def load_family(loc, lm: M.LevelMeta, store: str) -> LinkFamily | None:
     lv = lm.level
     if "0" not in loc.list_dirs(f"{lv}/links"):
         return None
-    fam_doc = loc.read_json(f"{lv}/links/0/zarr.json") or {}
-    fattrs = fam_doc.get("attributes") or {}
-    L = int(fattrs.get("link_width", 2))
+    where = {"store": store, "level": lv, "array": "links/0"}
+    fam_doc = C.mapping(loc.read_json(f"{lv}/links/0/zarr.json"), "zarr.json", where,
+                        optional=True)
+    fattrs = C.mapping(fam_doc.get("attributes"), "attributes", where, optional=True)
+    L = C.integer(fattrs.get("link_width", 2), "link_width", where, lo=1, hi=C.MAX_RANK)
     if fattrs.get("store", "canonical") not in ("canonical", "duplicate"):
         raise UnsupportedFormatError(f"links store policy {fattrs.get('store')!r} is unknown",
                                      store=store, level=lv, array="links/0")
@@ -115,11 +118,12 @@ def load_family(loc, lm: M.LevelMeta, store: str) -> LinkFamily | None:
             continue
         arr = M.parse_array(doc, f"links/0/{seg}", store, lv)
         attrs = arr.attrs
-        width = int(attrs.get("link_width", L))
+        at = {**where, "array": arr.path}
+        width = C.integer(attrs.get("link_width", L), "link_width", at, lo=1, hi=C.MAX_RANK)
         offsets = parse_segment(seg, width - 1, lm.rank, store, lv)
         cells = _presence(loc, doc, arr, store, lv)
-        arrays.append(LinkArray(seg, offsets, bool(attrs.get("has_perm", False)), width, arr,
-                                frozenset(cells)))
+        arrays.append(LinkArray(seg, offsets, C.boolean(attrs.get("has_perm"), "has_perm", at),
+                                width, arr, frozenset(cells)))
     arrays.sort(key=lambda a: a.segment)
     attributes = {}
     names = loc.list_dirs(f"{lv}/link_attributes")
@@ -130,14 +134,18 @@ def load_family(loc, lm: M.LevelMeta, store: str) -> LinkFamily | None:
             if doc is not None:
                 attributes.setdefault(n, {})[s] = M.parse_array(
                     doc, f"link_attributes/{n}/0/{s}", store, lv)
-    return LinkFamily(lv, L, bool(fattrs.get("directed", False)), tuple(arrays),
+    return LinkFamily(lv, L, C.boolean(fattrs.get("directed"), "directed", where), tuple(arrays),
                       MappingProxyType({k: MappingProxyType(v) for k, v in attributes.items()}))
 
 
 def _presence(loc, doc, arr: M.ArrayMeta, store, lv) -> list:
     keys = (doc.get("attributes") or {}).get("nonempty_chunks")
     if keys is not None:
-        return [tuple(int(x) for x in k.split(".")) for k in keys]
+        try:
+            return [tuple(c) for c in M.parse_keys(keys, arr.rank).tolist()]
+        except (ValueError, TypeError) as exc:
+            C.fail("nonempty_chunks", f"must hold keys of {arr.rank} dot-separated integers: "
+                   f"{exc}", {"store": store, "level": lv, "array": arr.path})
     files = loc.list_files(f"{lv}/{arr.path}/{arr.chunk_key_prefix.rstrip('/')}")
     out = []
     for f in files:
@@ -245,16 +253,8 @@ class RowStarts:
 
 
 def cells_in_bbox(cells: np.ndarray, lm: M.LevelMeta, bbox) -> np.ndarray:
-    """Mask of the cells whose chunk box meets the closed bbox (pure)."""
-    if bbox is None or not len(cells):
-        return np.ones(len(cells), bool)
-    lo, hi = bbox
-    lead = lm.rank - len(lm.chunk_shape)
-    keep = np.ones(len(cells), bool)
-    for d, s in enumerate(lm.chunk_shape):
-        c = cells[:, lead + d]
-        keep &= (c >= _floor_div(float(lo[d]), float(s))) & (c <= _floor_div(float(hi[d]), float(s)))
-    return keep
+    """Mask of the cells whose chunk box meets the closed bbox (pure; the planner's rule)."""
+    return _plan.cells_in_bbox(lm, cells, bbox)
 
 
 # --------------------------------------------------------------------------- tasks
@@ -396,7 +396,7 @@ class LinkReader:
         lin = np.ravel_multi_index((c_arr - self.starts.origin).T, self.starts.shape)
         k = int(np.searchsorted(self.starts.linear, lin[0]))
         n = int(self.starts.lengths[k]) if ok[0] else 0
-        fi = self.reader.fragment_indexes([coord])[0]
+        fi = self.reader.fragment_indexes([coord], [n])[0]  # rows must lie in the chunk
         counts = fi.counts()
         frow, _ = fi.row_fragment_pairs()
         firsts = np.concatenate([[0], np.cumsum(counts)[:-1]])[counts > 0]

@@ -7,7 +7,6 @@ what dask tasks call on workers.  It never re-reads or lists metadata.
 from __future__ import annotations
 
 import threading
-import time
 from dataclasses import replace
 from typing import Sequence
 
@@ -15,12 +14,12 @@ import numpy as np
 
 from . import _decode as dec
 from ._metadata import ArrayMeta, AttributeInfo, LevelMeta, Presence
-from ._store import StoreLocation, cell_key, is_transient
+from ._store import BlobRefused, StoreLocation, cell_key, is_transient
 from .errors import (ArrayNotFoundError, ChunkDecodeError, ChunkMissingError, StoreReadError,
-                     UnsupportedFormatError)
+                     UnsupportedFormatError, ZVError)
 
 _NO_CELLS = np.zeros(0, np.int64)
-_OWNER_TABLES: dict = {}  # (store token, level) -> OwnerTable, per process
+_OWNER_TABLES: dict = {}  # (store token, open id, level) -> OwnerTable, per process
 _OWNER_LOCKS: dict = {}
 _OWNER_LOCK = threading.Lock()
 _OWNER_CACHE_SIZE = 16
@@ -63,6 +62,48 @@ class LevelReader:
     def _err(self, cls, msg, array=None, chunk=None):
         return cls(msg, store=self.location.url, level=self.level.level, array=array, chunk=chunk)
 
+    def _named(self, exc: StoreReadError, keys: list, rels: list) -> StoreReadError:
+        """The location's error re-raised naming the array and chunk of the failed key."""
+        a, c = keys[rels.index(exc.key)] if getattr(exc, "key", None) in rels else (None, None)
+        return self._err(StoreReadError, exc.message, array=a.path if a else None, chunk=c)
+
+    def _retry(self, fn, array: str, chunk=None, on_undecodable=None):
+        """``fn()`` (a read through zarr) under the location's bounded retry policy; a
+        final failure or a vanished object raises :class:`StoreReadError`, bytes that
+        zarr cannot decode a :class:`ChunkDecodeError` (``on_undecodable(exc)`` builds
+        it when given), each naming the array and chunk."""
+        def guarded():
+            try:
+                return fn()
+            except Exception as exc:
+                if not _undecodable(exc):
+                    raise
+                if on_undecodable is not None:
+                    raise on_undecodable(exc) from None
+                raise self._err(ChunkDecodeError, f"zarr cannot decode the chunk "
+                                f"({type(exc).__name__}: {exc}); the chunk is corrupt or "
+                                "truncated", array=array, chunk=chunk) from None
+
+        try:
+            return self.location.retry(guarded, f"{self.level.level}/{array}")
+        except StoreReadError as exc:
+            raise self._err(StoreReadError, exc.message, array=array, chunk=chunk) from None
+        except (FileNotFoundError, KeyError) as exc:
+            raise self._err(StoreReadError, f"an object disappeared while being read "
+                            f"({type(exc).__name__}: {exc}); the store was modified during "
+                            "the read, open it again", array=array, chunk=chunk) from None
+
+    def sizes(self, pairs: Sequence[tuple]) -> list:
+        """Blob sizes in bytes of ``[(array, coord)]`` cells (``None`` when missing): a
+        stat locally, a HEAD remotely, retried like every read; a final failure raises
+        :class:`StoreReadError` naming the array and chunk."""
+        keys = [(a, tuple(c)) for a, c in pairs]
+        rels = [cell_key(a, self.level.level, c) for a, c in keys]
+        try:
+            return self.location.sizes(rels)
+        except StoreReadError as exc:
+            raise self._named(exc, keys, rels) from None
+
     def fetch(self, arrays: Sequence[ArrayMeta], coords: Sequence[tuple]) -> dict:
         """Payloads (framing and codecs removed) for every (array, cell); one batch.
 
@@ -74,12 +115,12 @@ class LevelReader:
         keys = [(a, c) for a in direct for c in coords]
         lv = self.level.level
         rels = [cell_key(a, lv, c) for a, c in keys]
+        bounds = {a.path: self._byte_bound(a) for a in direct}
+        limits = [_stored_limit(bounds[a.path], a) for a, _ in keys]
         try:
-            raws = self.location.get_many(rels)
+            raws = self.location.get_many(rels, limits)
         except StoreReadError as exc:  # name the array and chunk whose object failed
-            a, c = keys[rels.index(exc.key)] if getattr(exc, "key", None) in rels else (None, None)
-            raise self._err(StoreReadError, exc.message, array=a.path if a else None,
-                            chunk=c) from None
+            raise self._named(exc, keys, rels) from None
         for (a, c), raw in zip(keys, raws):
             if raw is None:
                 raise self._err(
@@ -88,9 +129,12 @@ class LevelReader:
                     "the store; the store is incomplete or was modified while being read",
                     array=a.path, chunk=c,
                 )
+            if isinstance(raw, BlobRefused):
+                raise self._err(ChunkDecodeError, f"{raw.reason}; the chunk is corrupt "
+                                "or its level's vertex_count is wrong", a.path, c)
             try:
                 if a.byte_codecs:
-                    raw = dec.decode_byte_codecs(raw, a.byte_codecs)
+                    raw = dec.decode_byte_codecs(raw, a.byte_codecs, bounds[a.path])
                 out[(a.path, c)] = dec.strip_vlen_frame(raw)
             except dec.DecodeProblem as exc:
                 raise self._err(ChunkDecodeError, f"{exc}; the chunk is corrupt", a.path, c) from None
@@ -99,23 +143,32 @@ class LevelReader:
                 out.update(self._fetch_zarr(a, coords))
         return out
 
+    def _byte_bound(self, a: ArrayMeta) -> int | None:
+        """Most bytes a decoded cell of ``a`` can hold (8-byte frame included): the
+        level's recorded ``vertex_count`` rows times the row size; ``None`` where the
+        count is not recorded or the row size is not known (e.g. untrusted widths)."""
+        lm = self.level
+        vc = lm.vertex_count
+        if not isinstance(vc, int) or vc <= 0:
+            return None
+        if a.path == POSITIONS:
+            row = self.ndim * lm.vertices.dtype.itemsize
+        else:
+            info = next((i for i in lm.attributes.values() if i.path == a.path), None)
+            if info is None or not info.width_reliable or info.implied_by_key:
+                return None
+            row = max(int(info.width), 1) * info.dtype.itemsize
+        return 8 + vc * row
+
     def _fetch_zarr(self, a: ArrayMeta, coords) -> dict:
         if not len(coords):
             return {}
         idx = np.asarray(coords, np.int64) - np.asarray(a.origin, np.int64)
         arr = self.location.zarr_array(a, self.level.level)
-        loc = self.location
-        for attempt in range(loc.retries + 1):  # same bounded policy as direct reads
-            try:
-                got = arr.get_coordinate_selection(tuple(idx.T))
-                break
-            except Exception as exc:
-                if not is_transient(exc) or attempt == loc.retries:
-                    raise self._err(
-                        StoreReadError, f"zarr failed to read cells after {attempt + 1} "
-                        f"attempts: {type(exc).__name__}: {exc}; retry, or check the store",
-                        array=a.path, chunk=coords[0] if len(coords) == 1 else None) from None
-                time.sleep(min(loc.retry_backoff * 2 ** attempt, 5.0))
+        got = self._retry(lambda: arr.get_coordinate_selection(tuple(idx.T)), a.path,
+                          chunk=coords[0] if len(coords) == 1 else None,
+                          on_undecodable=lambda exc: self._zarr_decode_error(
+                              arr, a, coords, idx, exc))
         out = {}
         for c, v in zip(coords, got.ravel()):
             b = b"" if v is None else bytes(v)
@@ -129,10 +182,25 @@ class LevelReader:
             out[(a.path, c)] = memoryview(b)
         return out
 
+    def _zarr_decode_error(self, arr, a: ArrayMeta, coords, idx, exc) -> ChunkDecodeError:
+        """Which cell of a failed coordinate selection is damaged: read them one by one."""
+        bad = coords[0] if len(coords) == 1 else None
+        if bad is None:
+            for c, i in zip(coords, idx.tolist()):
+                try:
+                    arr.get_coordinate_selection(tuple(np.asarray([[x] for x in i])))
+                except Exception as one:
+                    if _undecodable(one):
+                        bad, exc = c, one
+                        break
+        return self._err(ChunkDecodeError, f"zarr cannot decode the chunk "
+                         f"({type(exc).__name__}: {exc}); the chunk is corrupt or truncated",
+                         array=a.path, chunk=bad)
+
     def owner_table(self) -> dec.OwnerTable:
         """The level's fragment -> object table; decoded once per process and level
         (inside a task, so building a collection reads nothing)."""
-        key = (self.location.token(), self.level.level)
+        key = self.location.cache_key() + (self.level.level,)
         with _OWNER_LOCK:
             lock = _OWNER_LOCKS.setdefault(key, threading.Lock())
         with lock:  # one decode even when many threads ask at once
@@ -151,23 +219,18 @@ class LevelReader:
         if oi is None:
             raise self._err(UnsupportedFormatError, "this level has no object index",
                             array="object_index")
-        try:
-            mans = self.location.zarr_array(oi.manifests, lm.level)
-            blobs = mans[:] if mans.shape[0] else []
-            if oi.object_ids is not None:
-                ids = np.asarray(self.location.zarr_array(oi.object_ids, lm.level)[:], np.int64)
-            else:
-                ids = np.arange(oi.num_objects, dtype=np.int64)
-        except Exception as exc:
-            raise self._err(StoreReadError, f"reading the object index failed: {exc}; retry "
-                            "or check the store", array="object_index") from None
+        blobs = self.read_rows(oi.manifests)
+        if oi.object_ids is not None:
+            ids = self.read_rows(oi.object_ids).astype(np.int64, copy=False)
+        else:
+            ids = np.arange(oi.num_objects, dtype=np.int64)
         if len(ids) != len(blobs):
             raise self._err(ChunkDecodeError, f"object_ids has {len(ids)} rows but manifests "
                             f"has {len(blobs)}", array="object_index/object_ids")
         try:
             return dec.OwnerTable.from_manifests(
                 [bytes(b) if b is not None else b"" for b in blobs], ids, oi.sid_ndim,
-                lm.presence.shape, lm.presence.origin)
+                lm.presence.shape, lm.presence.origin, self._max_fragments())
         except dec.DecodeProblem as exc:
             raise self._err(ChunkDecodeError, f"{exc}; the manifest is corrupt",
                             array="object_index/manifests") from None
@@ -221,22 +284,26 @@ class LevelReader:
         out = [self._decode_cell(c, payloads, attributes, owners) for c in coords]
         if fragments:
             for c, cols in zip(coords, out):
-                cols["fragments"] = self._fragment_index(payloads, c)
+                n = len(cols["positions"]) if "positions" in cols else None
+                cols["fragments"] = self._fragment_index(payloads, c, n)
         return out
 
-    def fragment_indexes(self, coords: Sequence[tuple]) -> list:
-        """The decoded ``vertex_fragments`` blob of each cell (nothing else fetched)."""
+    def fragment_indexes(self, coords: Sequence[tuple], n_rows: Sequence[int] | None = None
+                         ) -> list:
+        """The decoded ``vertex_fragments`` blob of each cell (nothing else fetched);
+        ``n_rows`` (each cell's vertex rows) checks that its rows lie in the chunk."""
         lm = self.level
         if lm.vertex_fragments is None:
             raise self._err(UnsupportedFormatError, "this level has no vertex_fragments",
                             array=FRAGMENTS)
         coords = [tuple(int(x) for x in c) for c in coords]
         payloads = self.fetch([lm.vertex_fragments], coords)
-        return [self._fragment_index(payloads, c) for c in coords]
+        ns = [None] * len(coords) if n_rows is None else list(n_rows)
+        return [self._fragment_index(payloads, c, n) for c, n in zip(coords, ns)]
 
-    def _fragment_index(self, payloads, coord) -> dec.FragmentIndex:
+    def _fragment_index(self, payloads, coord, n_rows=None) -> dec.FragmentIndex:
         try:
-            return dec.FragmentIndex.from_bytes(payloads[(FRAGMENTS, coord)])
+            return dec.FragmentIndex.from_bytes(payloads[(FRAGMENTS, coord)], n_rows)
         except dec.DecodeProblem as exc:
             raise self._err(ChunkDecodeError, f"{exc}; the fragment index is corrupt",
                             FRAGMENTS, coord) from None
@@ -244,14 +311,21 @@ class LevelReader:
     # -- object-level arrays (object_index/*, object_attributes/*) ------------------------
 
     def read_rows(self, arr: ArrayMeta, start: int = 0, stop: int | None = None) -> np.ndarray:
-        """Rows ``start:stop`` of an object-level array (through zarr; any codecs)."""
-        try:
-            a = self.location.zarr_array(arr, self.level.level)
-            return np.asarray(a[start:stop])
-        except Exception as exc:
-            raise self._err(StoreReadError, f"reading rows {start}:{stop} failed: "
-                            f"{type(exc).__name__}: {exc}; retry, or check the store",
-                            array=arr.path) from None
+        """Rows ``start:stop`` of an object-level array (through zarr; any codecs).
+
+        Read chunk by chunk, each under the location's retry policy, so a failure
+        names the chunk (``(k,)``: rows ``k*L`` to ``(k+1)*L``)."""
+        a = self.location.zarr_array(arr, self.level.level)
+        n = a.shape[0]
+        start, stop = max(0, int(start)), n if stop is None else min(int(stop), n)
+        step = _row_chunk_length(arr)
+        parts = []
+        for k in range(start // step, -(-stop // step) if stop > start else start // step):
+            lo, hi = max(start, k * step), min(stop, (k + 1) * step)
+            parts.append(self._retry(lambda lo=lo, hi=hi: np.asarray(a[lo:hi]), arr.path, (k,)))
+        if not parts:
+            return np.asarray(a[0:0])
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
     def object_ids(self) -> np.ndarray:
         """The object id of every object-index row (``arange`` for layout v1)."""
@@ -267,25 +341,40 @@ class LevelReader:
         if not len(rows):
             return []
         uniq, inv = np.unique(rows, return_inverse=True)
-        try:
-            a = self.location.zarr_array(oi.manifests, self.level.level)
-            if len(uniq) * 2 > a.shape[0]:  # most rows: one slice reads each chunk once
-                got = np.asarray(a[:], dtype=object)[uniq]
+        a = self.location.zarr_array(oi.manifests, self.level.level)
+        step = _row_chunk_length(oi.manifests)
+        got = np.empty(len(uniq), dtype=object)
+        chunk_of = uniq // step
+        for k in np.unique(chunk_of).tolist():  # one chunk at a time: errors name it
+            sel = np.flatnonzero(chunk_of == k)
+            lo, hi = k * step, min((k + 1) * step, a.shape[0])
+            if len(sel) * 2 > hi - lo:  # most rows of the chunk: one slice
+                def part(lo=lo, hi=hi, sel=sel):
+                    return np.asarray(a[lo:hi], dtype=object)[uniq[sel] - lo]
             else:
-                got = np.asarray(a.get_orthogonal_selection((uniq,)), dtype=object)
-        except Exception as exc:
-            raise self._err(StoreReadError, f"reading manifests failed: {type(exc).__name__}: "
-                            f"{exc}; retry, or check the store",
-                            array="object_index/manifests") from None
+                def part(sel=sel):
+                    return np.asarray(a.get_orthogonal_selection((uniq[sel],)), dtype=object)
+            got[sel] = self._retry(part, oi.manifests.path, (k,))
         blobs = got[inv]
         out = []
+        limit = self._max_fragments()
         for r, b in zip(rows.tolist(), blobs):
             try:
-                out.append(dec.decode_manifest(bytes(b) if b is not None else b"", oi.sid_ndim))
+                if b is None or len(b) == 0:
+                    raise dec.DecodeProblem("absent (0 bytes; an empty manifest is 4 zero "
+                                            "bytes), its chunk object is missing or truncated")
+                out.append(dec.decode_manifest(bytes(b), oi.sid_ndim, limit))
             except dec.DecodeProblem as exc:
                 raise self._err(ChunkDecodeError, f"manifest row {r}: {exc}; the manifest is "
                                 "corrupt", array="object_index/manifests") from None
         return out
+
+    def _max_fragments(self) -> int | None:
+        """Most fragments one manifest's range blocks may name: referenced fragments
+        hold rows, so no more than the level's rows (with a floor for levels whose
+        fragments are mostly empty); the decoder's default cap when not recorded."""
+        vc = self.level.vertex_count
+        return max(vc, 1 << 16) if isinstance(vc, int) and vc > 0 else None
 
     def _object_index(self):
         oi = self.level.object_index
@@ -321,7 +410,7 @@ class LevelReader:
             n = len(col) if n is None else n
         if owners is not None:
             try:
-                fi = dec.FragmentIndex.from_bytes(payloads[(FRAGMENTS, coord)])
+                fi = dec.FragmentIndex.from_bytes(payloads[(FRAGMENTS, coord)], n)
                 rows, frag = fi.row_fragment_pairs()
             except dec.DecodeProblem as exc:
                 raise self._err(ChunkDecodeError, f"{exc}; the fragment index is corrupt",
@@ -329,10 +418,43 @@ class LevelReader:
             lin = int(np.ravel_multi_index(
                 np.asarray(coord) - np.asarray(lm.presence.origin), lm.presence.shape))
             ff, oo = owners.for_cell(lin)
-            owner, count = dec.row_owners(rows, frag, oo, ff, n)
+            try:
+                owner, count = dec.row_owners(rows, frag, oo, ff, n, fi.num_fragments)
+            except dec.DecodeProblem as exc:
+                raise self._err(ChunkDecodeError, f"{exc}; the object index and the fragment "
+                                "index disagree", "object_index/manifests", coord) from None
             out["object_ids"] = owner
             out["owner_count"] = count
         return out
+
+
+def _undecodable(exc: BaseException) -> bool:
+    """zarr got the bytes but could not decode them (not an IO failure)."""
+    return not is_transient(exc) and not isinstance(exc, (OSError, KeyError, ZVError))
+
+
+def _stored_limit(bound: int | None, a: ArrayMeta) -> int | None:
+    """Most bytes the stored object of a cell may hold: the decoded bound, plus what
+    compression can add to incompressible data."""
+    if bound is None:
+        return None
+    return bound if not a.byte_codecs else bound + bound // 64 + 4096
+
+
+def drop_process_caches(open_id: str) -> None:
+    """Forget the owner tables decoded for one open (``ZVStore.close``)."""
+    with _OWNER_LOCK:
+        for key in [k for k in _OWNER_TABLES if k[1] == open_id]:
+            del _OWNER_TABLES[key]
+        for key in [k for k in _OWNER_LOCKS if k[1] == open_id]:
+            del _OWNER_LOCKS[key]
+
+
+def _row_chunk_length(arr: ArrayMeta) -> int:
+    """Rows per (outer) chunk of an object-level array, from its chunk grid."""
+    grid = (arr.document.get("chunk_grid") or {}).get("configuration") or {}
+    shape = grid.get("chunk_shape") or [0]
+    return max(int(shape[0]), 1)
 
 
 def decode_categorical_columns(cols: dict, attributes: Sequence[AttributeInfo]) -> dict:
@@ -521,8 +643,14 @@ class ObjectPartitionReader(PartitionReader):
             n = len(cols["positions"])
             rows, frag = fi.row_fragment_pairs()
             sf, so = selection[tuple(coord)]
-            owner, count = dec.row_owners(rows, frag, np.asarray(so, np.int64),
-                                          np.asarray(sf, np.int64), n)
+            try:
+                owner, count = dec.row_owners(rows, frag, np.asarray(so, np.int64),
+                                              np.asarray(sf, np.int64), n, fi.num_fragments)
+            except dec.DecodeProblem as exc:
+                raise ChunkDecodeError(f"{exc}; the object index and the fragment index "
+                                       "disagree", store=self.reader.location.url,
+                                       level=self.reader.level.level,
+                                       array="object_index/manifests", chunk=coord) from None
             keep = count > 0
             cols = {k: v[keep] for k, v in cols.items()}
             cols["object_ids"] = owner[keep]

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import threading
+import uuid
 import warnings
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from typing import Iterable, Mapping, Sequence
 
@@ -18,10 +21,12 @@ import numpy as np
 
 from . import _metadata as M
 from .errors import (
+    IncompleteStoreError,
     LevelNotFoundError,
     MetadataError,
     StoreNotFoundError,
     StoreReadError,
+    ZVError,
 )
 
 LOCAL_SEQUENTIAL_BATCH = 128
@@ -55,6 +60,9 @@ def _fs_options(spec: str, options: Mapping) -> dict:
     import fsspec
 
     opts = dict(options)
+    # a filesystem of our own per open: fsspec's shared instances keep listing caches
+    # (s3fs's dircache) that would show a store as it was at an earlier open
+    opts.setdefault("skip_instance_cache", True)
     protocol = fsspec.core.split_protocol(spec)[0]
     if protocol in ("s3", "s3a"):
         opts.setdefault("max_concurrency", 1)
@@ -62,6 +70,39 @@ def _fs_options(spec: str, options: Mapping) -> dict:
         config.setdefault("retries", {"total_max_attempts": 1, "mode": "standard"})
         opts["config_kwargs"] = config
     return opts
+
+
+class ReadCancelled(BaseException):
+    """Raised inside a read whose consumer went away (see :func:`cancel_scope`).
+
+    A ``BaseException`` so that no ``except Exception`` wraps it into a read error."""
+
+
+_SCOPE = threading.local()
+
+
+class cancel_scope:
+    """Reads made by this thread inside the ``with`` block stop at the next attempt or
+    backoff once ``event`` is set (raising :class:`ReadCancelled`); used by prefetch
+    threads so an abandoned iterator sends no further requests."""
+
+    def __init__(self, event: threading.Event):
+        self.event = event
+
+    def __enter__(self):
+        self._outer = getattr(_SCOPE, "event", None)
+        _SCOPE.event = self.event
+        return self.event
+
+    def __exit__(self, *exc):
+        _SCOPE.event = self._outer
+
+
+def check_cancelled() -> None:
+    """Raise :class:`ReadCancelled` when the calling thread's reads were cancelled."""
+    ev = getattr(_SCOPE, "event", None)
+    if ev is not None and ev.is_set():
+        raise ReadCancelled()
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -76,6 +117,19 @@ def is_transient(exc: BaseException) -> bool:
     return type(exc).__module__.split(".")[0] in ("aiohttp", "botocore", "urllib3", "http")
 
 
+class BlobRefused:
+    """Returned by :meth:`StoreLocation.get_many` instead of bytes for an object that
+    was not read in full: larger than the caller's limit, or not a regular file."""
+
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: str):
+        self.reason = reason
+
+    def __repr__(self) -> str:
+        return f"BlobRefused({self.reason!r})"
+
+
 class StoreLocation:
     """Where a store lives; picklable; creates its filesystem lazily per process.
 
@@ -87,7 +141,8 @@ class StoreLocation:
     """
 
     def __init__(self, path_or_url, storage_options: Mapping | None = None,
-                 n_workers: int | None = None, retries: int = 4, retry_backoff: float = 0.2):
+                 n_workers: int | None = None, retries: int = 4, retry_backoff: float = 0.2,
+                 open_id: str | None = None, version: str = ""):
         s = os.fspath(path_or_url) if not isinstance(path_or_url, str) else path_or_url
         self._spec = s.rstrip("/") or s
         self._options = dict(storage_options or {})
@@ -95,6 +150,14 @@ class StoreLocation:
         self.n_workers = int(n_workers) if n_workers else 8
         self.retries = max(0, int(retries))
         self.retry_backoff = max(0.0, float(retry_backoff))
+        # one per open_zv: process caches are keyed by it, so a store rewritten at the
+        # same URL and opened again never sees what an earlier open decoded
+        self.open_id = open_id or uuid.uuid4().hex
+        # what the open saw of the store's files (listing dates, sizes, root document):
+        # part of task keys, so a rewritten store never shares keys (nor dask's
+        # expression instances) with an earlier open of the same URL
+        self.version = version
+        self._seen: list = []
         self._fs = None
         self._root = None
         self._local = False
@@ -108,13 +171,19 @@ class StoreLocation:
     def __reduce__(self):
         # unpickling returns the process-wide instance: a worker opens each store once
         return (_shared_location, (self._spec, self._options, self.n_workers, self.retries,
-                                   self.retry_backoff))
+                                   self.retry_backoff, self.open_id, self.version))
 
     def token(self) -> str:
         """A credential-free identity for task keys and process caches."""
         from dask.base import tokenize
 
-        return tokenize(self._spec, sorted(self._options.items(), key=lambda kv: kv[0]))
+        return tokenize(self._spec, sorted(self._options.items(), key=lambda kv: kv[0]),
+                        self.version)
+
+    def cache_key(self) -> tuple:
+        """Key of process caches (decoded owner tables...): the identity of this open,
+        so that a later open of a rewritten store never reuses them."""
+        return (self.token(), self.open_id)
 
     # -- filesystem ---------------------------------------------------------------------
 
@@ -133,6 +202,10 @@ class StoreLocation:
                 ) from None
             if type(fs).__module__.startswith("s3fs") and hasattr(fs, "retries"):
                 fs.retries = 1  # one attempt inside s3fs: the retry policy is ours
+            try:  # a shared instance (skip_instance_cache=False) may list an older store
+                fs.invalidate_cache()
+            except Exception:  # pragma: no cover - filesystems without listing caches
+                pass
             self._root = root.rstrip("/")
             self._local = type(fs) is LocalFileSystem  # subclasses (wrappers) keep their hooks
             self._fs = fs
@@ -157,58 +230,103 @@ class StoreLocation:
             return self._pool
 
     def close(self) -> None:
+        """Stop the IO threads and drop this open's filesystem and process-cache entry."""
         with self._lock:
             if self._pool is not None:
                 self._pool.shutdown(wait=False)
                 self._pool = None
+            self._fs = None
+            self._zarr_store = None
+        forget_open(self.open_id)
 
     # -- reads ----------------------------------------------------------------------------
 
-    def _get_one(self, rel: str):
-        """One object's bytes, ``None`` if missing; other failures are returned, not raised."""
+    def _get_one(self, rel: str, limit: int | None = None):
+        """One object's bytes, ``None`` if missing, :class:`BlobRefused` if larger than
+        ``limit`` (never read past it) or not a regular file; other failures are
+        returned, not raised."""
         path = self._full(rel)
         try:
             if self._local:
-                with open(path, "rb") as f:
-                    return f.read()
-            return self.fs.cat_file(path)
+                # non-blocking: opening a FIFO must not wait for a writer
+                with os.fdopen(os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)),
+                               "rb") as f:
+                    st = os.fstat(f.fileno())
+                    if stat.S_ISDIR(st.st_mode):
+                        return None  # as a missing object (open() would raise)
+                    if not stat.S_ISREG(st.st_mode):  # a device, pipe... (e.g. /dev/zero)
+                        return BlobRefused("the chunk object is not a regular file")
+                    if limit is not None and st.st_size > limit:
+                        return _too_large(st.st_size, limit)
+                    data = f.read() if limit is None else f.read(limit + 1)
+            elif limit is None:
+                data = self.fs.cat_file(path)
+            else:  # a ranged GET: at most limit + 1 bytes cross the network
+                data = self.fs.cat_file(path, start=0, end=limit + 1)
         except _MISSING_ERRORS:
             return None
         except Exception as exc:  # classified by get_many
+            if limit is not None and _empty_range(exc):
+                return b""  # a ranged GET of a 0-byte object: the caller names the damage
             return exc
+        if limit is not None and len(data) > limit:
+            return _too_large(None, limit)
+        return data
 
-    def _fetch_batch(self, rels: list) -> list:
+    def _fetch_batch(self, rels: list, limits: list) -> list:
         # local files: threads cost more than they save unless the batch is large
         if len(rels) <= 1 or (self._local and len(rels) <= LOCAL_SEQUENTIAL_BATCH):
-            return [self._get_one(r) for r in rels]
+            return [self._get_one(r, m) for r, m in zip(rels, limits)]
         if getattr(self.fs, "async_impl", False):
-            paths = [self._full(r) for r in rels]
-            try:
-                got = self.fs.cat(paths, on_error="return", batch_size=max(self.n_workers, 1) * 4)
-            except Exception as exc:  # the whole batch failed (e.g. connection refused)
-                return [exc] * len(rels)
-            if not isinstance(got, dict):  # a single path comes back bare
-                got = {paths[0]: got}
-            return [None if isinstance(got.get(p), _MISSING_ERRORS) else got.get(p) for p in paths]
-        return list(self._executor().map(self._get_one, rels))
+            return self._fetch_async(rels, limits)
+        return list(self._executor().map(self._get_one, rels, limits))
 
-    def get_many(self, rels: Sequence[str]) -> list:
+    def _fetch_async(self, rels: list, limits: list) -> list:
+        paths = [self._full(r) for r in rels]
+        batch = max(self.n_workers, 1) * 4
+        try:
+            if any(m is not None for m in limits):
+                # the whole object where no limit applies: no HEAD, no size needed
+                got = self.fs.cat_ranges(paths, [None if m is None else 0 for m in limits],
+                                         [None if m is None else m + 1 for m in limits],
+                                         on_error="return", batch_size=batch)
+            else:
+                got = self.fs.cat(paths, on_error="return", batch_size=batch)
+                if not isinstance(got, dict):  # a single path comes back bare
+                    got = {paths[0]: got}
+                got = [got.get(p) for p in paths]
+        except Exception as exc:  # the whole batch failed (e.g. connection refused)
+            return [exc] * len(rels)
+        out = []
+        for r, m in zip(got, limits):
+            if isinstance(r, _MISSING_ERRORS):
+                r = None
+            elif isinstance(r, BaseException):
+                r = b"" if m is not None and _empty_range(r) else r
+            elif m is not None and len(r) > m:
+                r = _too_large(None, m)
+            out.append(r)
+        return out
+
+    def get_many(self, rels: Sequence[str], limits: Sequence | None = None) -> list:
         """Fetch many objects concurrently; ``None`` for each one that does not exist.
 
+        ``limits[i]`` (optional) is the most bytes object ``i`` may hold: a larger one
+        is not read past it and comes back as :class:`BlobRefused` (so is a local path
+        that is not a regular file, such as a link to ``/dev/zero``).
         Transient failures (timeouts, resets, 5xx, throttling) are retried up to
         ``retries`` times with exponential backoff; what still fails raises
         :class:`StoreReadError` whose ``key`` attribute names the object.  Never returns
         a partial result.
         """
-        import random
-        import time
-
         self._ensure()
         rels = list(rels)
+        limits = [None] * len(rels) if limits is None else list(limits)
         out: list = [None] * len(rels)
         pending = list(range(len(rels)))
         for attempt in range(self.retries + 1):
-            results = self._fetch_batch([rels[i] for i in pending])
+            check_cancelled()
+            results = self._fetch_batch([rels[i] for i in pending], [limits[i] for i in pending])
             failed = []
             for i, r in zip(pending, results):
                 if isinstance(r, BaseException):
@@ -220,9 +338,49 @@ class StoreLocation:
             if not failed:
                 return out
             pending = failed
-            delay = min(self.retry_backoff * 2 ** attempt, 5.0)
-            time.sleep(delay * (0.5 + random.random()))
+            self._backoff(attempt)
         return out  # pragma: no cover - the loop returns or raises
+
+    def _backoff(self, attempt: int) -> None:
+        """Wait before attempt ``attempt + 2`` (jittered exponential, capped at 5 s);
+        wakes up at once, raising :class:`ReadCancelled`, when the reads are cancelled."""
+        import random
+        import time
+
+        delay = min(self.retry_backoff * 2 ** attempt, 5.0) * (0.5 + random.random())
+        ev = getattr(_SCOPE, "event", None)
+        if ev is None:
+            time.sleep(delay)
+        elif ev.wait(delay):
+            raise ReadCancelled()
+
+    def retry(self, fn, key: str):
+        """``fn()`` under the same bounded retry policy as :meth:`get_many`.
+
+        Every remote read that does not go through :meth:`get_many` (sizes, listings,
+        reads through zarr) calls this.  Transient failures are retried up to
+        ``retries`` times with backoff; missing objects (``FileNotFoundError``,
+        ``KeyError``...) propagate unchanged; anything else, or a transient failure
+        on the last attempt, raises :class:`StoreReadError` whose ``key`` attribute
+        is ``key`` (the object or selection that failed).
+
+        Examples
+        --------
+        >>> loc = StoreLocation("memory://demo.zarrvectors")
+        >>> loc.retry(lambda: 42, "0/vertices/c/0/0/0")
+        42
+        """
+        for attempt in range(self.retries + 1):
+            check_cancelled()
+            try:
+                return fn()
+            except (_MISSING_ERRORS + (ZVError,)):  # missing, or already a typed error
+                raise
+            except Exception as exc:
+                if not is_transient(exc) or attempt == self.retries:
+                    raise self._read_error(key, exc, attempt + 1) from None
+            self._backoff(attempt)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _read_error(self, rel: str, exc: BaseException, attempts: int) -> StoreReadError:
         if isinstance(exc, PermissionError):
@@ -237,17 +395,19 @@ class StoreLocation:
         return err
 
     def sizes(self, rels: Sequence[str]) -> list:
-        """Object sizes in bytes (``None`` when missing): a stat locally, a HEAD remotely."""
+        """Object sizes in bytes (``None`` when missing): a stat locally, a HEAD remotely.
+
+        Retried like every read; a final failure raises :class:`StoreReadError` whose
+        ``key`` names the object."""
+        def stat(path):
+            return os.stat(path).st_size if self._local else int(self.fs.size(path))
+
         def one(rel):
             path = self._full(rel)
             try:
-                if self._local:
-                    return os.stat(path).st_size
-                return int(self.fs.size(path))
+                return self.retry(lambda: stat(path), rel)
             except _MISSING_ERRORS:
                 return None
-            except Exception as exc:
-                raise StoreReadError(f"size of {rel!r}: {exc}", store=self.url) from None
         self._ensure()
         if len(rels) <= 1:
             return [one(r) for r in rels]
@@ -262,6 +422,8 @@ class StoreLocation:
             if raw is None:
                 out.append(None)
                 continue
+            if isinstance(raw, BlobRefused):
+                raise MetadataError(f"{rel}: {raw.reason}", store=self.url)
             try:
                 out.append(json.loads(raw))
             except ValueError as exc:
@@ -270,30 +432,40 @@ class StoreLocation:
 
     def list_dirs(self, rel: str) -> list[str]:
         """Names of the sub-folders (zarr child nodes) of ``rel``."""
-        import time
-
         path = self._full(rel)
-        for attempt in range(self.retries + 1):
-            try:
-                entries = self.fs.ls(path, detail=True)
-                break
-            except _MISSING_ERRORS:
-                return []
-            except Exception as exc:
-                if not is_transient(exc) or attempt == self.retries:
-                    raise self._read_error(rel + "/", exc, attempt + 1) from None
-                time.sleep(min(self.retry_backoff * 2 ** attempt, 5.0))
+        try:
+            entries = self.retry(lambda: self.fs.ls(path, detail=True), rel + "/")
+        except _MISSING_ERRORS:
+            return []
         names = []
         for e in entries:
             if e.get("type") == "directory":
                 names.append(e["name"].rstrip("/").rsplit("/", 1)[-1])
+            else:  # the documents' dates and sizes: they change when the store is rewritten
+                self._seen.append((str(e.get("name")), e.get("size"), str(e.get("mtime", "")),
+                                   str(e.get("LastModified", "")), str(e.get("ETag", "")),
+                                   e.get("ino")))
         return sorted(names)
+
+    def seal_version(self, root_doc) -> None:
+        """Fix :attr:`version` from what the open read and listed (no extra request
+        remotely; one ``stat`` of the root document locally)."""
+        from dask.base import tokenize
+
+        parts = sorted(self._seen, key=lambda t: t[0])
+        if self._local:
+            try:
+                st = os.stat(self._full("zarr.json"))
+                parts.append((st.st_mtime_ns, st.st_ino, st.st_size))
+            except OSError:
+                pass
+        self.version = tokenize(parts, json.dumps(root_doc, sort_keys=True, default=str))
 
     def list_files(self, rel: str) -> list[str]:
         """Every file below ``rel``, relative to it (used only without presence lists)."""
         base = self._full(rel)
         try:
-            found = self.fs.find(base)
+            found = self.retry(lambda: self.fs.find(base), rel + "/")
         except _MISSING_ERRORS:
             return []
         return [p[len(base) + 1:] for p in found if p.startswith(base + "/")]
@@ -315,21 +487,17 @@ class StoreLocation:
         ``os.scandir`` walk (the sizes come with the directory entries).  Transient
         failures are retried like every read.
         """
-        import time
-
-        self._ensure()
-        for attempt in range(self.retries + 1):
+        def once():
             try:
                 return self._list_sizes_once(rel)
-            except _MISSING_ERRORS:
-                return {}
-            except (PermissionError, NotImplementedError):
+            except (PermissionError, NotImplementedError):  # refused or not listable
                 return None
-            except Exception as exc:
-                if not is_transient(exc) or attempt == self.retries:
-                    raise self._read_error(rel + "/", exc, attempt + 1) from None
-                time.sleep(min(self.retry_backoff * 2 ** attempt, 5.0))
-        return {}  # pragma: no cover - the loop returns or raises
+
+        self._ensure()
+        try:
+            return self.retry(once, rel + "/")
+        except _MISSING_ERRORS:
+            return {}
 
     def _list_sizes_once(self, rel: str) -> dict[str, int]:
         base = self._full(rel)
@@ -368,6 +536,9 @@ class StoreLocation:
                     self._zarr_store = FsspecStore.from_url(
                         self._spec, storage_options=_fs_options(self._spec, self._options) or None,
                         read_only=True)
+                    zfs = self._zarr_store.fs
+                    if type(zfs).__module__.startswith("s3fs") and hasattr(zfs, "retries"):
+                        zfs.retries = 1  # reads through zarr are retried by ``retry``
             return self._zarr_store
 
     def zarr_array(self, arr: M.ArrayMeta, level: int):
@@ -384,20 +555,48 @@ class StoreLocation:
         return zarr.Array(AsyncArray(metadata=meta, store_path=sp))
 
 
-_SHARED: dict = {}
+def _too_large(size, limit: int) -> BlobRefused:
+    what = f"{size} bytes" if size is not None else f"more than {limit} bytes"
+    return BlobRefused(f"the chunk object holds {what}, more than the level can hold "
+                       f"({limit} bytes from its vertex_count)")
+
+
+def _empty_range(exc: BaseException) -> bool:
+    """S3 answers a ranged GET of a 0-byte object with 416 InvalidRange."""
+    text = f"{type(exc).__name__} {exc}".lower()
+    return "invalidrange" in text or "416" in text or "range is not satisfiable" in text \
+        or "range not satisfiable" in text
+
+
+# Unpickled locations, one per (URL, options, open): a worker opens each store once per
+# open_zv.  Bounded, least recently used dropped first (a dropped one is rebuilt on use).
+_SHARED: OrderedDict = OrderedDict()
 _SHARED_LOCK = threading.Lock()
+_SHARED_MAX = 32
 
 
-def _shared_location(spec, options, n_workers, retries=4, retry_backoff=0.2) -> StoreLocation:
+def _shared_location(spec, options, n_workers, retries=4, retry_backoff=0.2,
+                     open_id=None, version="") -> StoreLocation:
     from dask.base import tokenize
 
     key = tokenize(spec, sorted(options.items(), key=lambda kv: kv[0]), n_workers, retries,
-                   retry_backoff)
+                   retry_backoff, open_id, version)
     with _SHARED_LOCK:
         loc = _SHARED.get(key)
         if loc is None:
-            loc = _SHARED[key] = StoreLocation(spec, options, n_workers, retries, retry_backoff)
+            loc = _SHARED[key] = StoreLocation(spec, options, n_workers, retries, retry_backoff,
+                                               open_id, version)
+            while len(_SHARED) > _SHARED_MAX:
+                _SHARED.popitem(last=False)
+        _SHARED.move_to_end(key)
         return loc
+
+
+def forget_open(open_id: str) -> None:
+    """Drop the process-wide location of one open (``ZVStore.close``)."""
+    with _SHARED_LOCK:
+        for key in [k for k, v in _SHARED.items() if v.open_id == open_id]:
+            del _SHARED[key]
 
 
 # --------------------------------------------------------------------------- metadata
@@ -407,7 +606,7 @@ class _Consolidated:
     """zarr v3 consolidated metadata in the root document: no further request at all."""
 
     def __init__(self, cm: Mapping):
-        self.docs = {k.strip("/"): v for k, v in (cm.get("metadata") or {}).items()}
+        self.docs = {str(k).strip("/"): v for k, v in cm["metadata"].items()}
 
     def read_jsons(self, rels):
         return [self.docs.get(r[: -len("/zarr.json")]) for r in rels]
@@ -433,24 +632,39 @@ def read_metadata(loc: StoreLocation) -> M.StoreMeta:
                 "the storage_options (credentials, endpoint_url)",
                 store=name,
             )
+        if any(n.isdigit() for n in loc.list_dirs("")):
+            raise IncompleteStoreError(
+                "level data exists but the root zarr.json does not: the write that made "
+                "this store failed, was cancelled or is still running; write it again "
+                "(to_zv(..., overwrite=True))",
+                store=name,
+            )
     root = M.parse_root(root_doc, name)
     cm = root_doc.get("consolidated_metadata")
-    src = _Consolidated(cm) if isinstance(cm, Mapping) and cm.get("metadata") else loc
-    levels = [int(n) for n in root.level_names]
-    level_docs = src.read_jsons([f"{lv}/zarr.json" for lv in levels])
+    use_cm = isinstance(cm, Mapping) and isinstance(cm.get("metadata"), Mapping) and cm["metadata"]
+    src = _Consolidated(cm) if use_cm else loc
+    listed = [int(n) for n in root.level_names]
+    listed_docs = src.read_jsons([f"{lv}/zarr.json" for lv in listed])
+    levels, level_docs = [], []
+    for lv, doc in zip(listed, listed_docs):
+        if doc is None:  # e.g. after zarr-vectors' remove_resolution_level
+            warnings.warn(f"store {name}: the root lists level {lv} but its group (zarr.json) "
+                          "is missing; opening the other levels", UserWarning, stacklevel=3)
+            continue
+        levels.append(lv)
+        level_docs.append(doc)
+    if not levels:
+        raise LevelNotFoundError(
+            f"the root lists levels {listed} but none of their groups exists; "
+            "the store is incomplete", store=name)
     listings = _map(loc, src.list_dirs, [str(lv) for lv in levels])
     wanted: list[str] = []
     per_level: dict[int, list[str]] = {}
     sub_lists = []
-    for lv, doc, children in zip(levels, level_docs, listings):
-        if doc is None:
-            raise LevelNotFoundError(
-                "the root lists this level but its group (zarr.json) is missing; "
-                "the store is incomplete",
-                store=name, level=lv,
-            )
+    for lv, children in zip(levels, listings):
         if "vertices" not in children:
-            raise MetadataError("level has no 'vertices' array", store=name, level=lv, array="vertices")
+            raise MetadataError("level has no 'vertices' array", store=name, level=lv,
+                                array="vertices")
         paths = ["vertices"]
         if "vertex_fragments" in children:
             paths.append("vertex_fragments")
@@ -480,11 +694,13 @@ def read_metadata(loc: StoreLocation) -> M.StoreMeta:
         for p in per_level[lv]:
             d = docs.get(f"{lv}/{p}/zarr.json")
             if p == "object_index":
-                oi_attrs = (d or {}).get("attributes") or {}
+                oi_attrs = (d.get("attributes") or {}) if isinstance(d, Mapping) else (d or {})
                 continue
-            if d is None and p == "object_index/object_ids":
+            if d is None and p in ("object_index/object_ids", "object_index/manifests"):
                 continue
             arrays[p] = M.parse_array(d, p, name, lv)
+        if "object_index/manifests" not in arrays and "layout" not in (oi_attrs or {}):
+            oi_attrs = None  # an index not built yet (streaming writers before their reduce)
         vdoc = docs[f"{lv}/vertices/zarr.json"]
         presence = M.parse_presence(vdoc, arrays["vertices"], name, lv)
         if presence is None:
@@ -493,6 +709,7 @@ def read_metadata(loc: StoreLocation) -> M.StoreMeta:
             store=name, level=lv, root=root, level_attrs=lattrs, arrays=arrays,
             presence=presence, object_index_attrs=oi_attrs,
         )
+    loc.seal_version(root_doc)
     return M.build_store(name, root, parsed)
 
 

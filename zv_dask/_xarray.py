@@ -45,8 +45,9 @@ def _store_attrs(store, level=None) -> dict:
             "level_chunk_shape": list(store.chunk_shape_at(level)),
             "bin_shape": list(store.bin_shape_at(level)),
             "bin_ratio": list(store.bin_ratio_at(level)),
-            "level_vertex_count": int(store.vertex_count(level)),
         })
+        if store.vertex_count(level) is not None:  # not recorded by every writer
+            attrs["level_vertex_count"] = int(store.vertex_count(level))
         n = store.object_count_at(level)
         if n is not None:
             attrs["object_count"] = int(n)

@@ -103,3 +103,54 @@ class StoreReadError(ZVError, OSError):
 
 class StoreClosedError(ZVError, ValueError):
     """The store object was used after ``close()``."""
+
+
+class ZVWarning(UserWarning):
+    """Something is inconsistent but the read could still give a complete answer
+    (for example a level's row total differs from its recorded ``vertex_count``).
+
+    Examples
+    --------
+    >>> import warnings
+    >>> with warnings.catch_warnings(record=True) as w:
+    ...     warnings.simplefilter("always")
+    ...     warnings.warn(ZVWarning("level 0 holds 9 rows but records vertex_count 10"))
+    >>> w[0].category.__name__
+    'ZVWarning'
+    """
+
+
+class IncompleteStoreError(NotAZVStoreError):
+    """The location holds level data but no root ``zarr.json``: a write that failed,
+    was cancelled, or is still running.  Re-run the write (``overwrite=True``)."""
+
+
+class StoreExistsError(ZVError, FileExistsError):
+    """``to_zv`` found something at the target and ``overwrite`` is False."""
+
+
+class WriteInputError(ZVError, ValueError):
+    """The DataFrame or the options given to ``to_zv`` cannot be written as a store."""
+
+
+class InvalidPointsError(WriteInputError):
+    """Some positions cannot be stored (NaN/inf, or outside the given bounds).
+
+    ``count`` is how many rows are affected and ``example`` one of their positions.
+    """
+
+    def __init__(self, message: str, *, count: int = 0, example=None, **where):
+        super().__init__(message, **where)
+        self.count = int(count)
+        self.example = example
+
+    def __reduce__(self):
+        return (_rebuild_points, (self.message, self.store, self.count, self.example))
+
+
+def _rebuild_points(message, store, count, example):
+    return InvalidPointsError(message, store=store, count=count, example=example)
+
+
+class StoreWriteError(ZVError, OSError):
+    """Writing bytes to the store failed (after retrying transient failures)."""

@@ -9,6 +9,7 @@ dashboard).  Means and variances are merged with the pairwise (Chan et al.) rule
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 
@@ -17,8 +18,17 @@ import pandas as pd
 
 from .errors import QueryError
 
-PARTIAL_FIELDS = ["n", "sum", "mean", "m2", "min", "max"]
-STAT_ROWS = ["count", "mean", "std", "min", "max", "sum"]
+from ._moments import (  # noqa: F401  (public: the building blocks of describe)
+    PARTIAL_FIELDS,
+    STAT_ROWS,
+    CellMoments,
+    _identity,
+    _partials_frame,
+    finalize_moments,
+    merge_moments,
+    partial_moments,
+)
+from ._moments import _finish_bounds, _finite_range, _one_block_bounds, _voxel_count, voxel_edges
 
 
 # --------------------------------------------------------------------------- sources
@@ -54,13 +64,25 @@ def auto_chunks_per_partition(store, level: int, n_chunks: int):
     lm = store.metadata.levels[level]
     if n_chunks == 0 or lm.n_cells == 0:
         return 1
-    rows = max(1.0, lm.vertex_count / lm.n_cells) * n_chunks
+    rows = max(1.0, (lm.vertex_count or 0) / lm.n_cells) * n_chunks  # None: unknown
     target = max(1, min(TARGET_ROWS_PER_PARTITION, math.ceil(rows / (4 * (os.cpu_count() or 1)))))
     return store._auto_partitioning(level, target)
 
 
+def _check_unique(columns) -> None:
+    if columns is None:
+        return
+    if isinstance(columns, str):
+        raise QueryError(f"columns must be a list of names, got the string {columns!r}; "
+                         f"use [{columns!r}]")
+    twice = sorted({c for c in columns if list(columns).count(c) > 1})
+    if twice:
+        raise QueryError(f"columns {twice} are named more than once; name each column once")
+
+
 def _frame(source, columns, level, bbox, target_resolution):
     """(dask DataFrame restricted to ``columns``, store or None)."""
+    _check_unique(columns)
     if _is_dataframe(source):
         if level is not None or bbox is not None or target_resolution is not None:
             raise QueryError("level/bbox/target_resolution apply to stores; this source is "
@@ -97,89 +119,6 @@ def _numeric_columns(meta: pd.DataFrame) -> list:
 
 
 # --------------------------------------------------------------------------- describe
-
-
-_BLOCK = 1 << 16
-
-
-def _sum_sq_dev(v: np.ndarray, mean: float) -> float:
-    """sum((v - mean)^2) in float64, in cache-sized blocks (no full-size temporaries)."""
-    m2 = 0.0
-    for i in range(0, len(v), _BLOCK):
-        d = v[i:i + _BLOCK].astype(np.float64)
-        d -= mean
-        m2 += float(np.dot(d, d))
-    return m2
-
-
-def partial_moments(df: pd.DataFrame, columns=None) -> pd.DataFrame:
-    """One row per column: ``n, sum, mean, m2, min, max`` of the non-NaN values."""
-    cols = list(df.columns) if columns is None else columns
-    out = np.zeros((len(cols), len(PARTIAL_FIELDS)))
-    for i, c in enumerate(cols):
-        v = df[c].to_numpy()
-        if v.dtype.kind == "f":
-            nan = np.isnan(v)
-            if nan.any():
-                v = v[~nan]
-        elif v.dtype.kind not in "iub":
-            v = v.astype(np.float64)
-        n = len(v)
-        if n:
-            total = float(np.add.reduce(v, dtype=np.float64))
-            mean = total / n
-            out[i] = (n, total, mean, _sum_sq_dev(v, mean), float(v.min()), float(v.max()))
-        else:
-            out[i] = (0, 0.0, 0.0, 0.0, np.inf, -np.inf)
-    return _partials_frame(out, cols)
-
-
-_FIELDS_INDEX = pd.Index(PARTIAL_FIELDS, dtype=object)
-
-
-def _partials_frame(values: np.ndarray, names) -> pd.DataFrame:
-    # object-dtype indexes: pandas' default string inference costs more than the maths
-    return pd.DataFrame(values, index=pd.Index(list(names), dtype=object, name="column"),
-                        columns=_FIELDS_INDEX, copy=False)
-
-
-def merge_moments(parts: pd.DataFrame) -> pd.DataFrame:
-    """Merge stacked partials (the same column may appear many times) into one row each:
-    ``n = sum n_i``, ``mean = sum n_i mean_i / n``, ``M2 = sum M2_i + sum n_i (mean_i - mean)^2``."""
-    codes, names = pd.factorize(parts.index)
-    k = len(names)
-    n_i = parts["n"].to_numpy()
-    mean_i = parts["mean"].to_numpy()
-    n = np.bincount(codes, weights=n_i, minlength=k)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean = np.where(n > 0, np.bincount(codes, weights=n_i * mean_i, minlength=k) / n, 0.0)
-    dev = n_i * (mean_i - mean[codes]) ** 2
-    m2 = np.bincount(codes, weights=parts["m2"].to_numpy() + dev, minlength=k)
-    total = np.bincount(codes, weights=parts["sum"].to_numpy(), minlength=k)
-    lo = np.full(k, np.inf)
-    hi = np.full(k, -np.inf)
-    np.minimum.at(lo, codes, parts["min"].to_numpy())
-    np.maximum.at(hi, codes, parts["max"].to_numpy())
-    return _partials_frame(np.stack([n, total, mean, m2, lo, hi], axis=1), names)
-
-
-def finalize_moments(merged: pd.DataFrame) -> pd.DataFrame:
-    """Partials -> the describe table (rows count, mean, std, min, max, sum)."""
-    merged = merge_moments(merged)
-    n = merged["n"]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        std = np.sqrt(merged["m2"] / (n - 1)).where(n > 1, np.nan)
-    table = pd.DataFrame({
-        "count": n.astype(np.int64),
-        "mean": merged["mean"].where(n > 0, np.nan),
-        "std": std,
-        "min": merged["min"].where(n > 0, np.nan),
-        "max": merged["max"].where(n > 0, np.nan),
-        "sum": merged["sum"],
-    })
-    out = table.T
-    out.columns.name = None
-    return out.loc[STAT_ROWS]
 
 
 def describe(source, columns=None, level=None, bbox=None, target_resolution=None,
@@ -220,77 +159,21 @@ def describe(source, columns=None, level=None, bbox=None, target_resolution=None
     if not numeric:
         raise QueryError("no numeric columns to describe")
     ddf = ddf[numeric]
-    meta = finalize_moments(partial_moments(ddf._meta))
+    meta = finalize_moments(partial_moments(ddf._meta), numeric)
+    aggregate = functools.partial(finalize_moments, columns=tuple(numeric))
     if not _is_dataframe(source):  # per-chunk partials straight from the decoded columns
         partials = _store_partials(_store(source), numeric, level, bbox, target_resolution)
         return partials.reduction(
-            chunk=_identity, combine=merge_moments, aggregate=finalize_moments, meta=meta,
+            chunk=_identity, combine=merge_moments, aggregate=aggregate, meta=meta,
             split_every=split_every, token="zv-describe")
     return ddf.reduction(
         chunk=partial_moments,
         combine=merge_moments,
-        aggregate=finalize_moments,
+        aggregate=aggregate,
         meta=meta,
         split_every=split_every,
         token="zv-describe",
     )
-
-
-def _identity(df):
-    return df
-
-
-class CellMoments:
-    """Picklable per-partition function: its cells -> one row of partials per column.
-
-    Partials are computed chunk by chunk on the decoded numpy columns and merged with
-    the pairwise rule, so no partition-sized frame or concatenation is ever built.
-    """
-
-    def __init__(self, partition_reader, columns):
-        self.part = partition_reader
-        self.columns = list(columns)
-
-    def __dask_tokenize__(self):
-        return ("zv_dask.CellMoments", self.part.__dask_tokenize__(), self.columns)
-
-    def __call__(self, coords):
-        schema, cells = self.part.cell_columns(coords, self.columns)
-        order = {c: i for i, c in enumerate(self.columns)}
-        schema = sorted(schema, key=lambda s: order[s[0]])
-        acc = np.tile([0.0, 0.0, 0.0, 0.0, np.inf, -np.inf], (len(schema), 1))
-        for cols in cells:
-            for i, (_, src, j) in enumerate(schema):
-                v = cols[src] if j is None else cols[src][:, j]
-                acc[i] = _merge_pair(acc[i], _moments(v))
-        return _partials_frame(acc, [c for c, _, _ in schema])
-
-
-def _moments(v: np.ndarray) -> np.ndarray:
-    """(n, sum, mean, M2, min, max) of the non-NaN values of one chunk's column."""
-    if v.dtype.kind == "f":
-        nan = np.isnan(v)
-        if nan.any():
-            v = v[~nan]
-    n = len(v)
-    if not n:
-        return np.array([0.0, 0.0, 0.0, 0.0, np.inf, -np.inf])
-    total = float(np.add.reduce(v, dtype=np.float64))
-    mean = total / n
-    return np.array([n, total, mean, _sum_sq_dev(v, mean), float(v.min()), float(v.max())])
-
-
-def _merge_pair(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Chan et al.: merge two (n, sum, mean, M2, min, max) partials."""
-    if b[0] == 0:
-        return a
-    if a[0] == 0:
-        return b
-    n = a[0] + b[0]
-    delta = b[2] - a[2]
-    return np.array([n, a[1] + b[1], a[2] + delta * b[0] / n,
-                     a[3] + b[3] + delta * delta * a[0] * b[0] / n,
-                     min(a[4], b[4]), max(a[5], b[5])])
 
 
 def _store_partials(store, columns, level, bbox, target_resolution):
@@ -317,7 +200,7 @@ def _store_partials(store, columns, level, bbox, target_resolution):
 
 def count(source, level=None, bbox=None, target_resolution=None):
     """Number of vertices.  Without a bbox the answer comes from metadata (an int, no
-    task); otherwise a lazy dask scalar.
+    task) where the store records it; otherwise a lazy dask scalar.
 
     Examples
     --------
@@ -329,7 +212,9 @@ def count(source, level=None, bbox=None, target_resolution=None):
     if not _is_dataframe(source) and bbox is None:
         store = _store(source)
         lv = store._plan(level, None, target_resolution, []).level
-        return store.vertex_count(lv)
+        if store.vertex_count(lv) is not None:
+            return store.vertex_count(lv)
+        # the count is not recorded: count the rows (lazily, like a bbox count)
     ddf, _ = _frame(source, None, level, bbox, target_resolution)
     return ddf.shape[0]
 
@@ -346,8 +231,11 @@ def histogram(source, column, bins=10, range=None, level=None, bbox=None,
               target_resolution=None):
     """Histogram of one column as a lazy dask array, plus the bin edges.
 
-    Without ``range``: axis columns use the store's bounding box (or the bbox);
-    other columns take ``[min, max]`` from a first (eager) reduction.
+    Without ``range``: axis columns use the store's bounding box (or the bbox, with
+    the bounding box on its open sides); other columns take ``[min, max]`` from a
+    first (eager) reduction.  Bins follow :func:`numpy.histogram` (the last bin
+    includes its upper edge).  A non-finite range (given, or found because the
+    column holds inf) is refused with :class:`QueryError`, as numpy refuses it.
 
     Returns
     -------
@@ -361,27 +249,47 @@ def histogram(source, column, bins=10, range=None, level=None, bbox=None,
     >>> int(counts.sum().compute()), edges.tolist()
     (5000, [0.0, 500.0, 1000.0, 1500.0, 2000.0])
     """
-    import dask.array as da
-
     import dask
+    import dask.array as da
 
     series, store = _column_array(source, column, level, bbox, target_resolution)
     values = series.to_dask_array()
-    if range is None:
-        if store is not None and column in store.axes:
-            d = store.axes.index(column)
-            lo, hi = store.bounding_box if bbox is None else (np.asarray(bbox[0], float),
-                                                               np.asarray(bbox[1], float))
-            range = (float(lo[d]), float(hi[d]))
-        else:
-            lo, hi = dask.compute(series.min(), series.max())
-            range = (float(lo), float(hi)) if np.isfinite(lo) else (0.0, 1.0)
-    if isinstance(bins, int):
-        edges = np.linspace(range[0], range[1], bins + 1)
+    if range is not None:
+        range = _finite_range(range, "range", column)
+    elif not np.ndim(bins) == 0:
+        range = None  # explicit edges
+    elif store is not None and column in store.axes:
+        d = store.axes.index(column)
+        lo, hi = _grid_box(store, bbox)
+        range = (float(lo[d]), float(hi[d]))
     else:
-        edges = np.asarray(bins, np.float64)
+        lo, hi = dask.compute(series.min(), series.max())
+        if np.isnan(lo) and np.isnan(hi):
+            range = (0.0, 1.0)  # no values: numpy's range for an empty array
+        else:
+            range = _finite_range((float(lo), float(hi)), "the data range", column)
+    try:
+        edges = np.histogram_bin_edges(np.zeros(0), bins=bins, range=range)
+    except (TypeError, ValueError) as exc:
+        raise QueryError(f"histogram of {column!r}: {exc}") from None
     counts, _ = da.histogram(values, bins=edges)
     return counts.astype(np.int64), edges
+
+
+def _grid_box(store, bbox):
+    """The box a grid (histogram of an axis, density) covers: the bbox, with the store's
+    bounding box on every open (infinite) side and where there is no bbox."""
+    from ._plan import normalize_bbox
+
+    lo, hi = store.bounding_box
+    lo, hi = np.asarray(lo, np.float64), np.asarray(hi, np.float64)
+    box = normalize_bbox(bbox, store.spatial_dims, store.url)
+    if box is None:
+        return lo, hi
+    blo, bhi = box
+    lo = np.where(np.isfinite(blo), blo, lo)
+    hi = np.where(np.isfinite(bhi), bhi, hi)
+    return lo, np.maximum(hi, lo)  # a box beyond the data on an open side: one empty bin
 
 
 def _positions(store, level, bbox, target_resolution):
@@ -394,6 +302,9 @@ def _positions(store, level, bbox, target_resolution):
 def bounds(source, level=None, bbox=None, target_resolution=None):
     """Exact data bounds, lazily: a dask array ``(2, D)`` of ``[min; max]`` per axis.
 
+    Chunks the bbox leaves empty are fine; when no row is selected the result is
+    ``(2, D)`` of NaN (the lazy and the computed shape are both ``(2, D)``).
+
     Examples
     --------
     >>> import zv_dask
@@ -402,8 +313,6 @@ def bounds(source, level=None, bbox=None, target_resolution=None):
     >>> b.shape
     (2, 3)
     """
-    import dask.array as da
-
     if _is_dataframe(source):
         if level is not None or bbox is not None or target_resolution is not None:
             raise QueryError("level/bbox/target_resolution apply to stores, not dataframes")
@@ -411,7 +320,38 @@ def bounds(source, level=None, bbox=None, target_resolution=None):
         pos = source[axes].to_dask_array()
     else:
         pos = _positions(_store(source), level, bbox, target_resolution)
-    return da.stack([pos.min(axis=0), pos.max(axis=0)])
+    return block_bounds(pos)
+
+
+def block_bounds(pos):
+    """``(2, D)`` ``[min; max]`` of a dask array ``(N, D)`` whose blocks may be empty.
+
+    dask's own ``min(axis=0)`` fails when a block of unknown length turns out empty
+    (it concatenates a ``(1, 0)`` placeholder with ``(1, D)`` results); here every
+    block gives ``(2, D)`` with ``inf``/``-inf`` identities, and no row at all gives
+    NaN.  Float dtypes are kept, integers become float64 (to hold NaN).
+
+    Examples
+    --------
+    >>> import dask.array as da, numpy as np
+    >>> a = da.from_array(np.array([[1.0, 5.0], [3.0, 2.0]]), chunks=1)
+    >>> block_bounds(a).compute().tolist()
+    [[1.0, 2.0], [3.0, 5.0]]
+    """
+    import dask.array as da
+
+    if pos.ndim != 2:
+        raise QueryError(f"bounds need an (N, D) array, got {pos.ndim} dimensions")
+    if pos.numblocks[1] != 1:
+        pos = pos.rechunk({1: -1})
+    D = pos.shape[1]
+    dtype = pos.dtype if pos.dtype.kind == "f" else np.dtype(np.float64)
+    parts = pos.map_blocks(_one_block_bounds, dtype, dtype=dtype,
+                           chunks=((2,) * pos.numblocks[0], (D,)))
+    lo = parts[0::2].min(axis=0)
+    hi = parts[1::2].max(axis=0)
+    return da.map_blocks(_finish_bounds, lo, hi, dtype=dtype, new_axis=0,
+                         chunks=((2,), (D,)))
 
 
 def density(source, resolution, level=None, bbox=None, target_resolution=None):
@@ -419,8 +359,10 @@ def density(source, resolution, level=None, bbox=None, target_resolution=None):
     ``xarray.DataArray`` with voxel-centre coordinates when xarray is installed).
 
     The grid starts at the bbox's lower corner (the store's bounding box without
-    one) with voxels of edge ``resolution`` (a number or one per axis), enough of
-    them to cover the upper corner, which is included.
+    one, and on the open sides of a bbox with ``-inf``/``inf``) with voxels of edge
+    ``resolution`` (a number or one per axis), enough of them to cover the upper
+    corner.  A vertex on the upper corner is counted in the last voxel, as
+    :func:`numpy.histogramdd` counts its last bin's upper edge.
 
     Examples
     --------
@@ -437,17 +379,13 @@ def density(source, resolution, level=None, bbox=None, target_resolution=None):
     res = np.broadcast_to(np.asarray(resolution, np.float64), (D,))
     if not np.all(np.isfinite(res)) or (res <= 0).any():
         raise QueryError(f"resolution must be positive, got {resolution!r}", store=store.url)
-    if bbox is None:
-        lo, hi = store.bounding_box
-    else:
-        from ._plan import normalize_bbox
-
-        lo, hi = normalize_bbox(bbox, D, store.url)
-    nbins = [max(1, int(math.ceil((h - l) / r))) for l, h, r in zip(lo, hi, res)]
+    lo, hi = _grid_box(store, bbox)
+    nbins = [_voxel_count(float(l), float(h), float(r)) for l, h, r in zip(lo, hi, res)]
     if np.prod(nbins, dtype=np.float64) > 2e9:
         raise QueryError(f"a grid of {nbins} voxels is too large; use a coarser resolution",
                          store=store.url)
-    edges = [l + r * np.arange(n + 1) for l, r, n in zip(lo, res, nbins)]
+    edges = [voxel_edges(float(l), float(h), float(r), n)
+             for l, h, r, n in zip(lo, hi, res, nbins)]
     pos = _positions(store, level, bbox, target_resolution)
     counts, _ = da.histogramdd(pos, bins=edges)
     counts = counts.astype(np.int64)

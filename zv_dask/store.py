@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
-from concurrent.futures import ThreadPoolExecutor
+import warnings
+from collections import OrderedDict, deque
 from typing import Iterator
 
 import numpy as np
@@ -12,14 +12,15 @@ import numpy as np
 from . import _decode as dec
 from . import _plan
 from ._metadata import AttributeInfo, LevelMeta, StoreMeta
-from ._read import LevelReader, clip_columns, decode_categorical_columns
+from ._read import LevelReader, clip_columns, decode_categorical_columns, drop_process_caches
 from ._api_dask import DaskMethods
 from ._api_objects import ObjectMethods
-from ._store import StoreLocation, read_metadata
+from ._store import ReadCancelled, StoreLocation, cancel_scope, read_metadata
 from .errors import (
     ArrayNotFoundError,
     QueryError,
     StoreClosedError,
+    ZVWarning,
 )
 
 
@@ -100,11 +101,13 @@ class ZVStore(DaskMethods, ObjectMethods):
         self.close()
 
     def close(self) -> None:
-        """Free the cache and the IO threads; later reads raise ``StoreClosedError``."""
+        """Free the caches (this store's and the process-wide ones of this open) and the
+        IO threads; later reads raise ``StoreClosedError``."""
         with self._lock:
             self._closed = True
             self._cache.clear()
             self._derived.clear()
+        drop_process_caches(self._loc.open_id)
         self._loc.close()
 
     def _open(self) -> StoreMeta:
@@ -167,8 +170,12 @@ class ZVStore(DaskMethods, ObjectMethods):
         meta = self._open()
         return meta.levels[_plan.resolve_level(meta, level)]
 
-    def vertex_count(self, level: int = 0) -> int:
-        """Rows stored at ``level`` (from metadata; no data read)."""
+    def vertex_count(self, level: int = 0) -> int | None:
+        """Rows stored at ``level`` (from metadata; no data read).
+
+        ``None`` when the store does not record it: the level's ``vertex_count`` is
+        missing, or is 0 although chunks are listed (some reference writers record 0).
+        """
         return self._level(level).vertex_count
 
     def chunk_shape_at(self, level: int) -> tuple:
@@ -334,6 +341,8 @@ class ZVStore(DaskMethods, ObjectMethods):
         if plan.object_ids and lm.shared_fragments:
             result["owner_count"] = _concat([i["owner_count"] for i in items],
                                             np.zeros(0, np.int64))
+        if plan.bbox is None:
+            check_row_total(len(pos), lm, self.url)
         return result
 
     def iter_chunks(self, level: int = 0, bbox=None, prefetch: int = 0, n_workers=None,
@@ -345,6 +354,16 @@ class ZVStore(DaskMethods, ObjectMethods):
         clipped to the bbox; each chunk is fetched and decoded exactly once.
         ``prefetch=k`` keeps up to ``k`` chunks in flight on ``n_workers`` background
         threads (default ``k``) while the caller works on the current one.
+
+        Streaming: chunks bypass the store's chunk cache, and the iterator holds at
+        most ``prefetch + 1`` decoded chunks (the one it hands out and ``prefetch``
+        ahead; none once the caller has dropped its last chunk, apart from those).
+        Closing the iterator (``close()``, ``break`` followed by garbage collection,
+        an exception such as ``KeyboardInterrupt`` in the loop) returns at once: the
+        pending prefetches are dropped, and a prefetch thread still waiting on the
+        store sends no further request (no retry) and exits when that request
+        returns.  Prefetch threads are daemon threads, so they never keep the
+        process alive.
 
         Examples
         --------
@@ -363,8 +382,10 @@ class ZVStore(DaskMethods, ObjectMethods):
         if plan.object_ids:
             self.owner_table(plan.level)  # decode the manifests once, before the threads start
 
-        def one(c):
-            cols = self._load(plan.level, [c], attrs, True, plan.object_ids)[0]
+        reader = self._reader(plan.level)
+
+        def one(c):  # not through the chunk cache: streaming must not accumulate chunks
+            cols = reader.load([c], attrs, True, plan.object_ids)[0]
             return self._select(cols, plan, attrs)
 
         return _iterate(coords, one, int(prefetch), n_workers)
@@ -409,6 +430,17 @@ class ZVStore(DaskMethods, ObjectMethods):
                                zarr_format=3, use_consolidated=False)
 
 
+def check_row_total(total: int, lm: LevelMeta, store: str) -> None:
+    """Warn (:class:`ZVWarning`) when a whole level's rows differ from its recorded
+    ``vertex_count``; a count of 0 or less means "not recorded" (streaming writers)."""
+    vc = lm.vertex_count
+    if isinstance(vc, int) and vc > 0 and int(total) != vc:
+        warnings.warn(ZVWarning(
+            f"store {store}, level {lm.level}: read {int(total)} rows but the level records "
+            f"vertex_count {vc}; the store may be damaged or was changed while being read "
+            "(compare it with a fresh copy, or rewrite the level)"), stacklevel=3)
+
+
 def _safe_array_path(array_path: str, store: str, level: int) -> str:
     p = str(array_path).strip()
     parts = p.split("/")
@@ -435,24 +467,83 @@ def _empty_attribute(a: AttributeInfo) -> np.ndarray:
 
 
 def _iterate(coords, one, prefetch: int, n_workers):
+    """Yield ``(coord, one(coord))`` in order, computing up to ``prefetch`` ahead."""
     if prefetch == 0:
         for c in coords:
             yield c, one(c)
         return
-    workers = int(n_workers) if n_workers else prefetch
-    pool = ThreadPoolExecutor(max(1, workers), thread_name_prefix="zv_dask-prefetch")
+    pf = _Prefetch(list(coords), one, prefetch, int(n_workers) if n_workers else prefetch)
     try:
-        pending = []
-        it = iter(coords)
-        for c in it:
-            pending.append((c, pool.submit(one, c)))
-            if len(pending) > prefetch:
-                break
-        while pending:
-            c, fut = pending.pop(0)
-            nxt = next(it, None)
-            if nxt is not None:
-                pending.append((nxt, pool.submit(one, nxt)))
-            yield c, fut.result()
+        for i in range(len(pf.coords)):
+            # ``pf.take`` hands its reference over: nothing here keeps the chunk alive
+            yield pf.coords[i], pf.take(i)
     finally:
-        pool.shutdown(wait=False, cancel_futures=True)
+        pf.cancel()
+
+
+class _Prefetch:
+    """Daemon threads computing ``one(coords[i])`` for ``i < taken + prefetch + 1``.
+
+    Results are held only until taken.  :meth:`cancel` never waits: queued work is
+    dropped, and reads still running in a thread stop before their next attempt or
+    backoff (:func:`~zv_dask._store.cancel_scope`).
+    """
+
+    def __init__(self, coords: list, one, prefetch: int, n_workers: int):
+        self.coords = coords
+        self.one = one
+        self.prefetch = prefetch
+        self.cancelled = threading.Event()
+        self.cond = threading.Condition()
+        self.queue: deque = deque()  # indices submitted, not yet started
+        self.done: dict = {}  # index -> (ok, value), until taken
+        self.submitted = 0
+        self.threads = [threading.Thread(target=self._work, name="zv_dask-prefetch", daemon=True)
+                        for _ in range(max(1, min(n_workers, prefetch + 1, len(coords))))]
+        self._started = False
+
+    def take(self, i: int):
+        with self.cond:
+            while self.submitted < min(i + self.prefetch + 1, len(self.coords)):
+                self.queue.append(self.submitted)
+                self.submitted += 1
+            self.cond.notify_all()
+            if not self._started:
+                self._started = True
+                for t in self.threads:
+                    t.start()
+            while i not in self.done:
+                self.cond.wait()
+            ok, value = self.done.pop(i)
+        if not ok:
+            raise value
+        return value
+
+    def _work(self):
+        with cancel_scope(self.cancelled):
+            while True:
+                with self.cond:
+                    while not self.queue and not self.cancelled.is_set():
+                        self.cond.wait()
+                    if self.cancelled.is_set():
+                        return
+                    i = self.queue.popleft()
+                try:
+                    res = (True, self.one(self.coords[i]))
+                except ReadCancelled:
+                    return
+                except BaseException as exc:  # handed to the consumer, raised there
+                    res = (False, exc)
+                with self.cond:  # hand the result over: this thread keeps no reference
+                    if self.cancelled.is_set():
+                        return
+                    self.done[i] = res
+                    del res
+                    self.cond.notify_all()
+
+    def cancel(self):
+        self.cancelled.set()
+        with self.cond:
+            self.queue.clear()
+            self.done.clear()
+            self.cond.notify_all()

@@ -1,0 +1,139 @@
+"""Writing a store: ``to_zv`` against ``write_points`` + ``build_pyramid``, side by side.
+
+    python benchmarks/bench_write.py [--points 2000000] [--levels 3] [--partitions 8]
+                                     [--repeat 2] [--data benchmarks/_data]
+
+Each run is a fresh Python process (so peak RSS is that side's own), sides interleaved:
+
+* ours: an 8-partition dask DataFrame (``dd.from_pandas``) of N uniform float32 points
+  in a 2000^3 box with two attributes (``intensity`` float32, ``label`` int32), written
+  with ``zv_dask.to_zv(..., chunk_shape=250, levels=L)`` (threaded scheduler);
+* reference: the same arrays through ``write_points(chunk_shape=250)`` then
+  ``build_pyramid(factors=[(2, 1)] * (L - 1))``.
+
+Input generation is not timed; peak RSS (``ru_maxrss``) includes the input on both
+sides.  Prints per-run wall time and peak RSS, medians, and the ratios ours/reference.
+After the runs both stores are compared: same files, same bytes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+warnings.filterwarnings("ignore")
+
+
+def _inputs(n: int):
+    rng = np.random.default_rng(0)
+    pos = rng.uniform(0, 2000, (n, 3)).astype(np.float32)
+    return pos, {"intensity": rng.random(n).astype(np.float32),
+                 "label": rng.integers(0, 100, n).astype(np.int32)}
+
+
+def run_side(side: str, n: int, levels: int, partitions: int, out: str) -> dict:
+    pos, attrs = _inputs(n)
+    if os.path.exists(out):
+        shutil.rmtree(out)
+    if side == "ours":
+        import dask.dataframe as dd
+        import pandas as pd
+
+        import zv_dask
+
+        df = pd.DataFrame(pos, columns=["x", "y", "z"]).assign(**attrs)
+        ddf = dd.from_pandas(df, npartitions=partitions)
+        del df
+        t = time.perf_counter()
+        zv_dask.to_zv(ddf, out, chunk_shape=250, levels=levels)
+    else:
+        from zarr_vectors.multiresolution.coarsen import build_pyramid
+        from zarr_vectors.types.points import write_points
+
+        t = time.perf_counter()
+        write_points(out, pos, chunk_shape=(250, 250, 250), vertex_attributes=attrs)
+        if levels > 1:
+            build_pyramid(out, factors=[(2, 1)] * (levels - 1))
+    wall = time.perf_counter() - t
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # MB on Linux
+    return {"side": side, "wall": wall, "rss_mb": rss}
+
+
+def _same_store(a: Path, b: Path) -> tuple[int, list]:
+    def files(root):
+        return {str(p.relative_to(root)): p for p in root.rglob("*") if p.is_file()}
+    fa, fb = files(a), files(b)
+    diff = sorted(set(fa) ^ set(fb))
+    for k in sorted(set(fa) & set(fb)):
+        if k == "zarr.json":
+            da, db = json.loads(fa[k].read_text()), json.loads(fb[k].read_text())
+            da["attributes"]["ome"].pop("name"), db["attributes"]["ome"].pop("name")
+            if da != db:
+                diff.append(k)
+        elif k.endswith("zarr.json"):
+            if json.loads(fa[k].read_text()) != json.loads(fb[k].read_text()):
+                diff.append(k)
+        elif fa[k].read_bytes() != fb[k].read_bytes():
+            diff.append(k)
+    return len(fa), diff
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--points", type=int, default=2_000_000)
+    ap.add_argument("--levels", type=int, default=3)
+    ap.add_argument("--partitions", type=int, default=8)
+    ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument("--data", default=str(Path(__file__).parent / "_data"))
+    ap.add_argument("--side", choices=["ours", "reference"], help=argparse.SUPPRESS)
+    ap.add_argument("--out", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+
+    if args.side:  # child process: one run, one JSON line
+        print(json.dumps(run_side(args.side, args.points, args.levels, args.partitions,
+                                  args.out)))
+        return 0
+
+    data = Path(args.data)
+    data.mkdir(parents=True, exist_ok=True)
+    outs = {s: str(data / f"write_{s}_{args.points}.zarrvectors") for s in ("ours", "reference")}
+    print(f"python {platform.python_version()}, {os.cpu_count()} cpus, load "
+          f"{os.getloadavg()[0]:.1f}; {args.points} points, {args.levels} levels, "
+          f"{args.partitions} partitions")
+    runs = {"ours": [], "reference": []}
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]) + os.pathsep
+               + os.environ.get("PYTHONPATH", ""))
+    for i in range(args.repeat):
+        for side in ("reference", "ours") if i % 2 else ("ours", "reference"):
+            cmd = [sys.executable, __file__, "--side", side, "--points", str(args.points),
+                   "--levels", str(args.levels), "--partitions", str(args.partitions),
+                   "--out", outs[side]]
+            r = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True,
+                                          env=env).stdout.strip().splitlines()[-1])
+            runs[side].append(r)
+            print(f"  run {i}  {side:9s}  wall {r['wall']:7.2f} s   peak RSS {r['rss_mb']:7.0f} MB")
+    med = {s: (statistics.median(r["wall"] for r in rs), statistics.median(r["rss_mb"] for r in rs))
+           for s, rs in runs.items()}
+    for s, (w, m) in med.items():
+        print(f"median {s:9s}  wall {w:7.2f} s   peak RSS {m:7.0f} MB")
+    print(f"ratio ours/reference: wall {med['ours'][0] / med['reference'][0]:.2f}x, "
+          f"peak RSS {med['ours'][1] / med['reference'][1]:.2f}x")
+    n, diff = _same_store(Path(outs["reference"]), Path(outs["ours"]))
+    print(f"stores compared: {n} files, {len(diff)} differ" + (f" (e.g. {diff[:3]})" if diff else ""))
+    return 0 if not diff else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

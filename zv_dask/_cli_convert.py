@@ -1,0 +1,85 @@
+"""``zv-dask convert SOURCE OUT``: build a store from Parquet or CSV with ``to_zv``.
+
+One of the command modules listed in ``zv_dask.cli.COMMANDS``: :func:`add_parser`
+adds it, :func:`run` runs it (it writes a store instead of opening one).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from ._cli_common import _scheduler_arg, compute_with_progress, scheduler
+
+NAME = "convert"
+OPENS_STORE = False
+
+EPILOG = """\
+examples:
+  zv-dask convert points.parquet points.zarrvectors --chunk-shape 250 --levels 3
+  zv-dask convert 'tiles/*.csv' s3://bucket/pts.zarrvectors --chunk-shape 100 100 \\
+      --bin-shape 25 25 --bounds 0 0 1000 1000 --scheduler tcp://10.0.0.5:8786
+"""
+
+
+def add_parser(sub):
+    """Add the ``convert`` sub-command to ``sub`` (an argparse subparsers object)."""
+    p = sub.add_parser(
+        NAME, help="build a store (pyramid included) from Parquet or CSV points",
+        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
+        description="Read SOURCE (a Parquet file, directory or glob, or CSV files) with "
+                    "dask and write it as a Zarr Vectors point-cloud store with "
+                    "zv_dask.to_zv: every non-axis column becomes a vertex attribute.")
+    p.add_argument("source", metavar="SOURCE", help="Parquet file/directory/glob or CSV")
+    p.add_argument("out", metavar="OUT", help="store path or URL to create")
+    p.add_argument("--chunk-shape", type=float, nargs="+", required=True,
+                   help="chunk edge lengths (one value, or one per axis)")
+    p.add_argument("--bin-shape", type=float, nargs="+", help="level-0 bin edge lengths")
+    p.add_argument("--levels", type=int, default=1, help="resolution levels (default 1)")
+    p.add_argument("--bounds", type=float, nargs="+",
+                   help="min... max... (2 x axes values); default: the data extent")
+    p.add_argument("--axes", nargs="+", help="position columns (default x y [z])")
+    p.add_argument("--attributes", nargs="*", help="attribute columns (default: all others)")
+    p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    p.add_argument("--compressor", choices=["zstd"], default=None)
+    p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    p.add_argument("--scheduler", type=_scheduler_arg, default="threads",
+                   help="threads (default), processes, sync, or a scheduler address")
+    return p
+
+
+def read_source(source: str):
+    """A dask DataFrame for a Parquet or CSV source."""
+    import dask.dataframe as dd
+
+    low = source.lower()
+    if low.endswith((".csv", ".csv.gz", ".txt")):
+        return dd.read_csv(source)
+    return dd.read_parquet(source)
+
+
+def run(args, store=None) -> str:
+    """Run ``convert``; returns the text to print."""
+    from .errors import WriteInputError
+    from .writer import to_zv
+
+    bounds = None
+    if args.bounds is not None:
+        if len(args.bounds) % 2:
+            raise WriteInputError("--bounds takes the min of every axis then the max of "
+                                  f"every axis; got {len(args.bounds)} values", store=args.out)
+        h = len(args.bounds) // 2
+        bounds = (args.bounds[:h], args.bounds[h:])
+    chunk = args.chunk_shape[0] if len(args.chunk_shape) == 1 else args.chunk_shape
+    bins = None if args.bin_shape is None else (
+        args.bin_shape[0] if len(args.bin_shape) == 1 else args.bin_shape)
+    with scheduler(args.scheduler) as client:
+        df = read_source(args.source)
+        job = to_zv(df, args.out, chunk_shape=chunk, bin_shape=bins, bounds=bounds,
+                    levels=args.levels, axes=args.axes, attributes=args.attributes,
+                    compressor=args.compressor, dtype=args.dtype, overwrite=args.overwrite,
+                    compute=False)
+        summary = compute_with_progress(job, client)
+    lines = [f"wrote {summary['url']}"]
+    for lv, (n, c) in enumerate(zip(summary["vertex_count"], summary["chunks"])):
+        lines.append(f"  level {lv}: {n} vertices in {c} chunks")
+    return "\n".join(lines)

@@ -1,0 +1,142 @@
+"""One block of rows -> the cell files of every level under it.  Pure: no IO, no dask.
+
+A block is ``spec.block_chunks`` level-0 chunks per axis, sized so that every coarse
+bin, coarse chunk and fine chunk of the pyramid lies inside one block.  So one task
+builds level 0 and then each coarse level from the finer one, exactly as the
+reference's ``write_points`` + ``build_pyramid(factors=[(2, 1)] * (levels - 1))``:
+
+* level 0: rows sorted by chunk, then bin (fragment), then input order; one range
+  fragment per bin, empty bins included;
+* level k: level k-1 positions (float32) binned with ``floor(p / bin_k)``, one
+  metavertex per occupied bin at the float64 centroid stored as float32, ordered inside
+  its chunk as ``np.unique`` orders the raw bytes of the int64 bin coordinates; one
+  fragment per metavertex; ``links/+1`` at level k-1 (fine row -> parent) and
+  ``links/-1`` at level k (parent -> fine row), grouped by chunk offset.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import _encode as E
+from ._write_plan import WriteSpec, level0_chunks
+
+
+@dataclass
+class BlockResult:
+    """Cell files (relative path -> bytes) and what they hold, for the level documents."""
+
+    blobs: dict
+    cells: list          # (level, array, dotted coord, rows or records)
+
+
+def _groups(keys: np.ndarray):
+    """Start/stop of runs of equal rows in an already sorted (N, K) key array."""
+    n = len(keys)
+    if n == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    change = np.any(keys[1:] != keys[:-1], axis=1) if keys.ndim == 2 else keys[1:] != keys[:-1]
+    starts = np.concatenate(([0], np.flatnonzero(change) + 1))
+    return starts, np.concatenate((starts[1:], [n]))
+
+
+def build_block(spec: WriteSpec, pos: np.ndarray, attrs: dict, seq: np.ndarray) -> BlockResult:
+    """Encode every cell of every level for the rows of one block.
+
+    ``pos`` is ``(N, D)`` in ``spec.dtype``; ``attrs`` maps attribute names to arrays in
+    their stored dtype (codes for categoricals), ``(N,)`` or ``(N, C)``; ``seq`` gives
+    the input order.
+    """
+    origin = spec.grid()[0]
+    out = BlockResult({}, [])
+    chunks, frag = level0_chunks(pos, spec)
+    keys = [seq, frag] + [chunks[:, a] for a in range(spec.ndim - 1, -1, -1)]
+    order = np.lexsort(keys) if len(pos) else np.zeros(0, np.int64)
+    chunks, frag, pos = chunks[order], frag[order], pos[order]
+    nbins = int(np.prod(spec.bins_per_chunk))
+    starts, stops = _groups(chunks)
+    vi = np.zeros(len(pos), np.int64)
+    for a, b in zip(starts, stops):
+        coord = chunks[a]
+        vi[a:b] = np.arange(b - a)
+        put = _putter(out, 0, coord, origin, spec.compressor)
+        put("vertices", E.rows_payload(pos[a:b], spec.dtype), b - a)
+        put("vertex_fragments", E.fragment_index(np.bincount(frag[a:b], minlength=nbins)))
+        for at in spec.attributes:
+            put(f"vertex_attributes/{at.name}", E.rows_payload(attrs[at.name][order[a:b]], at.dtype))
+    fine_pos = pos.astype(np.float32, copy=False)
+    for level in range(1, spec.levels):
+        fine_pos, chunks, vi = _coarsen(spec, level, fine_pos, chunks, vi, origin, out)
+    return out
+
+
+def _putter(out: BlockResult, level: int, coord, origin, compressor):
+    key = E.cell_key(coord)
+
+    def put(array, payload, count=None):
+        out.blobs[f"{level}/" + E.cell_path(array, coord, origin)] = E.frame(payload, compressor)
+        if count is not None:
+            out.cells.append((level, array, key, int(count)))
+    return put
+
+
+def _coarsen(spec: WriteSpec, level: int, fine_pos, fine_chunks, fine_vi, origin, out):
+    """Level ``level`` from the rows of ``level - 1`` (given in chunk-major order)."""
+    n = len(fine_pos)
+    d = spec.ndim
+    if n == 0:
+        return fine_pos, fine_chunks, fine_vi
+    bins = np.floor(fine_pos / np.asarray(spec.level_bin(level), np.float64)).astype(np.int64)
+    void = np.dtype((np.void, 8 * d))
+    _, inv = np.unique(np.ascontiguousarray(bins).view(void).ravel(), return_inverse=True)
+    inv = inv.reshape(-1).astype(np.int64)
+    m = int(inv.max()) + 1
+    counts = np.bincount(inv, minlength=m)
+    cent = np.empty((m, d), np.float32)
+    for a in range(d):
+        cent[:, a] = np.bincount(inv, weights=fine_pos[:, a].astype(np.float64), minlength=m) / counts
+    mv_chunks = np.floor(cent / np.asarray(spec.chunk_shape, np.float64)).astype(np.int64)
+    _check_nested(spec, fine_chunks[0], mv_chunks)
+    order = np.lexsort([np.arange(m)] + [mv_chunks[:, a] for a in range(d - 1, -1, -1)])
+    mv_vi = np.empty(m, np.int64)
+    starts, stops = _groups(mv_chunks[order])
+    for a, b in zip(starts, stops):
+        mv_vi[order[a:b]] = np.arange(b - a)
+        coord = mv_chunks[order[a]]
+        put = _putter(out, level, coord, origin, None)
+        put("vertices", E.rows_payload(cent[order[a:b]], np.float32), b - a)
+        put("vertex_fragments", E.fragment_index(np.ones(b - a, np.int64)))
+    parent_chunks, parent_vi = mv_chunks[inv], mv_vi[inv]
+    # +1 at the fine level: (fine row, parent) in the fine cell
+    _links(out, level - 1, "+1", fine_chunks, parent_chunks, fine_vi, parent_vi, origin)
+    # -1 at the coarse level: (parent, fine row) in the parent's cell, fine order kept
+    _links(out, level, "-1", parent_chunks, fine_chunks, parent_vi, fine_vi, origin)
+    return cent[order], mv_chunks[order], mv_vi[order]
+
+
+def _links(out, level, delta, src_chunks, trg_chunks, src_vi, trg_vi, origin):
+    """Records grouped by (source cell, offset), input order kept inside a group."""
+    d = src_chunks.shape[1]
+    offs = trg_chunks - src_chunks
+    key = np.concatenate([src_chunks, offs], axis=1)
+    order = np.lexsort(key.T[::-1])
+    key = key[order]
+    rows = np.stack([src_vi, trg_vi], axis=1)[order]
+    starts, stops = _groups(key)
+    for a, b in zip(starts, stops):
+        coord, off = key[a, :d], key[a, d:]
+        array = f"links/{delta}/{E.offsets_segment(off)}"
+        out.blobs[f"{level}/" + E.cell_path(array, coord, origin)] = E.frame(E.ragged_links(rows[a:b]))
+        out.cells.append((level, array, E.cell_key(coord), int(b - a)))
+
+
+def _check_nested(spec: WriteSpec, any_fine_chunk, mv_chunks):
+    m = np.asarray(spec.block_chunks, np.int64)
+    block = np.floor_divide(np.asarray(any_fine_chunk, np.int64), m)
+    if (np.floor_divide(mv_chunks, m) != block).any():  # pragma: no cover - rounding guard
+        raise ValueError(
+            "a coarse metavertex fell outside the block of its fine rows (floating-point "
+            "rounding at a block face); choose chunk and bin shapes that are powers of two "
+            "multiples of each other")

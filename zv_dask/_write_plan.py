@@ -1,0 +1,397 @@
+"""What ``to_zv`` will write, decided before anything is written.  Pure: no IO, no dask.
+
+Column roles (axes, attributes, multi-column and categorical attributes), the grid
+arithmetic the reference writer uses (float64 ``floor(p / bin)``, chunk = bin // bins
+per chunk, inclusive bounds), the pyramid's bin shapes and the block size that lets
+one task build every level of the chunks under it, and the checks on positions
+(NaN/inf, outside bounds) with their typed errors.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import InvalidPointsError, WriteInputError
+
+RESERVED_COLUMNS = ("object_id",)
+KEY_COLUMN = "_zv_block"
+SEQ_COLUMN = "_zv_seq"
+# rows of partition i get sequence numbers i * 2**40 + row: input order survives the shuffle
+SEQ_STRIDE = 1 << 40
+_MULTI = re.compile(r"^(.*)_(\d+)$")
+
+
+@dataclass(frozen=True)
+class AttrSpec:
+    """One vertex attribute: its source columns and how it is stored."""
+
+    name: str
+    columns: tuple
+    dtype: str                      # stored element type (codes dtype when categorical)
+    width: int = 0                  # 0: scalar column; C: (N, C) from name_0..name_{C-1}
+    categories: tuple | None = None
+    fill_code: int | None = None    # code of missing values (categorical with gaps)
+
+    @property
+    def categorical(self) -> bool:
+        return self.categories is not None
+
+
+@dataclass(frozen=True)
+class WriteSpec:
+    """Everything a write task needs; small and picklable."""
+
+    store_name: str
+    axes: tuple                     # axis column names, in order
+    chunk_shape: tuple
+    bin_shape: tuple | None         # as given (None: one bin per chunk)
+    bounds: tuple                   # ((lo...), (hi...)) float
+    levels: int = 1
+    dtype: str = "float32"
+    attributes: tuple = ()
+    compressor: str | None = None
+    axis_names: tuple = field(default=())
+
+    @property
+    def ndim(self) -> int:
+        return len(self.axes)
+
+    @property
+    def base_bin(self) -> tuple:
+        return tuple(self.bin_shape if self.bin_shape is not None else self.chunk_shape)
+
+    @property
+    def bins_per_chunk(self) -> tuple:
+        return tuple(int(round(c / b)) for c, b in zip(self.chunk_shape, self.base_bin))
+
+    def level_bin(self, level: int) -> tuple:
+        return tuple(float(b) * 2 ** level for b in self.base_bin)
+
+    @property
+    def block_chunks(self) -> tuple:
+        """Chunks per axis of one task's block: every coarse bin and chunk nests in it."""
+        top = 2 ** (self.levels - 1)
+        return tuple(top // math.gcd(int(b), top) for b in self.bins_per_chunk)
+
+    def grid(self) -> tuple:
+        """``(origin, shape)`` of every level's chunk grid (inclusive bounds)."""
+        return grid_layout(self.bounds, self.chunk_shape)
+
+    def block_grid(self) -> tuple:
+        origin, shape = self.grid()
+        m = np.asarray(self.block_chunks, np.int64)
+        lo = np.floor_divide(np.asarray(origin, np.int64), m)
+        hi = np.floor_divide(np.asarray(origin, np.int64) + np.asarray(shape) - 1, m)
+        return tuple(int(x) for x in lo), tuple(int(x) for x in hi - lo + 1)
+
+
+def grid_layout(bounds, chunk_shape) -> tuple:
+    """Origin ``floor(lo / c)`` and shape ``floor(hi / c) - origin + 1`` (bounds inclusive)."""
+    lo = np.asarray(bounds[0], np.float64)
+    hi = np.asarray(bounds[1], np.float64)
+    cs = np.asarray(chunk_shape, np.float64)
+    origin = tuple(int(np.floor(a / c)) for a, c in zip(lo, cs))
+    shape = tuple(max(1, int(np.floor(b / c)) - o + 1) for b, c, o in zip(hi, cs, origin))
+    return origin, shape
+
+
+# ----------------------------------------------------------------------------- options
+
+
+def check_shapes(chunk_shape, bin_shape, ndim: int, levels, store: str) -> tuple:
+    """Validate chunk/bin shapes and levels; return them as float tuples (bin may be None)."""
+    def vec(name, v):
+        if np.ndim(v) == 0:
+            v = [v] * ndim
+        try:
+            out = tuple(float(x) for x in v)
+        except (TypeError, ValueError):
+            raise WriteInputError(f"{name} must be numbers, got {v!r}", store=store) from None
+        if len(out) != ndim:
+            raise WriteInputError(f"{name} has {len(out)} values but there are {ndim} axes",
+                                  store=store)
+        if not all(math.isfinite(x) and x > 0 for x in out):
+            raise WriteInputError(f"{name} values must be finite and > 0, got {out}", store=store)
+        return out
+
+    if chunk_shape is None:
+        raise WriteInputError("chunk_shape is required (world units per chunk edge)", store=store)
+    cs = vec("chunk_shape", chunk_shape)
+    bs = None if bin_shape is None else vec("bin_shape", bin_shape)
+    if bs is not None:
+        for c, b in zip(cs, bs):
+            r = c / b
+            if b > c or abs(r - round(r)) > 1e-9 * max(1.0, r):
+                raise WriteInputError(
+                    f"bin_shape {bs} must divide chunk_shape {cs} a whole number of times "
+                    "per axis", store=store)
+    if not isinstance(levels, (int, np.integer)) or isinstance(levels, bool) or levels < 1:
+        raise WriteInputError(f"levels must be an integer >= 1, got {levels!r}", store=store)
+    if levels > 16:
+        raise WriteInputError(f"levels={levels} is more than 16; each level halves the "
+                              "resolution, so that many are never useful", store=store)
+    return cs, bs
+
+
+def check_bounds(bounds, ndim: int, store: str):
+    if bounds is None:
+        return None
+    try:
+        lo, hi = bounds
+        lo = tuple(float(x) for x in lo)
+        hi = tuple(float(x) for x in hi)
+    except (TypeError, ValueError):
+        raise WriteInputError(f"bounds must be ([min...], [max...]), got {bounds!r}",
+                              store=store) from None
+    if len(lo) != ndim or len(hi) != ndim:
+        raise WriteInputError(f"bounds must have {ndim} values per corner", store=store)
+    if not all(math.isfinite(v) for v in lo + hi) or any(a > b for a, b in zip(lo, hi)):
+        raise WriteInputError(f"bounds must be finite with min <= max, got {bounds!r}",
+                              store=store)
+    return lo, hi
+
+
+# ----------------------------------------------------------------------------- columns
+
+
+def _kind(dtype) -> str:
+    """'num', 'bool', 'cat' or 'other' for a pandas/numpy dtype."""
+    import pandas as pd
+
+    if isinstance(dtype, pd.CategoricalDtype):
+        return "cat"
+    if pd.api.types.is_bool_dtype(dtype):
+        return "bool"
+    if pd.api.types.is_numeric_dtype(dtype):
+        return "num"
+    if pd.api.types.is_string_dtype(dtype) or pd.api.types.is_object_dtype(dtype):
+        return "cat"
+    return "other"
+
+
+def _numpy_dtype(dtype) -> np.dtype:
+    np_dtype = getattr(dtype, "numpy_dtype", None)  # pandas nullable / arrow numeric
+    return np.dtype(np_dtype if np_dtype is not None else dtype)
+
+
+def plan_columns(dtypes: dict, axes, attributes, store: str) -> tuple:
+    """Decide axis and attribute columns from ``{column: dtype}``.
+
+    Returns ``(axes, [(name, columns, kind, numpy dtype or None)])``; categories are
+    filled in later from the data.  Raises :class:`WriteInputError` naming the column.
+    """
+    cols = list(dtypes)
+    for bad in RESERVED_COLUMNS:
+        if bad in cols and (attributes is None or bad in attributes):
+            raise WriteInputError(
+                f"column {bad!r} is not supported yet (objects are a later step); drop it "
+                "or pass attributes=[...] without it", store=store)
+    if axes is None:
+        axes = ("x", "y", "z") if "z" in cols else ("x", "y")
+    axes = tuple(axes)
+    if len(axes) < 1:
+        raise WriteInputError(f"axes must name the position columns, got {axes!r}", store=store)
+    if len(set(axes)) != len(axes):
+        raise WriteInputError(f"axes repeat a column: {axes!r}", store=store)
+    for a in axes:
+        if a not in dtypes:
+            raise WriteInputError(f"axis column {a!r} is missing; the DataFrame has {cols}. "
+                                  "Pass axes=[...] naming the position columns", store=store)
+        if _kind(dtypes[a]) != "num":
+            raise WriteInputError(f"axis column {a!r} has dtype {dtypes[a]}, not numeric",
+                                  store=store)
+    rest = [c for c in cols if c not in axes and not str(c).startswith("_zv_")]
+    groups: dict = {}
+    for c in rest:
+        m = _MULTI.match(str(c))
+        if m and m.group(1) not in dtypes:
+            groups.setdefault(m.group(1), {})[int(m.group(2))] = c
+    multi = {}
+    for base, members in groups.items():
+        idx = sorted(members)
+        if idx == list(range(len(idx))) and len(idx) >= 2:
+            multi[base] = tuple(members[i] for i in idx)
+    in_multi = {c for cs in multi.values() for c in cs}
+    available = {c: (c,) for c in rest if c not in in_multi}
+    available.update(multi)
+    if attributes is None:
+        names = [c for c in rest if c not in in_multi] + list(multi)
+        names = [n for n in names if n not in RESERVED_COLUMNS]
+    else:
+        names = list(attributes)
+        for n in names:
+            if n in axes:
+                raise WriteInputError(f"{n!r} is an axis column, not an attribute", store=store)
+            if n not in available:
+                raise WriteInputError(f"attribute {n!r} is not a column (nor {n}_0, {n}_1, ...)"
+                                      f" of the DataFrame; it has {cols}", store=store)
+    out = []
+    for n in names:
+        members = available[n]
+        kinds = {_kind(dtypes[c]) for c in members}
+        if "other" in kinds:
+            raise WriteInputError(f"attribute {n!r} has dtype {dtypes[members[0]]}, which "
+                                  "cannot be stored; convert it to a number or a category",
+                                  store=store)
+        if len(members) > 1:
+            if kinds != {"num"} and kinds != {"bool"}:
+                raise WriteInputError(f"multi-column attribute {n!r} must be numeric", store=store)
+            dts = {_numpy_dtype(dtypes[c]) for c in members}
+            if len(dts) > 1:
+                raise WriteInputError(f"columns of {n!r} have different dtypes {sorted(map(str, dts))}"
+                                      "; cast them to one", store=store)
+        kind = kinds.pop()
+        dt = None if kind == "cat" else _numpy_dtype(dtypes[members[0]])
+        out.append((str(n), tuple(members), kind, dt))
+    return axes, out
+
+
+def attribute_specs(planned, categories: dict) -> tuple:
+    """AttrSpecs once the categorical values present in the data are known."""
+    specs = []
+    for name, members, kind, dt in planned:
+        if kind == "cat":
+            cats, missing = categories.get(name, ((), False))
+            code = _code_dtype(len(cats), missing)
+            specs.append(AttrSpec(name, members, code.name, 0, tuple(cats),
+                                  -1 if missing else None))
+        else:
+            specs.append(AttrSpec(name, members, np.dtype(dt).name,
+                                  len(members) if len(members) > 1 else 0))
+    return tuple(specs)
+
+
+def _code_dtype(n: int, has_fill: bool) -> np.dtype:
+    # the reference's choice: smallest unsigned type, signed when a fill code is needed
+    if has_fill:
+        for t in (np.int8, np.int16):
+            if n <= np.iinfo(t).max:
+                return np.dtype(t)
+        return np.dtype(np.int32)
+    for t in (np.uint8, np.uint16):
+        if n <= np.iinfo(t).max:
+            return np.dtype(t)
+    return np.dtype(np.uint32)
+
+
+def category_value(v):
+    """A category as JSON wants it (numpy scalars unwrapped, bytes decoded)."""
+    if isinstance(v, np.generic):
+        v = v.item()
+    if isinstance(v, bytes):
+        v = v.decode("utf-8")
+    return v
+
+
+# ----------------------------------------------------------------------------- rows
+
+
+def positions_of(frame, spec_axes, dtype: str) -> np.ndarray:
+    """``(N, D)`` positions cast to the stored dtype (the reference casts before binning)."""
+    cols = [np.asarray(frame[a].to_numpy(dtype=np.float64)) for a in spec_axes]
+    if not cols:
+        return np.zeros((0, 0), dtype)
+    return np.stack(cols, axis=1).astype(dtype, copy=False)
+
+
+def block_keys(pos: np.ndarray, spec: WriteSpec) -> np.ndarray:
+    """Linear block key per row (the shuffle key): block of the row's level-0 chunk."""
+    chunks = level0_chunks(pos, spec)[0]
+    lo, shape = spec.block_grid()
+    blk = np.floor_divide(chunks, np.asarray(spec.block_chunks, np.int64)) - np.asarray(lo)
+    if len(blk) == 0:
+        return np.zeros(0, np.int64)
+    return np.ravel_multi_index(tuple(blk.T), shape).astype(np.int64)
+
+
+def level0_chunks(pos: np.ndarray, spec: WriteSpec) -> tuple:
+    """Chunk coords and fragment (local bin) index per row, exactly as ``write_points``:
+    ``bin = floor(p / bin_shape)`` in float64, ``chunk = bin // bins_per_chunk``."""
+    bins = np.floor(pos.astype(np.float64, copy=False) / np.asarray(spec.base_bin)).astype(np.int64)
+    bpc = np.asarray(spec.bins_per_chunk, np.int64)
+    chunks = np.floor_divide(bins, bpc)
+    local = bins - chunks * bpc
+    strides = np.cumprod(np.concatenate(([1], bpc[::-1][:-1])))[::-1]
+    return chunks, local @ strides if len(bins) else np.zeros(0, np.int64)
+
+
+# ----------------------------------------------------------------------------- checks
+
+
+def partition_stats(frame, axes, dtype: str, bounds, cat_columns: dict) -> dict:
+    """Small per-partition facts for the checks: counts, examples, extent, categories."""
+    pos = positions_of(frame, axes, dtype)
+    finite = np.isfinite(pos).all(axis=1) if len(pos) else np.ones(0, bool)
+    st = {"n": len(pos), "bad": int((~finite).sum()), "bad_example": None,
+          "lo": None, "hi": None, "out": 0, "out_example": None, "cats": {}}
+    if st["bad"]:
+        st["bad_example"] = pos[~finite][0].astype(np.float64).tolist()
+    good = pos[finite]
+    if len(good):
+        st["lo"] = good.min(axis=0).astype(np.float64).tolist()
+        st["hi"] = good.max(axis=0).astype(np.float64).tolist()
+        if bounds is not None:
+            # compared in the stored dtype, as the reference's out_of_bounds="raise"
+            lo = np.asarray(bounds[0], np.float64).astype(good.dtype)
+            hi = np.asarray(bounds[1], np.float64).astype(good.dtype)
+            out = ~((good >= lo) & (good <= hi)).all(axis=1)
+            st["out"] = int(out.sum())
+            if st["out"]:
+                st["out_example"] = good[out][0].astype(np.float64).tolist()
+    for name, col in cat_columns.items():
+        s = frame[col]
+        missing = bool(s.isna().any())
+        vals = s.dropna().unique()
+        st["cats"][name] = ({category_value(v) for v in np.asarray(vals, dtype=object)}, missing)
+    return st
+
+
+def merge_stats(parts: list) -> dict:
+    out = {"n": 0, "bad": 0, "bad_example": None, "lo": None, "hi": None, "out": 0,
+           "out_example": None, "cats": {}}
+    for p in parts:
+        out["n"] += p["n"]
+        for k in ("bad", "out"):
+            out[k] += p[k]
+            if out[k + "_example"] is None:
+                out[k + "_example"] = p[k + "_example"]
+        if p["lo"] is not None:
+            out["lo"] = p["lo"] if out["lo"] is None else np.minimum(out["lo"], p["lo"]).tolist()
+            out["hi"] = p["hi"] if out["hi"] is None else np.maximum(out["hi"], p["hi"]).tolist()
+        for name, (vals, missing) in p["cats"].items():
+            v0, m0 = out["cats"].get(name, (set(), False))
+            out["cats"][name] = (v0 | vals, m0 or missing)
+    return out
+
+
+def resolve_bounds(stats: dict, bounds, axes, store: str) -> tuple:
+    """Raise on bad positions; return the bounds to record (data extent by default)."""
+    if stats["bad"]:
+        ex = dict(zip(axes, stats["bad_example"]))
+        raise InvalidPointsError(
+            f"{stats['bad']} of {stats['n']} rows have NaN or infinite positions (e.g. {ex}); "
+            "drop or fix them first (df.dropna(subset=axes))", store=store,
+            count=stats["bad"], example=ex)
+    if stats["out"]:
+        ex = dict(zip(axes, stats["out_example"]))
+        raise InvalidPointsError(
+            f"{stats['out']} of {stats['n']} points are outside bounds {bounds} (e.g. {ex}); "
+            "widen bounds=, filter the rows, or leave bounds=None to use the data extent",
+            store=store, count=stats["out"], example=ex)
+    if bounds is not None:
+        return bounds
+    if stats["lo"] is None:
+        raise WriteInputError("the DataFrame has no rows, so there is no extent to use as "
+                              "bounds; pass bounds=([min...], [max...])", store=store)
+    return tuple(stats["lo"]), tuple(stats["hi"])
+
+
+def sorted_categories(vals: set) -> list:
+    try:
+        return sorted(vals)
+    except TypeError:  # mixed types: the reference sorts them as strings
+        return sorted(vals, key=str)

@@ -1,0 +1,126 @@
+"""``to_zv``: build a Zarr Vectors point-cloud store (pyramid included) from a DataFrame."""
+
+from __future__ import annotations
+
+from . import _write_plan as P
+from ._store import StoreLocation
+from ._write_docs import store_name
+from ._write_graph import prepass, to_dask_frame, write_graph
+from ._write_store import StoreWriter
+from .errors import WriteInputError
+
+
+def to_zv(df, path_or_url, *, chunk_shape, bin_shape=None, bounds=None, levels=1, axes=None,
+          attributes=None, compressor=None, shard_shape=None, storage_options=None,
+          overwrite=False, compute=True, dtype="float32"):
+    """Write a point cloud held in a dask or pandas DataFrame as a ZV store.
+
+    The store is the one the reference writer makes for the same points and options
+    (``zarr_vectors.types.points.write_points`` followed, when ``levels > 1``, by
+    ``build_pyramid(factors=[(2, 1)] * (levels - 1))``): the same chunk cells
+    ``floor(p / bin) // bins_per_chunk`` (absolute, negative allowed), row order,
+    fragment indexes, documents, metavertices and cross-level links.
+
+    Rows reach their chunk through a dask shuffle on a block key (the p2p shuffle on
+    ``distributed``); one task encodes and writes every cell of every level of a block
+    of ``2**(levels-1)`` chunks per axis (fewer when the bin is smaller than the chunk),
+    so a worker holds one block at a time, never a whole level.  Documents are written
+    by a final task, the root ``zarr.json`` last: until it exists the location does not
+    open (``open_zv`` raises :class:`~zv_dask.errors.IncompleteStoreError`).
+
+    Parameters
+    ----------
+    df : dask.dataframe.DataFrame or pandas.DataFrame
+        One row per point, in any order.  Axis columns are ``axes``; every other column
+        is a vertex attribute unless ``attributes`` lists which.  Columns
+        ``name_0 ... name_{C-1}`` become one ``(N, C)`` attribute ``name``; categorical
+        and string columns become dictionary-encoded attributes.  An ``object_id``
+        column is refused (objects are not supported yet).
+    path_or_url : str or os.PathLike
+        Local path or fsspec URL (``s3://...``).
+    chunk_shape : float or sequence of float
+        Chunk edge lengths in world units.
+    bin_shape : float or sequence, optional
+        Level-0 bin edges; must divide ``chunk_shape``.  Default: one bin per chunk.
+    bounds : ([min...], [max...]), optional
+        Inclusive bounds fixing the chunk grid; points outside raise
+        :class:`~zv_dask.errors.InvalidPointsError`.  Default: the data extent.
+    levels : int
+        Number of resolution levels; level k has bins ``2**k`` times level 0's.
+    axes : sequence of str, optional
+        Position columns; default ``x, y`` and ``z`` when present.
+    attributes : sequence of str, optional
+        Attribute names to store (default: every non-axis column).
+    compressor : None or "zstd"
+        zstd-compress level-0 cells (the reference's ``compressor="zstd"``).
+    shard_shape : None
+        Sharding is not supported yet; anything else raises.
+    storage_options : dict, optional
+        fsspec options (credentials, ``endpoint_url``); never shown in messages.
+    overwrite : bool
+        False: refuse a non-empty target and touch nothing.  True: remove what is there
+        (its root document first, so it never opens as a mix of old and new) once the
+        input has passed its checks.
+    compute : bool
+        False: return a ``dask.delayed`` that writes the store and yields a summary
+        dict.  The input checks (one pass over the axis and categorical columns) and an
+        ``overwrite=True`` removal still happen now.
+    dtype : {"float32", "float64"}
+        Stored position type (the reference's ``dtype``); positions are cast before
+        they are assigned to cells.
+
+    Returns
+    -------
+    ZVStore or dask.delayed.Delayed
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd, tempfile, os, zv_dask
+    >>> rng = np.random.default_rng(0)
+    >>> df = pd.DataFrame(rng.uniform(0, 100, (1000, 3)), columns=["x", "y", "z"])
+    >>> df["intensity"] = rng.random(1000).astype("float32")
+    >>> path = os.path.join(tempfile.mkdtemp(), "pts.zarrvectors")
+    >>> store = zv_dask.to_zv(df, path, chunk_shape=50, levels=2)
+    >>> store.levels, store.vertex_count(0)
+    ([0, 1], 1000)
+    """
+    loc = StoreLocation(path_or_url, storage_options)
+    name = loc.url
+    ddf = to_dask_frame(df)
+    if ddf is None:
+        raise WriteInputError(f"df must be a dask or pandas DataFrame, got {type(df).__name__}",
+                              store=name)
+    if shard_shape is not None:
+        raise WriteInputError("shard_shape is not supported yet; write unsharded and shard "
+                              "afterwards with zarr_vectors.sharding.shard_store", store=name)
+    if compressor not in (None, "zstd"):
+        raise WriteInputError(f"compressor {compressor!r} is not supported; use None or 'zstd'",
+                              store=name)
+    if str(dtype) not in ("float32", "float64"):
+        raise WriteInputError(f"dtype must be 'float32' or 'float64', got {dtype!r}", store=name)
+    ax, planned = P.plan_columns(dict(ddf.dtypes.items()), axes, attributes, name)
+    cs, bs = P.check_shapes(chunk_shape, bin_shape, len(ax), levels, name)
+    given = P.check_bounds(bounds, len(ax), name)
+    writer = StoreWriter(loc)
+    if not overwrite:
+        writer.refuse_existing()
+    cat_cols = {n: m[0] for n, m, kind, _ in planned if kind == "cat"}
+    stats = prepass(ddf, ax, str(dtype), given, cat_cols)
+    final_bounds = P.resolve_bounds(stats, given, ax, name)
+    cats = {n: (P.sorted_categories(v), miss) for n, (v, miss) in stats["cats"].items()}
+    spec = P.WriteSpec(
+        store_name=store_name(str(path_or_url)), axes=ax, chunk_shape=cs,
+        bin_shape=None if bin_shape is None else bs, bounds=final_bounds, levels=int(levels),
+        dtype=str(dtype), attributes=P.attribute_specs(planned, cats), compressor=compressor,
+        axis_names=tuple(str(a) for a in ax))
+    if overwrite:
+        writer.clear()
+    else:
+        writer.refuse_existing()
+    job = write_graph(ddf, spec, writer)
+    if not compute:
+        return job
+    job.compute()
+    from .store import open_zv
+
+    return open_zv(path_or_url, storage_options=storage_options)
