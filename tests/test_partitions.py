@@ -128,7 +128,10 @@ def test_auto_dataframe_equals_one_partition_per_chunk(store_path, name):
 
 def test_partitions_table_shows_union_box_and_chunks(store_path):
     store = zv_dask.open_zv(store_path("points_2d"))  # negative origins
+    from zv_dask._plan import cell_boxes, cell_rule
+
     cs = store.chunk_shape_at(0)
+    lm = store.metadata.levels[0]
     rows = _real_rows(store, 0)
     table = store.partitions(level=0, chunks_per_partition="auto", partition_rows=500)
     ddf = store.to_dask_dataframe(level=0, chunks_per_partition="auto", partition_rows=500)
@@ -136,16 +139,18 @@ def test_partitions_table_shows_union_box_and_chunks(store_path):
     for i, row in table.iterrows():
         chunks = np.asarray(row["chunks"])
         assert row["n_chunks"] == len(chunks) and row["chunk"] == tuple(chunks[0])
+        blo, bhi = cell_boxes(cell_rule(lm), chunks)  # each chunk's closed box
         for d, ax in enumerate(store.axes):
-            assert row[f"{ax}_min"] == chunks[:, d].min() * cs[d]
-            assert row[f"{ax}_max"] == (chunks[:, d].max() + 1) * cs[d]
+            assert row[f"{ax}_min"] == blo[:, d].min()  # the hull of its chunks' boxes
+            assert row[f"{ax}_max"] == bhi[:, d].max()
+            assert abs(row[f"{ax}_max"] - (chunks[:, d].max() + 1) * cs[d]) < 1e-6 * cs[d]
         assert sum(rows[tuple(c)] for c in chunks.tolist()) <= 500 or len(chunks) == 1
         part = ddf.get_partition(i).compute()
         assert len(part) == sum(rows[tuple(c)] for c in chunks.tolist())
         lo = np.array([row[f"{ax}_min"] for ax in store.axes])
         hi = np.array([row[f"{ax}_max"] for ax in store.axes])
         xyz = part[list(store.axes)].to_numpy()
-        assert ((xyz >= lo) & (xyz < hi)).all()  # the box holds every row
+        assert ((xyz >= lo) & (xyz <= hi)).all()  # the closed box holds every row
         seen += [tuple(c) for c in chunks.tolist()]
     assert sorted(seen) == sorted(store.chunks(0))
     # the default stays one partition per chunk, in row-major order
