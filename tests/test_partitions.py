@@ -390,3 +390,20 @@ def test_s3_without_list_permission_lengths_are_counted_not_headed(s3, store_pat
     rows = _real_rows(truth, 0)
     assert ds.positions.data.chunks[0] == tuple(rows[tuple(c)] for c in truth.chunks(0))
     proxy.reset()
+
+
+def test_s3_listing_is_retried_on_transient_errors(s3, store_path):
+    from s3server import Rule
+
+    proxy = s3
+    truth = zv_dask.open_zv(store_path("points_2d"))
+    store = zv_dask.open_zv(f"s3://{S3_BUCKET}/points_2d.zarrvectors", retry_backoff=0.01,
+                            storage_options=_s3_open(proxy, "points_2d")._loc._options)
+    proxy.reset()
+    proxy.rules.append(Rule(r"list-type=2", 503, times=1))
+    a = store.to_dask_array("positions", level=0)
+    assert proxy.rules[0].hits == 1 and len(proxy.requests()) == 2  # failed LIST, retry
+    assert not proxy.requests("HEAD")
+    rows = _real_rows(truth, 0)
+    assert a.chunks[0] == tuple(rows[tuple(c)] for c in truth.chunks(0))
+    proxy.reset()
