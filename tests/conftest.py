@@ -27,15 +27,38 @@ def store_path(fixture_root):
 
 
 class CountingFileSystem(LocalFileSystem):
-    """A local filesystem that records every read and listing (protocol ``zvcount``)."""
+    """A local filesystem that records every read, listing and stat (protocol ``zvcount``).
+
+    A recursive ``find`` is one ``("list", path)`` entry; the folder reads it is made
+    of are logged as ``("walk", path)`` (an object store answers it with LIST pages).
+    ``("stat", path)`` is a size/info request made from outside a listing.
+    """
 
     protocol = "zvcount"
     cachable = False
     log: list = []
+    _inner = threading.local()
+
+    def _nested(self) -> bool:
+        return getattr(CountingFileSystem._inner, "depth", 0) > 0
 
     def ls(self, path, detail=True, **kw):
-        CountingFileSystem.log.append(("list", self._strip_protocol(path)))
-        return super().ls(path, detail=detail, **kw)
+        op = "walk" if self._nested() else "list"
+        CountingFileSystem.log.append((op, self._strip_protocol(path)))
+        return self._quiet(super().ls, path, detail=detail, **kw)
+
+    def _quiet(self, fn, *a, **kw):
+        inner = CountingFileSystem._inner
+        inner.depth = getattr(inner, "depth", 0) + 1
+        try:
+            return fn(*a, **kw)
+        finally:
+            inner.depth -= 1
+
+    def info(self, path, **kw):
+        if not self._nested():
+            CountingFileSystem.log.append(("stat", self._strip_protocol(path)))
+        return self._quiet(super().info, path, **kw)
 
     def _open(self, path, mode="rb", **kw):
         if "r" in mode:
@@ -46,7 +69,12 @@ class CountingFileSystem(LocalFileSystem):
 
     def find(self, path, **kw):
         CountingFileSystem.log.append(("list", self._strip_protocol(path)))
-        return super().find(path, **kw)
+        inner = CountingFileSystem._inner
+        inner.depth = getattr(inner, "depth", 0) + 1
+        try:
+            return super().find(path, **kw)
+        finally:
+            inner.depth -= 1
 
 
 fsspec.register_implementation("zvcount", CountingFileSystem, clobber=True)

@@ -162,6 +162,8 @@ class FaultProxy:
                         msg = b"<Error><Code>InternalError</Code><Message>injected</Message></Error>"
                         if rule.action == 503:
                             msg = b"<Error><Code>SlowDown</Code><Message>injected</Message></Error>"
+                        elif rule.action == 403:  # what S3 says without the permission
+                            msg = b"<Error><Code>AccessDenied</Code><Message>injected</Message></Error>"
                         self.send_response(int(rule.action))
                         self.send_header("Content-Type", "application/xml")
                         self.send_header("Content-Length", str(len(msg)))

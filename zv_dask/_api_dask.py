@@ -46,7 +46,7 @@ class DaskMethods:
                                object_ids=object_ids)
 
     def to_dask_dataframe(self, level=None, bbox=None, target_resolution=None, attributes=None,
-                          chunks_per_partition: int = 1, object_ids=None):
+                          chunks_per_partition=1, object_ids=None, partition_rows=None):
         """A lazy ``dask.dataframe.DataFrame``: one partition per non-empty chunk.
 
         Columns: one per axis (stored dtype), one per attribute (a C-column attribute
@@ -56,8 +56,9 @@ class DaskMethods:
         ``object_id`` is the smallest of several owners).
         Partitions follow row-major chunk order and only chunks touching ``bbox``
         exist; rows are clipped to it.  Building it reads no chunk and computes
-        nothing; column selections are pushed into the reader, so
-        ``ddf.intensity.mean()`` fetches only the ``intensity`` blobs.
+        nothing (``"auto"`` may list the vertex chunks once, see below); column
+        selections are pushed into the reader, so ``ddf.intensity.mean()`` fetches
+        only the ``intensity`` blobs.
 
         Queries prune themselves: in ``ddf[(ddf.x > a) & (ddf.label == 3)]`` the
         comparisons with scalars (``< <= > >= == !=``, ``between``, either operand
@@ -75,9 +76,21 @@ class DaskMethods:
         ----------
         level, bbox, target_resolution, attributes
             As for :meth:`read`.
-        chunks_per_partition : int
-            Group this many neighbouring chunks (row-major) into one partition; useful
-            when chunks are tiny or on a cluster with a per-task overhead.
+        chunks_per_partition : int or "auto"
+            An int groups this many neighbouring chunks (row-major runs) into one
+            partition; useful when chunks are tiny or on a cluster with a per-task
+            overhead.  ``"auto"`` groups neighbouring chunks into compact boxes of about
+            ``partition_rows`` rows each (chunks in Morton/Z-order, split like an octree;
+            see :meth:`partitions` for each partition's box and chunks), so a spatial
+            filter can drop whole partitions.  Rows per chunk come from the vertex blob
+            sizes of one listing of the level's ``vertices`` array (uncompressed,
+            unsharded raw vertices; no chunk is read), otherwise, and for chunks the
+            listing does not show, from the estimate ``vertex_count / n_chunks``.
+            Rows then come partition by partition (chunks in curve order).
+        partition_rows : int, optional
+            Rows per partition that ``"auto"`` aims at (default 1,000,000,
+            ``zv_dask._partitioning.DEFAULT_PARTITION_ROWS``); a chunk larger than
+            that is a partition of its own.
         object_ids : sequence of int, optional
             Keep only the rows of these objects: partitions exist only for the chunks
             their manifests reference (the manifests of these objects are read while
@@ -97,27 +110,25 @@ class DaskMethods:
         >>> q.npartitions < ddf.npartitions, len(ddf) == s.vertex_count(0)
         (True, True)
         """
-        if int(chunks_per_partition) < 1:
-            raise QueryError(f"chunks_per_partition must be >= 1, got {chunks_per_partition}",
-                             store=self.url)
         from . import _graph
 
         plan = self._plan(level, bbox, target_resolution, attributes)
+        cpp = self._partitioning(plan, chunks_per_partition, partition_rows)
         widths = self._widths(plan.level, plan.attributes)
         selection = None
         if object_ids is not None:
             plan, selection = self._object_plan(plan, object_ids)
-        return _graph.to_dataframe(self._reader(plan.level), plan, self.axes, widths,
-                                   int(chunks_per_partition), selection,
-                                   level=self._meta.levels[plan.level])
+        return _graph.to_dataframe(self._reader(plan.level), plan, self.axes, widths, cpp,
+                                   selection, level=self._meta.levels[plan.level])
 
     def partitions(self, level=None, bbox=None, target_resolution=None,
-                   chunks_per_partition: int = 1):
+                   chunks_per_partition=1, partition_rows=None):
         """One row per partition of :meth:`to_dask_dataframe` with the same arguments:
-        its chunk coordinate (``chunk``, ``chunk_0``...) and closed spatial box
-        (``x_min``, ``x_max``, ...): the smallest and largest value the writer's cell
-        rule puts in the partition's chunks, so each of its rows has
-        ``x_min <= x <= x_max`` (the bbox semantics of this reader).
+        its (first) chunk coordinate (``chunk``, ``chunk_0``...), ``n_chunks``, its
+        closed spatial box (``x_min``, ``x_max``, ...): the smallest and largest value
+        the writer's cell rule puts in the partition's chunks, so each of its rows has
+        ``x_min <= x <= x_max`` (the bbox semantics of this reader), and, when chunks
+        are grouped, all its chunks (``chunks``).
 
         Examples
         --------
@@ -125,15 +136,18 @@ class DaskMethods:
         >>> s = zv_dask.open_zv(zv_dask.example_store())
         >>> s.partitions(level=0).iloc[0]["chunk"]
         (0, 0, 0)
+        >>> auto = s.partitions(level=0, chunks_per_partition="auto", partition_rows=2000)
+        >>> int(auto["n_chunks"].sum()) == len(s.chunks(0))
+        True
         """
         from . import _graph
 
         plan = self._plan(level, bbox, target_resolution, [])
-        return _graph.partitions_table(plan, self._meta.levels[plan.level], self.axes,
-                                       int(chunks_per_partition))
+        cpp = self._partitioning(plan, chunks_per_partition, partition_rows)
+        return _graph.partitions_table(plan, self._meta.levels[plan.level], self.axes, cpp)
 
     def to_dask_array(self, name: str = "positions", level=None, bbox=None,
-                      target_resolution=None, chunks_per_partition: int = 1):
+                      target_resolution=None, chunks_per_partition=1, partition_rows=None):
         """A lazy dask array, one block per non-empty chunk touching ``bbox``.
 
         With a ``bbox``, chunks that lie only partly inside it join a neighbouring
@@ -143,9 +157,14 @@ class DaskMethods:
 
         ``"positions"`` gives (N, D) in the stored dtype; an attribute name gives (N,)
         or (N, C) (categoricals as integer codes).  Block lengths are exact when no
-        bbox clips rows and the vertex chunks are uncompressed: they come from the
-        blob sizes (a ``stat`` per chunk locally, a HEAD per chunk on object stores),
-        never from vertex data; otherwise they are NaN (``.compute_chunk_sizes()``).
+        bbox clips rows and the vertex chunks are uncompressed and unsharded: they
+        come from the blob sizes of one listing of the level's ``vertices`` array
+        (one LIST per 1000 chunks on object stores, one directory walk locally; no
+        HEAD or stat per chunk, no vertex data); otherwise (bbox, compression,
+        sharding: sizes say nothing about rows; a store that refuses listings) they
+        are NaN
+        (``.compute_chunk_sizes()``).  ``chunks_per_partition`` and ``partition_rows``
+        group chunks into blocks as in :meth:`to_dask_dataframe`.
 
         Examples
         --------
@@ -166,26 +185,112 @@ class DaskMethods:
         else:
             width = self._widths(plan.level, [attribute])[attribute.name]
             dtype = np.dtype(np.int64) if attribute.is_categorical else attribute.dtype
-        groups = _graph.nonempty_groups(plan.cells, lm, plan.bbox, int(chunks_per_partition))
+        cpp = self._partitioning(plan, chunks_per_partition, partition_rows)
+        groups = _graph.nonempty_groups(plan.cells, lm, plan.bbox, cpp)
         lengths = self._block_lengths(lm, plan, groups)
         return _graph.to_array(self._reader(plan.level), plan, name, attribute, lengths, width,
-                               dtype, int(chunks_per_partition), groups)
+                               dtype, cpp, groups)
 
     def _block_lengths(self, lm: LevelMeta, plan, groups) -> list:
         nan = [float("nan")] * len(groups)
-        if plan.bbox is not None or lm.vertices.access != "plain" or not groups:
+        if plan.bbox is not None or not groups:
             return nan
-        sizes = self._reader(lm.level).sizes([(lm.vertices, tuple(c))
-                                              for c in plan.cells.tolist()])
-        if any(s is None or s < 8 for s in sizes):
+        rows = [self._cell_rows(lm, g) for g in groups]
+        if any((r < 0).any() for r in rows):
             return nan
-        row = self.spatial_dims * lm.vertices.dtype.itemsize
-        rows = [(s - 8) // row for s in sizes]
-        out, i = [], 0
-        for g in groups:
-            out.append(int(sum(rows[i:i + len(g)])))
-            i += len(g)
-        return out
+        return [int(r.sum()) for r in rows]
+
+    # -- partitioning and rows per chunk -----------------------------------------------
+
+    def _partitioning(self, plan, chunks_per_partition, partition_rows=None):
+        """``chunks_per_partition`` checked: an int >= 1, or a Partitioning ("auto")."""
+        from ._partitioning import DEFAULT_PARTITION_ROWS, Partitioning, auto_groups
+
+        cpp = chunks_per_partition
+        if isinstance(cpp, Partitioning):
+            return cpp
+        if partition_rows is not None:
+            if isinstance(cpp, str) and cpp == "auto":
+                pass
+            else:
+                raise QueryError(f"partition_rows applies to chunks_per_partition='auto', "
+                                 f"not {cpp!r}", store=self.url)
+            if isinstance(partition_rows, bool) or not isinstance(
+                    partition_rows, (int, np.integer)) or partition_rows < 1:
+                raise QueryError(f"partition_rows must be an integer >= 1, got "
+                                 f"{partition_rows!r}", store=self.url)
+        if isinstance(cpp, str):
+            if cpp != "auto":
+                raise QueryError(f"chunks_per_partition must be an integer >= 1 or 'auto', "
+                                 f"got {cpp!r}", store=self.url)
+            lm = self._meta.levels[plan.level]
+            target = DEFAULT_PARTITION_ROWS if partition_rows is None else int(partition_rows)
+            rows = self._cell_rows(lm, plan.cells, estimate=True)
+            lead = lm.rank - len(lm.chunk_shape)
+            return Partitioning.from_indices(plan.cells,
+                                             auto_groups(plan.cells, rows, target, lead))
+        if isinstance(cpp, bool) or not isinstance(cpp, (int, np.integer)) or cpp < 1:
+            raise QueryError(f"chunks_per_partition must be an integer >= 1 or 'auto', "
+                             f"got {cpp!r}", store=self.url)
+        return int(cpp)
+
+    def _auto_partitioning(self, level: int, partition_rows: int):
+        """The "auto" grouping of a whole level (memoised); narrower plans use its groups
+        trimmed to their cells."""
+        def make():
+            plan = self._plan(level, None, None, [], object_ids=False)
+            return self._partitioning(plan, "auto", int(partition_rows))
+        return self._memo(("auto-partitioning", level, int(partition_rows)), make)
+
+    def _listed_rows(self, level: int):
+        """Rows of every non-empty cell of a level (aligned with the presence list; -1
+        where unknown) from one listing of its ``vertices`` array, or ``None`` when
+        blob sizes do not give rows (compressed, sharded or Draco vertices)."""
+        lm = self._meta.levels[level]
+        arr = lm.vertices
+        if arr.access != "plain" or (arr.encoding or "raw") != "raw":
+            return None
+
+        def make():
+            listing = self._loc.list_sizes(f"{level}/{arr.path}") or {}
+            base = f"{level}/{arr.path}/{arr.chunk_key_prefix}"
+            idx, sizes = [], []
+            for key, size in listing.items():
+                if key.startswith(base):
+                    parts = key[len(base):].split(arr.chunk_separator)
+                    if len(parts) == arr.rank and all(p.isdigit() for p in parts):
+                        idx.append([int(p) for p in parts])
+                        sizes.append(size)
+            rows = np.full(lm.n_cells, -1, np.int64)
+            if not idx or not lm.n_cells:
+                return rows
+            pres = lm.presence
+            idx = np.asarray(idx, np.int64)
+            sizes = np.asarray(sizes, np.int64)
+            ok = (idx < np.asarray(pres.shape)).all(1)
+            lin = np.ravel_multi_index(idx[ok].T, pres.shape)
+            sizes = sizes[ok]
+            pos = np.clip(np.searchsorted(pres.linear, lin), 0, max(len(pres.linear) - 1, 0))
+            row = self.spatial_dims * arr.dtype.itemsize
+            good = (pres.linear[pos] == lin) & (sizes >= 8) & ((sizes - 8) % row == 0)
+            rows[pos[good]] = (sizes[good] - 8) // row
+            return rows
+        return self._memo(("listed-rows", level), make)
+
+    def _cell_rows(self, lm: LevelMeta, cells: np.ndarray, estimate: bool = False):
+        """Rows of each cell from the listing (-1 unknown; with ``estimate`` the unknown
+        ones get ``vertex_count / n_chunks`` instead)."""
+        cells = np.asarray(cells, np.int64).reshape(len(cells), -1)
+        rows = np.full(len(cells), -1, np.int64)
+        listed = self._listed_rows(lm.level) if len(cells) else None
+        if listed is not None:
+            pres = lm.presence
+            lin = np.ravel_multi_index((cells - np.asarray(pres.origin)).T, pres.shape)
+            rows = listed[np.searchsorted(pres.linear, lin)]
+        if not estimate:
+            return rows
+        guess = max(lm.vertex_count or 0, 0) / max(lm.n_cells, 1)  # None: unknown
+        return np.where(rows >= 0, rows.astype(np.float64), max(guess, 1.0))
 
     # -- statistics (see zv_dask.stats) ----------------------------------------------------
 

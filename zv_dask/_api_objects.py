@@ -166,10 +166,12 @@ class ObjectMethods:
     def _cell_lengths(self, plan) -> list:
         """Exact rows per planned cell after the plan's bbox clip.
 
-        Uncompressed vertex chunks: from the blob sizes (a ``stat``/HEAD per chunk),
-        no data read.  With a bbox only the chunks that straddle its faces are read
-        and counted (chunks entirely inside use their size); compressed or sharded
-        vertex chunks are read and counted (one vertex blob per chunk)."""
+        Uncompressed vertex chunks: from the blob sizes of one listing of the
+        level's ``vertices`` array (no HEAD/stat per chunk), no data read.  With a
+        bbox only the chunks that straddle its faces are read and counted (chunks
+        entirely inside use their size); compressed or sharded vertex chunks, and
+        chunks the listing does not show, are read and counted (one vertex blob per
+        chunk)."""
         lm = self._meta.levels[plan.level]
         coords = [tuple(c) for c in plan.cells.tolist()]
         if not coords:
@@ -184,14 +186,13 @@ class ObjectMethods:
                 inside = ((box_lo >= lo) & (box_hi <= hi)).all(1)
         out = [0] * len(coords)
         if inside.any():
-            idx = np.flatnonzero(inside).tolist()
-            sizes = self._reader(lm.level).sizes([(lm.vertices, coords[i]) for i in idx])
-            row = self.spatial_dims * lm.vertices.dtype.itemsize
-            for i, n in zip(idx, sizes):
-                if n is None or n < 8 or (n - 8) % row:
-                    inside[i] = False  # not the plain framing after all: count it
+            idx = np.flatnonzero(inside)
+            rows = self._cell_rows(lm, plan.cells[idx])
+            for i, n in zip(idx.tolist(), rows.tolist()):
+                if n < 0:
+                    inside[i] = False  # not listed with the plain framing: count it
                 else:
-                    out[i] = (n - 8) // row
+                    out[i] = n
         rest = np.flatnonzero(~inside).tolist()
         if rest:
             cells = self._load(plan.level, [coords[i] for i in rest], [], True, False)

@@ -1,15 +1,18 @@
 """The only module that builds dask collections.
 
-One task per partition; a partition is one non-empty chunk (or a run of
-``chunks_per_partition`` neighbouring chunks in row-major order).  Every task carries
-what it needs (the slim level metadata, its cells, their owner rows): tasks never
-list or re-read the store.  Keys are deterministic: the same query gives the same keys.
+One task per partition; a partition is one non-empty chunk, a run of
+``chunks_per_partition`` neighbouring chunks in row-major order, or a compact group
+of chunks from a :class:`~zv_dask._partitioning.Partitioning` (``"auto"``).  Every
+task carries what it needs (the slim level metadata, its cells, their owner rows):
+tasks never list or re-read the store.  Keys are deterministic: the same query gives
+the same keys.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from ._partitioning import Partitioning, row_major_groups
 from ._plan import ReadPlan, cell_boxes, cell_rule
 from ._read import LevelReader, ObjectPartitionReader, PartitionReader, clip_columns
 from ._scan import FrameSource, Scan
@@ -22,10 +25,12 @@ except ImportError:  # a dask without them: from_map frames, no pushdown
     EXPRESSIONS = False
 
 
-def group_cells(cells: np.ndarray, chunks_per_partition: int) -> list[np.ndarray]:
-    """Split row-major cells into runs of ``chunks_per_partition`` (pure)."""
-    k = int(chunks_per_partition)
-    return [cells[i:i + k] for i in range(0, len(cells), k)]
+def group_cells(cells: np.ndarray, chunks_per_partition) -> list[np.ndarray]:
+    """Cell coordinates of each partition (pure): runs of ``chunks_per_partition``
+    row-major cells, or the groups of a :class:`Partitioning` restricted to ``cells``."""
+    if isinstance(chunks_per_partition, Partitioning):
+        return chunks_per_partition.specs_for(cells)
+    return [cells[g] for g in row_major_groups(len(cells), int(chunks_per_partition))]
 
 
 def inner_cells(cells: np.ndarray, lm, bbox) -> np.ndarray:
@@ -39,20 +44,18 @@ def inner_cells(cells: np.ndarray, lm, bbox) -> np.ndarray:
     return np.all((lo - margin >= bbox[0]) & (hi + margin <= bbox[1]), axis=1)
 
 
-def nonempty_groups(cells: np.ndarray, lm, bbox, chunks_per_partition: int) -> list:
-    """Row-major runs of ``chunks_per_partition`` cells (pure); with a ``bbox``, runs
+def nonempty_groups(cells: np.ndarray, lm, bbox, chunks_per_partition) -> list:
+    """The partitions' cells (:func:`group_cells`, pure); with a ``bbox``, groups
     without a chunk inside the box are joined to the next run that has one (the last
     ones to the previous), so no block can turn out empty: dask's ``min(axis=0)`` and
     friends fail on an empty block of unknown length."""
     groups = group_cells(cells, chunks_per_partition)
     if bbox is None or len(groups) < 2:
         return groups
-    inner = inner_cells(cells, lm, bbox)
-    out, pending, i = [], [], 0
+    out, pending = [], []
     for g in groups:
         pending.append(g)
-        i += len(g)
-        if inner[i - len(g):i].any():
+        if inner_cells(g, lm, bbox).any():
             out.append(np.concatenate(pending) if len(pending) > 1 else g)
             pending = []
     if pending:
@@ -60,14 +63,14 @@ def nonempty_groups(cells: np.ndarray, lm, bbox, chunks_per_partition: int) -> l
     return out
 
 
-def partition_specs(plan: ReadPlan, chunks_per_partition: int) -> list:
+def partition_specs(plan: ReadPlan, chunks_per_partition) -> list:
     """Cell coordinates of each partition (tuples of tuples: hashable, tokenizable)."""
     return [tuple(tuple(int(x) for x in c) for c in g.tolist())
             for g in group_cells(plan.cells, chunks_per_partition)]
 
 
 def to_dataframe(reader: LevelReader, plan: ReadPlan, axes, widths: dict,
-                 chunks_per_partition: int = 1, selection: dict | None = None, level=None):
+                 chunks_per_partition=1, selection: dict | None = None, level=None):
     """A ``dask.dataframe.DataFrame`` over the plan; ``meta`` given, nothing read.
 
     ``selection`` (``{coord: (fragments, object ids)}``, from the manifests of selected
@@ -103,7 +106,7 @@ def to_dataframe(reader: LevelReader, plan: ReadPlan, axes, widths: dict,
                            enforce_metadata=False)
 
 
-def from_partition_function(func, plan: ReadPlan, meta, chunks_per_partition: int = 1,
+def from_partition_function(func, plan: ReadPlan, meta, chunks_per_partition=1,
                             label: str = "zv-map"):
     """A dask DataFrame whose partition i is ``func(cells of partition i)`` (a pandas
     object like ``meta``); used for per-chunk partials of reductions."""
@@ -117,8 +120,9 @@ def from_partition_function(func, plan: ReadPlan, meta, chunks_per_partition: in
         return dd.from_map(func, specs, meta=meta, label=label, enforce_metadata=False)
 
 
-def partitions_table(plan: ReadPlan, lm, axes, chunks_per_partition: int = 1):
-    """One row per partition: its chunk(s) and closed spatial box (pure, pandas).
+def partitions_table(plan: ReadPlan, lm, axes, chunks_per_partition=1):
+    """One row per partition: its first chunk, its chunks (when grouped) and its closed
+    box (pure, pandas).
 
     The box is the hull of the chunks' :func:`~zv_dask._plan.cell_boxes`: the smallest
     and largest double the writer's cell rule puts in them, so every row of the
@@ -127,12 +131,12 @@ def partitions_table(plan: ReadPlan, lm, axes, chunks_per_partition: int = 1):
     import pandas as pd
 
     lead = lm.rank - len(lm.chunk_shape)
-    box_lo, box_hi = cell_boxes(cell_rule(lm), plan.cells[:, lead:])
+    rule = cell_rule(lm)
     rows = []
     for i, group in enumerate(group_cells(plan.cells, chunks_per_partition)):
-        sl = slice(i * chunks_per_partition, i * chunks_per_partition + len(group))
-        lo = box_lo[sl].min(0)
-        hi = box_hi[sl].max(0)
+        box_lo, box_hi = cell_boxes(rule, group[:, lead:])
+        lo = box_lo.min(0)
+        hi = box_hi.max(0)
         row = {"partition": i, "chunk": tuple(int(x) for x in group[0]),
                "n_chunks": len(group)}
         for d in range(lm.rank):
@@ -140,12 +144,13 @@ def partitions_table(plan: ReadPlan, lm, axes, chunks_per_partition: int = 1):
         for d, ax in enumerate(axes):
             row[f"{ax}_min"] = float(lo[d])
             row[f"{ax}_max"] = float(hi[d])
-        if len(group) > 1:
+        if len(group) > 1 or not isinstance(chunks_per_partition, (int, np.integer)):
             row["chunks"] = tuple(tuple(int(x) for x in c) for c in group.tolist())
         rows.append(row)
     cols = ["partition", "chunk", "n_chunks"] + [f"chunk_{d}" for d in range(lm.rank)] + \
         [f"{ax}_{e}" for ax in axes for e in ("min", "max")]
-    df = pd.DataFrame(rows, columns=cols + (["chunks"] if chunks_per_partition > 1 else []))
+    grouped = isinstance(chunks_per_partition, Partitioning) or int(chunks_per_partition) > 1
+    df = pd.DataFrame(rows, columns=cols + (["chunks"] if grouped else []))
     return df.set_index("partition")
 
 
@@ -182,7 +187,7 @@ class _BlockReader:
 
 
 def to_array(reader: LevelReader, plan: ReadPlan, name: str, attribute, lengths, width: int,
-             dtype, chunks_per_partition: int = 1, groups=None):
+             dtype, chunks_per_partition=1, groups=None):
     """A dask array, one block per partition (or per group of ``groups``, cell
     arrays as :func:`nonempty_groups` gives); ``lengths`` per block or NaN."""
     import dask.array as da

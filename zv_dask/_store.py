@@ -476,6 +476,49 @@ class StoreLocation:
         except Exception:
             return False
 
+    def list_sizes(self, rel: str) -> dict[str, int] | None:
+        """``{key relative to the store root: size in bytes}`` of every object below
+        ``rel``, from one recursive listing; ``{}`` when ``rel`` does not exist, ``None``
+        when the store cannot be listed (no list permission, a filesystem without
+        listings).
+
+        Never a stat or HEAD per object: remotely one ``find(detail=True)`` (on object
+        stores the LIST pages carry the sizes, 1000 keys a page), locally one
+        ``os.scandir`` walk (the sizes come with the directory entries).  Transient
+        failures are retried like every read.
+        """
+        def once():
+            try:
+                return self._list_sizes_once(rel)
+            except (PermissionError, NotImplementedError):  # refused or not listable
+                return None
+
+        self._ensure()
+        try:
+            return self.retry(once, rel + "/")
+        except _MISSING_ERRORS:
+            return {}
+
+    def _list_sizes_once(self, rel: str) -> dict[str, int]:
+        base = self._full(rel)
+        n = len(self.root) + 1
+        out: dict[str, int] = {}
+        if self._local:
+            stack = [base]
+            while stack:
+                with os.scandir(stack.pop()) as it:
+                    for e in it:
+                        if e.is_dir(follow_symlinks=False):
+                            stack.append(e.path)
+                        else:
+                            out[e.path[n:].replace(os.sep, "/")] = e.stat().st_size
+            return out
+        found = self.fs.find(base, detail=True)
+        for path, info in found.items():
+            if info.get("type", "file") != "directory" and path.startswith(base + "/"):
+                out[path[n:]] = int(info.get("size") or 0)
+        return out
+
     # -- zarr -------------------------------------------------------------------------------
 
     def zarr_store(self):

@@ -70,17 +70,17 @@ def _store(source):
 TARGET_ROWS_PER_PARTITION = 1_000_000
 
 
-def auto_chunks_per_partition(store, level: int, n_chunks: int) -> int:
-    """Chunks per partition for a reduction: about a million rows per task (tasks cost
-    ~0.5 ms threaded, ~3 ms on a cluster, a 10k-row chunk ~0.1 ms), but at least four
-    partitions per core so every core stays busy."""
+def auto_chunks_per_partition(store, level: int, n_chunks: int):
+    """Partitions for a reduction: ``chunks_per_partition="auto"`` grouping of the level
+    into compact boxes of about a million rows per task (tasks cost ~0.5 ms threaded,
+    ~3 ms on a cluster, a 10k-row chunk ~0.1 ms), but at least four partitions per
+    core so every core stays busy; narrower plans use these groups trimmed."""
     lm = store.metadata.levels[level]
     if n_chunks == 0 or lm.n_cells == 0:
         return 1
-    rows_per_chunk = max(1.0, (lm.vertex_count or 0) / lm.n_cells)  # None: unknown
-    by_rows = math.ceil(TARGET_ROWS_PER_PARTITION / rows_per_chunk)
-    by_cores = math.ceil(n_chunks / (4 * (os.cpu_count() or 1)))
-    return max(1, min(by_rows, by_cores))
+    rows = max(1.0, (lm.vertex_count or 0) / lm.n_cells) * n_chunks  # None: unknown
+    target = max(1, min(TARGET_ROWS_PER_PARTITION, math.ceil(rows / (4 * (os.cpu_count() or 1)))))
+    return store._auto_partitioning(level, target)
 
 
 def _check_unique(columns) -> None:

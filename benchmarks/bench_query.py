@@ -1,0 +1,160 @@
+"""Queries on a dask DataFrame of a store, side by side in one run.
+
+    python benchmarks/bench_query.py [--points 5000000] [--repeat 5] [--data benchmarks/_data]
+
+Uses the same 5,000,000-point store as bench_read.py (chunk 250 in 2000^3: 8x8x8 = 512
+chunks, one float32 attribute ``intensity``), threaded scheduler, medians of
+interleaved runs, and prints a table of ratios:
+
+(a) ``ddf[ddf.x > 1500].intensity.mean()``: only the chunks with x in [1500, 2000)
+    (1/4 of them) can hold a match, against the same-shaped filter every chunk can
+    hold (``ddf.x > -1``); target <= 0.4x.  Pruning happens only where the dataframe
+    pushes axis filters into its plan; without that both read every chunk.
+    Also with ``chunks_per_partition="auto"``.
+(b) ``to_dask_dataframe(chunks_per_partition="auto").compute()`` against
+    ``dd.read_parquet`` of the same points (x, y, z, intensity) in 8 Parquet files;
+    target <= 1.0x.  One partition per chunk is shown for reference.
+(c) ``len(ddf)``: time and how many chunk blobs it reads (counted by a local
+    filesystem that records opens), against ``store.vertex_count(0)`` (metadata).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+from fsspec.implementations.local import LocalFileSystem
+
+warnings.filterwarnings("ignore")
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_read import build  # noqa: E402
+
+
+class _CountingFS(LocalFileSystem):
+    """Local files that count the chunk blobs opened (protocol ``zvbench``)."""
+
+    protocol = "zvbench"
+    cachable = False
+    chunk_reads = 0
+
+    def _open(self, path, mode="rb", **kw):
+        if "/c/" in str(path):
+            _CountingFS.chunk_reads += 1
+        return super()._open(path, mode=mode, **kw)
+
+
+def _median_pair(fa, fb, repeat):
+    a, b = [], []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fa()
+        a.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        fb()
+        b.append(time.perf_counter() - t)
+    return statistics.median(a), statistics.median(b)
+
+
+def _parquet(path: Path, store, n_files: int) -> Path:
+    """The level-0 points (x, y, z, intensity) in ``n_files`` Parquet files."""
+    out = path.parent / f"{path.stem}_parquet{n_files}"
+    if out.exists():
+        return out
+    import pandas as pd
+
+    out.mkdir(parents=True)
+    df = store.to_dask_dataframe(level=0, attributes=["intensity"]).compute()
+    for i, part in enumerate(np.array_split(np.arange(len(df)), n_files)):
+        pd.DataFrame(df.iloc[part]).reset_index(drop=True).to_parquet(
+            out / f"part.{i:02d}.parquet", index=False)
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--points", type=int, default=5_000_000)
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--data", default=str(Path(__file__).parent / "_data"))
+    args = ap.parse_args(argv)
+
+    import dask
+    import dask.dataframe as dd
+    import fsspec
+
+    import zv_dask
+
+    fsspec.register_implementation("zvbench", _CountingFS, clobber=True)
+    path = Path(args.data) / f"bench_points_{args.points}_b50.zarrvectors"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        build(path, args.points)
+    store = zv_dask.open_zv(path)
+    pq = _parquet(path, store, 8)
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, "
+          f"Python {sys.version.split()[0]}, dask {dask.__version__}")
+    print(f"store: {args.points:,} points, {len(store.chunks(0))} chunks; median of {args.repeat} "
+          "interleaved runs; threaded scheduler")
+
+    def fresh(**kw):
+        return zv_dask.open_zv(path, cache_size=0).to_dask_dataframe(level=0, **kw)
+
+    def query(a, **kw):
+        ddf = fresh(**kw)
+        return ddf[ddf.x > a].intensity.mean().compute()
+
+    rows = []
+    with dask.config.set(scheduler="threads"):
+        # the answers first: the same as pandas on the eager read
+        df = store.read(level=0, attributes=["intensity"])
+        x, inten = df["positions"][:, 0], df["attributes"]["intensity"]
+        for kw in ({}, {"chunks_per_partition": "auto"}):
+            assert np.isclose(query(1500.0, **kw), inten[x > 1500].mean())
+            assert np.isclose(query(-1.0, **kw), inten.mean())
+        for label, kw in (("one partition per chunk", {}),
+                          ('chunks_per_partition="auto"', {"chunks_per_partition": "auto"})):
+            a, b = _median_pair(lambda: query(1500.0, **kw), lambda: query(-1.0, **kw),
+                                args.repeat)
+            rows.append((f"(a) x > 1500 (1/4 chunks) vs x > -1 (all), {label}", a, b, 0.4))
+
+        auto = fresh(chunks_per_partition="auto")
+        print(f"auto partitions: {auto.npartitions} (of {len(store.chunks(0))} chunks); "
+              f"parquet: 8 files, {dd.read_parquet(pq).npartitions} partitions")
+        assert len(auto.compute()) == args.points
+        a, b = _median_pair(lambda: fresh(chunks_per_partition="auto").compute(),
+                            lambda: dd.read_parquet(pq).compute(), args.repeat)
+        rows.append(('(b) auto .compute() vs dd.read_parquet (8 files)', a, b, 1.0))
+        a, b = _median_pair(lambda: fresh().compute(),
+                            lambda: dd.read_parquet(pq).compute(), args.repeat)
+        rows.append(("    one per chunk .compute() vs dd.read_parquet", a, b, None))
+
+        counted = zv_dask.open_zv("zvbench://" + str(path))
+        ddf = counted.to_dask_dataframe(level=0)
+        _CountingFS.chunk_reads = 0
+        t = time.perf_counter()
+        n = len(ddf)
+        len_s = time.perf_counter() - t
+        reads = _CountingFS.chunk_reads
+        assert n == args.points
+        t = time.perf_counter()
+        store.vertex_count(0)
+        meta_s = time.perf_counter() - t
+
+    print(f"\n{'case':<70} {'zv_dask s':>10} {'other s':>9} {'ratio':>6} {'target':>7}")
+    for label, a, b, target in rows:
+        tgt = "" if target is None else f"<= {target}"
+        print(f"{label:<70} {a:>10.3f} {b:>9.3f} {a / b:>6.2f} {tgt:>7}")
+    print(f"\n(c) len(ddf): {len_s * 1e3:.1f} ms, {reads} chunk blobs read "
+          f"(target <= 5 ms, 0 reads); store.vertex_count(0) from metadata: "
+          f"{meta_s * 1e3:.3f} ms")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

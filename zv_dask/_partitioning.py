@@ -1,0 +1,229 @@
+"""Grouping chunks into partitions (pure: numpy only, no IO, no dask).
+
+``chunks_per_partition=k`` cuts the row-major cell list into runs of ``k``.
+``"auto"`` groups neighbouring chunks into partitions of at most about ``target``
+rows that are compact boxes: cells are ordered along the Morton (Z-order) curve,
+whose aligned runs are aligned boxes, and the whole grid is halved along one axis
+after another (one code bit at a time, like a k-d tree) until a block holds at most
+``target`` rows.  Every partition is therefore an aligned box of chunks (empty
+chunks aside), so a spatial filter can drop whole partitions and the rest lose only
+the chunks it misses (:meth:`Partitioning.specs_for` trims groups to any subset of
+the cells).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+#: rows per partition that ``chunks_per_partition="auto"`` aims at (``partition_rows=``)
+DEFAULT_PARTITION_ROWS = 1_000_000
+
+_CODE_BITS = 63  # Morton codes live in int64
+
+
+def row_major_groups(n: int, k: int) -> list[np.ndarray]:
+    """Indices ``0..n-1`` cut into runs of ``k`` (the last may be shorter).
+
+    Examples
+    --------
+    >>> [g.tolist() for g in row_major_groups(5, 2)]
+    [[0, 1], [2, 3], [4]]
+    """
+    k = max(int(k), 1)
+    return [np.arange(i, min(i + k, n), dtype=np.int64) for i in range(0, n, k)]
+
+
+def morton_codes(coords: np.ndarray) -> tuple[np.ndarray, int]:
+    """(Z-order code of each row of ``coords`` (K, S) ints, bits per axis).
+
+    Coordinates are shifted to start at 0; when the extent needs more than
+    63/S bits per axis the low bits are dropped (ties keep their input order
+    under a stable sort, so the order stays a valid one).
+
+    Examples
+    --------
+    >>> morton_codes(np.array([[0, 0], [0, 1], [1, 0], [1, 1]]))[0].tolist()
+    [0, 1, 2, 3]
+    """
+    c = np.asarray(coords, np.int64)
+    k, s = c.shape
+    if k == 0 or s == 0:
+        return np.zeros(k, np.int64), 0
+    c = c - c.min(0)
+    bits = max(int(c.max()).bit_length(), 1)
+    limit = _CODE_BITS // s
+    if bits > limit:
+        c = c >> (bits - limit)
+        bits = limit
+    code = np.zeros(k, np.int64)
+    for b in range(bits - 1, -1, -1):
+        for d in range(s):  # first axis most significant, as in row-major order
+            code = (code << 1) | ((c[:, d] >> b) & 1)
+    return code, bits
+
+
+def auto_groups(coords: np.ndarray, rows: np.ndarray, target: int, lead: int = 0
+                ) -> list[np.ndarray]:
+    """Group cells into compact partitions of at most about ``target`` rows.
+
+    Parameters
+    ----------
+    coords : (K, rank) int array
+        Cell coordinates; the first ``lead`` axes are not spatial (chunk_by_attribute):
+        cells with different leading coordinates never share a partition.
+    rows : (K,) array
+        Rows per cell (exact or estimated).
+    target : int
+        Rows per partition to aim at; a single cell larger than it is a partition alone.
+    lead : int
+        Number of leading non-spatial axes.
+
+    Returns
+    -------
+    list of int64 arrays
+        Indices into ``coords``, one array per partition, every index exactly once,
+        partitions in Morton order, cells inside a partition in Morton order.
+
+    Examples
+    --------
+    >>> c = np.array([[i, j] for i in range(4) for j in range(4)])
+    >>> [len(g) for g in auto_groups(c, np.ones(16), 4)]
+    [4, 4, 4, 4]
+    """
+    c = np.asarray(coords, np.int64).reshape(len(coords), -1)
+    k = len(c)
+    if k == 0:
+        return []
+    target = max(float(target), 1.0)
+    rows = np.asarray(rows, np.float64).reshape(k)
+    code, bits = morton_codes(c[:, lead:])
+    keys = [code] + [c[:, a] for a in range(lead - 1, -1, -1)]
+    order = np.lexsort(keys)  # leading axes first, then the curve
+    code = code[order]
+    csum = np.concatenate([[0.0], np.cumsum(rows[order])])
+    s = c.shape[1] - lead
+    starts = [0]
+    if lead:
+        lead_key = c[order][:, :lead]
+        change = np.flatnonzero((lead_key[1:] != lead_key[:-1]).any(1)) + 1
+        starts = [0] + change.tolist()
+    bounds = starts + [k]
+    groups: list[np.ndarray] = []
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        for i, j in _split(code, csum, a, b, bits * s, target):
+            groups.append(order[i:j])
+    return groups
+
+
+def _split(code, csum, i: int, j: int, shift: int, target: float) -> list:
+    """Runs ``[a, b)`` of the sorted cells ``i..j`` (one aligned block of ``2**shift``
+    codes), in curve order.  Each step halves every block still above ``target`` along
+    one axis (the next code bit), so every run is an aligned box; all blocks of one
+    depth are split at once (vectorised)."""
+    a = np.array([i], np.int64)
+    b = np.array([j], np.int64)
+    done_a, done_b = [], []
+    for sh in range(shift, 0, -1):
+        big = (csum[b] - csum[a] > target) & (b - a > 1)
+        done_a.append(a[~big])
+        done_b.append(b[~big])
+        a, b = a[big], b[big]
+        if not len(a):
+            break
+        half = ((code[a] >> sh) * 2 + 1) << (sh - 1)  # first code of each upper half
+        m = np.searchsorted(code[i:j], half) + i  # sorted within this run only
+        a, b = np.concatenate([a, m]), np.concatenate([m, b])
+        keep = b > a
+        a, b = a[keep], b[keep]
+    else:  # blocks above target after the last bit: equal (coarsened) codes
+        for x, y in zip(a.tolist(), b.tolist()):
+            start = x
+            for e in range(x + 1, y + 1):
+                if e == y or csum[e + 1] - csum[start] > target:
+                    done_a.append(np.array([start]))
+                    done_b.append(np.array([e]))
+                    start = e
+        a = b = np.zeros(0, np.int64)
+    done_a.append(a)
+    done_b.append(b)
+    da, db = np.concatenate(done_a), np.concatenate(done_b)
+    order = np.argsort(da, kind="stable")
+    return list(zip(da[order].tolist(), db[order].tolist()))
+
+
+@dataclass(frozen=True, eq=False)
+class Partitioning:
+    """Partitions as groups of cell coordinates, independent of any one plan.
+
+    Made from a plan's cells; :meth:`specs_for` applies it to those cells or to any
+    subset of them (a narrower plan): cells not present are dropped, empty groups
+    disappear, and cells the grouping does not know get a partition each.
+    """
+
+    groups: tuple  # of (n_i, rank) int64 arrays
+
+    @classmethod
+    def from_indices(cls, cells: np.ndarray, groups: list) -> "Partitioning":
+        cells = np.asarray(cells, np.int64)
+        return cls(tuple(cells[g] for g in groups))
+
+    def __len__(self) -> int:
+        return len(self.groups)
+
+    def __dask_tokenize__(self):
+        # deterministic: the same groups give the same token (and the same task keys)
+        import hashlib
+
+        h = hashlib.sha1()
+        for g in self.groups:
+            h.update(np.ascontiguousarray(g, np.int64).tobytes())
+            h.update(b"|")
+        return ("zv_dask.Partitioning", h.hexdigest())
+
+    def specs_for(self, cells: np.ndarray) -> list[np.ndarray]:
+        """The groups restricted to ``cells`` (K, rank): a list of coordinate arrays.
+
+        Examples
+        --------
+        >>> p = Partitioning((np.array([[0, 0], [0, 1]]), np.array([[1, 0]])))
+        >>> [g.tolist() for g in p.specs_for(np.array([[0, 1], [1, 0], [5, 5]]))]
+        [[[0, 1]], [[1, 0]], [[5, 5]]]
+        """
+        cells = np.asarray(cells, np.int64).reshape(len(cells), -1)
+        if not self.groups:
+            return [cells[i:i + 1] for i in range(len(cells))]
+        known = np.concatenate(self.groups)
+        gid = np.repeat(np.arange(len(self.groups)), [len(g) for g in self.groups])
+        kv, cv = _row_keys(known, cells)
+        srt = np.argsort(kv, kind="stable")
+        pos = np.clip(np.searchsorted(kv[srt], cv), 0, len(kv) - 1)
+        hit = kv[srt][pos] == cv
+        member = np.zeros(len(known), bool)
+        member[srt[pos[hit]]] = True
+        counts = np.bincount(gid[member], minlength=len(self.groups))
+        parts = np.split(known[member], np.cumsum(counts)[:-1])
+        out = [g for g in parts if len(g)]
+        out += [cells[i:i + 1] for i in np.flatnonzero(~hit)]
+        return out
+
+
+def _row_keys(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One comparable int64 key per row of ``a`` and ``b`` (same coordinate space)."""
+    both = np.concatenate([a, b]) if len(b) else a
+    lo = both.min(0)
+    ext = both.max(0) - lo + 1
+    if float(np.prod(ext.astype(np.float64))) < 2 ** 62:
+        return (np.ravel_multi_index((a - lo).T, ext).astype(np.int64),
+                np.ravel_multi_index((b - lo).T, ext).astype(np.int64))
+    # huge sparse extents: rank the rows lexicographically instead
+    _, inv = np.unique(both, axis=0, return_inverse=True)
+    inv = inv.reshape(-1).astype(np.int64)
+    return inv[:len(a)], inv[len(a):]
+
+
+def group_boxes(groups: list, lead: int = 0) -> np.ndarray:
+    """(P, 2, S) inclusive cell-index box (min, max) of each group's spatial axes."""
+    return np.stack([np.stack([g[:, lead:].min(0), g[:, lead:].max(0)]) for g in groups]) \
+        if groups else np.zeros((0, 2, 0), np.int64)
