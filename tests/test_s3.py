@@ -392,18 +392,6 @@ def _frame_equal(got, want):
     pd.testing.assert_frame_equal(got.sort_index(), want.sort_index(), check_dtype=True)
 
 
-def _to_dask_array(remote, local):
-    a = remote.to_dask_array("positions", level=0)
-    want = local.read(level=0)["positions"]
-    assert a.shape == want.shape  # block lengths came from the sizes
-    np.testing.assert_array_equal(a.compute(scheduler="sync"), want)
-
-
-def _read_zv(remote, local):
-    ds = zv_dask.read_zv(remote, level=0, attributes=["v"])
-    want = local.read(level=0, attributes=["v"])
-    assert ds.sizes["vertex"] == len(want["positions"])
-    np.testing.assert_array_equal(ds.positions.values, want["positions"])
 
 
 def _read(remote, local):
@@ -446,13 +434,6 @@ def _edges(remote, local):
     _frame_equal(got.sort_values(key).reset_index(drop=True),
                  want.sort_values(key).reset_index(drop=True))
 
-
-def _first_vertex_cell(store):
-    from zv_dask._store import cell_key
-
-    lm = store.metadata.levels[0]
-    c = store.chunks(0)[-1]
-    return cell_key(lm.vertices, 0, c), "vertices", c
 
 
 def _fixed(rel, array, chunk):
