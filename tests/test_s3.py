@@ -392,8 +392,6 @@ def _frame_equal(got, want):
     pd.testing.assert_frame_equal(got.sort_index(), want.sort_index(), check_dtype=True)
 
 
-
-
 def _read(remote, local):
     got, want = remote.read(level=0), local.read(level=0)
     np.testing.assert_array_equal(got["object_ids"], want["object_ids"])
