@@ -201,7 +201,10 @@ def parse_presence(doc: Mapping, arr: ArrayMeta, store: str, level: int) -> Pres
 
 
 _ALLOWED = b"0123456789.-,"
-_DOT, _COMMA, _MINUS = ord("."), ord(","), ord("-")
+_DOT, _COMMA, _MINUS, _ZERO = ord("."), ord(","), ord("-"), ord("0")
+# up to 18 digits a field is below 10**18 < 2**62: it cannot overflow nor need a range check
+_FAST_DIGITS = 18
+_POW10 = 10 ** np.arange(_FAST_DIGITS, dtype=np.int64)
 
 
 def parse_keys(keys: list, rank: int) -> np.ndarray:
@@ -209,8 +212,9 @@ def parse_keys(keys: list, rank: int) -> np.ndarray:
 
     Every key must be ``rank`` fields of an optional ``-`` and ASCII digits joined by
     ``.``; anything else raises ``ValueError`` (``TypeError`` for a non-string).  The
-    checks are scans of the joined text; numpy's text parser then reads the validated
-    text in one call.
+    keys are joined with ``,`` and checked by scans of the bytes (allowed characters,
+    separator count and pattern, non-empty fields, ``-`` only starting a field); the
+    validated digits are then read field by field, one vectorised pass per digit place.
 
     Examples
     --------
@@ -228,39 +232,69 @@ def parse_keys(keys: list, rank: int) -> np.ndarray:
     if raw.translate(None, _ALLOWED):
         bad = next(k for k in keys if k.encode("ascii").translate(None, _ALLOWED))
         raise ValueError(f"key {C.short(bad)} holds a character other than digits, '.', '-'")
-    if raw.count(b",") != n - 1:
-        raise ValueError(f"a key holds ',': {C.short(next(k for k in keys if ',' in k))}")
-    b = np.frombuffer(raw, np.uint8)
-    sep = (b == _DOT) | (b == _COMMA)
-    seps = np.flatnonzero(sep)
-    if len(seps) != n * rank - 1:
+    # guard separators at both ends: every field then lies between two separators
+    b = np.frombuffer(b"," + raw + b",", np.uint8)
+    seps = np.flatnonzero((b | 2) == _DOT)  # of the allowed bytes, only '.' and ','
+    if len(seps) != n * rank + 1:
         raise ValueError(_odd_key(keys, rank))
-    kinds = np.empty(n * rank, np.uint8)  # '.' between fields, ',' after each key's last
-    kinds[:-1] = b[seps]
-    kinds[-1] = _COMMA
-    kinds = kinds.reshape(n, rank)
-    if not ((kinds[:, :-1] == _DOT).all() and (kinds[:, -1] == _COMMA).all()):
+    kinds = np.take(b, seps)  # ',' before each key's first field, '.' between fields
+    if (kinds[::rank] != _COMMA).any() or np.count_nonzero(kinds == _COMMA) != n + 1:
         raise ValueError(_odd_key(keys, rank))
-    if sep[0] or sep[-1] or (sep[1:] & sep[:-1]).any():
+    lo, hi = seps[:-1], seps[1:]
+    digits = hi - lo
+    digits -= 1  # bytes per field
+    if not digits.all():
         raise ValueError("an empty field")
-    minus = np.flatnonzero(b == _MINUS)
-    if len(minus) and not (
-            (minus + 1 < len(b)).all()
-            and ((minus == 0) | sep[minus - 1]).all()
-            and (b[np.minimum(minus + 1, len(b) - 1)] - 48 < 10).all()):
+    idx = lo + 1
+    neg = np.take(b, idx) == _MINUS
+    digits -= neg
+    if not digits.all() or np.count_nonzero(neg) != np.count_nonzero(b == _MINUS):
         raise ValueError("a '-' that does not start a number")
-    with warnings.catch_warnings():  # validated above: numpy's text parser reads it all
+    places = int(digits.max())
+    if places > _FAST_DIGITS:  # rare: numpy's text parser, and a range check
+        return _parse_long(joined, n * rank).reshape(n, rank)
+    np.subtract(hi, 1, out=idx)
+    vals = _read_digits(b, idx, digits, places)
+    if neg.any():
+        vals *= 1 - 2 * neg.view(np.int8)
+    return vals.reshape(n, rank)
+
+
+def _read_digits(b: np.ndarray, idx: np.ndarray, digits: np.ndarray, places: int):
+    """Unsigned value of each validated field, whose ``digits`` digit bytes end at
+    ``idx`` (moved in place): one gather per decimal place."""
+    col = np.take(b, idx)
+    col -= np.uint8(_ZERO)
+    vals = col.astype(np.int64)
+    if places > 2:
+        digits = digits.astype(np.uint8)  # <= 18: cheaper comparisons below
+    tmp = np.empty_like(vals)
+    for j in range(1, places):
+        idx -= 1
+        col = np.take(b, idx)
+        col -= np.uint8(_ZERO)
+        col *= digits > j  # the bytes before a shorter field's first digit count as 0
+        np.multiply(col, _POW10[j], out=tmp)
+        vals += tmp
+    return vals
+
+
+def _parse_long(joined: str, count: int) -> np.ndarray:
+    with warnings.catch_warnings():  # validated: numpy's text parser reads it all
         warnings.simplefilter("error")
         vals = np.fromstring(joined.replace(",", "."), dtype=np.int64, sep=".")
-    if len(vals) != n * rank:  # pragma: no cover - the checks above rule it out
+    if len(vals) != count:  # pragma: no cover - the checks before rule it out
         raise ValueError("keys did not parse")
     # numpy saturates numbers beyond int64: anything this large is refused
     if vals.max() > C.MAX_INDEX or vals.min() < -C.MAX_INDEX:
         raise ValueError("a coordinate beyond +-2**62")
-    return vals.reshape(n, rank)
+    return vals
 
 
 def _odd_key(keys: list, rank: int) -> str:
+    comma = next((k for k in keys if "," in k), None)
+    if comma is not None:
+        return f"a key holds ',': {C.short(comma)}"
     bad = next((k for k in keys if k.count(".") != rank - 1), None)
     return f"key {C.short(bad)} has {bad.count('.') + 1} fields" if bad is not None else \
         "keys of different lengths"
@@ -292,7 +326,18 @@ def presence_from_coords(coords: np.ndarray, arr: ArrayMeta, store: str, level: 
             "zarr-vectors",
             store=store, level=level, array=arr.path,
         ) from None
-    lin.sort()  # np.unique is far slower on a million keys (numpy 2.x hashes first)
+    return Presence(arr.shape, arr.origin, _sorted_unique(lin, math.prod(arr.shape)))
+
+
+def _sorted_unique(lin: np.ndarray, cells: int) -> np.ndarray:
+    """``lin`` (indices below ``cells``) sorted without repeats.  A dense grid marks a
+    bitmap and scans it (linear time); otherwise sort (np.unique is far slower on a
+    million keys: numpy 2.x hashes first)."""
+    if cells <= 8 * len(lin) + (1 << 20):
+        seen = np.zeros(cells, bool)
+        seen[lin] = True
+        return np.flatnonzero(seen)
+    lin.sort()
     if len(lin) > 1 and not (lin[1:] > lin[:-1]).all():
         lin = lin[np.r_[True, lin[1:] != lin[:-1]]]
-    return Presence(arr.shape, arr.origin, lin)
+    return lin
