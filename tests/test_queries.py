@@ -135,8 +135,11 @@ def kept_cells(collection) -> set:
     assert frames, "the optimized query lost its zv_dask expression"
     out = set()
     for f in frames:
-        for spec in f._specs:
-            out.update(tuple(c) for c in (spec[0] if f.source.scan.selection else spec))
+        lay = f._specs
+        for i in range(len(lay)):
+            spec = lay.spec(i)
+            cells = spec[0] if f.source.scan.selection else spec
+            out.update(tuple(c) for c in cells.tolist())
     return out
 
 

@@ -71,7 +71,7 @@ class ZVFrame(PartitionsFiltered, BlockwiseIO):
     def _filtered_task(self, name, index):
         cols = self.operand("columns")
         cols = None if cols is None else _convert_to_list(cols)
-        task = Task(name, self.source.scan, self._specs[index], cols,
+        task = Task(name, self.source.scan, self._specs.spec(index), cols,
                     self.operand("predicate"), _data_producer=True)
         if self.operand("_series"):
             return Task(name, operator.getitem, task, self.columns[0])
@@ -164,8 +164,10 @@ class ZVCounts(BlockwiseIO):
         return (None,) * (len(self._specs) + 1)
 
     def _task(self, name, index):
-        return Task(name, _count_series, self.source.scan, self._specs[index],
-                    self.operand("predicate"), self._inside[index], _data_producer=True)
+        lay = self._specs
+        a, b = int(lay.offsets[index]), int(lay.offsets[index + 1])
+        return Task(name, _count_series, self.source.scan, lay.spec(index),
+                    self.operand("predicate"), self._inside[a:b], _data_producer=True)
 
 
 def _count_series(scan, spec, predicate, inside):

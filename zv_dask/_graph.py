@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._partitioning import Partitioning, row_major_groups
+from ._partitioning import Layout, Partitioning, row_major_groups
 from ._plan import ReadPlan, cell_boxes, cell_rule
 from ._read import LevelReader, ObjectPartitionReader, PartitionReader, clip_columns
 from ._scan import FrameSource, Scan
@@ -63,6 +63,13 @@ def nonempty_groups(cells: np.ndarray, lm, bbox, chunks_per_partition) -> list:
     return out
 
 
+def layout(cells: np.ndarray, chunks_per_partition) -> Layout:
+    """The partitions of :func:`group_cells` as a :class:`Layout` (a few arrays)."""
+    if isinstance(chunks_per_partition, Partitioning):
+        return chunks_per_partition.layout_for(cells)
+    return Layout.runs(cells, int(chunks_per_partition))
+
+
 def partition_specs(plan: ReadPlan, chunks_per_partition) -> list:
     """Cell coordinates of each partition (tuples of tuples: hashable, tokenizable)."""
     return [tuple(tuple(int(x) for x in c) for c in g.tolist())
@@ -86,16 +93,20 @@ def to_dataframe(reader: LevelReader, plan: ReadPlan, axes, widths: dict,
     shared = bool(reader.level.shared_fragments)
     cls = PartitionReader if selection is None else ObjectPartitionReader
     func = cls(reader, plan.attributes, axes, plan.bbox, plan.object_ids, widths, shared)
-    specs = partition_specs(plan, chunks_per_partition)
-    if selection is not None:
-        specs = [(cs, tuple(selection[c] for c in cs)) for cs in specs]
     if level is not None and EXPRESSIONS:
         from ._expr import new_frame
 
+        lay = layout(plan.cells, chunks_per_partition)
+        if selection is not None:
+            lay = Layout(lay.cells, lay.offsets,
+                         tuple(selection[c] for c in map(tuple, lay.cells.tolist())))
         full = level.vertex_count if plan.bbox is None and selection is None else None
-        source = FrameSource(Scan(func, selection is not None), level, plan.bbox, axes, specs,
+        source = FrameSource(Scan(func, selection is not None), level, plan.bbox, axes, lay,
                              f"zv-level{plan.level}", full)
         return new_frame(source)
+    specs = partition_specs(plan, chunks_per_partition)
+    if selection is not None:
+        specs = [(cs, tuple(selection[c] for c in cs)) for cs in specs]
     meta = func.meta()
     if not specs:
         return dd.from_pandas(meta, npartitions=1)

@@ -191,11 +191,17 @@ class Partitioning:
         >>> [g.tolist() for g in p.specs_for(np.array([[0, 1], [1, 0], [5, 5]]))]
         [[[0, 1]], [[1, 0]], [[5, 5]]]
         """
-        cells = np.asarray(cells, np.int64).reshape(len(cells), -1)
+        return self.layout_for(cells).groups()
+
+    def layout_for(self, cells: np.ndarray) -> "Layout":
+        """The groups restricted to ``cells`` as a :class:`Layout` (cells the grouping
+        does not know come last, a partition each)."""
+        cells = _as_cells(cells)
         if not self.groups:
-            return [cells[i:i + 1] for i in range(len(cells))]
+            return Layout.runs(cells, 1)
         known = np.concatenate(self.groups)
-        gid = np.repeat(np.arange(len(self.groups)), [len(g) for g in self.groups])
+        lens = np.fromiter((len(g) for g in self.groups), np.int64, len(self.groups))
+        gid = np.repeat(np.arange(len(self.groups)), lens)
         kv, cv = _row_keys(known, cells)
         srt = np.argsort(kv, kind="stable")
         pos = np.clip(np.searchsorted(kv[srt], cv), 0, len(kv) - 1)
@@ -203,10 +209,88 @@ class Partitioning:
         member = np.zeros(len(known), bool)
         member[srt[pos[hit]]] = True
         counts = np.bincount(gid[member], minlength=len(self.groups))
-        parts = np.split(known[member], np.cumsum(counts)[:-1])
-        out = [g for g in parts if len(g)]
-        out += [cells[i:i + 1] for i in np.flatnonzero(~hit)]
-        return out
+        extra = cells[~hit]
+        counts = np.concatenate([counts[counts > 0], np.ones(len(extra), np.int64)])
+        return Layout(np.concatenate([known[member], extra]), _offsets(counts))
+
+
+def _as_cells(cells) -> np.ndarray:
+    cells = np.asarray(cells, np.int64)
+    return cells if cells.ndim == 2 else cells.reshape(len(cells), -1 if len(cells) else 0)
+
+
+def _offsets(counts: np.ndarray) -> np.ndarray:
+    out = np.zeros(len(counts) + 1, np.int64)
+    np.cumsum(counts, out=out[1:])
+    return out
+
+
+@dataclass(frozen=True, eq=False)
+class Layout:
+    """Partitions as arrays: every cell in partition order, and where each partition
+    starts.  Partition ``i`` is ``cells[offsets[i]:offsets[i + 1]]`` (never empty);
+    ``payload`` (optional, one entry per cell) travels with the cells.  No Python
+    object per cell: a level of a million chunks stays a few numpy arrays.
+
+    Examples
+    --------
+    >>> lay = Layout.runs(np.array([[0, 0], [0, 1], [1, 0]]), 2)
+    >>> len(lay), lay.spec(1).tolist()
+    (2, [[1, 0]])
+    >>> lay.select(np.array([True, False, False])).offsets.tolist()
+    [0, 1]
+    """
+
+    cells: np.ndarray  # (K, rank) int64
+    offsets: np.ndarray  # (P + 1,) int64, strictly increasing, from 0 to K
+    payload: tuple | None = None
+
+    @classmethod
+    def runs(cls, cells: np.ndarray, k: int, payload=None) -> "Layout":
+        """Runs of ``k`` consecutive cells (the last may be shorter)."""
+        cells = _as_cells(cells)
+        n, k = len(cells), max(int(k), 1)
+        return cls(cells, np.append(np.arange(0, n, k, dtype=np.int64), n) if n else
+                   np.zeros(1, np.int64), payload)
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def spec(self, i: int):
+        """Partition ``i``: its cells (an array), or ``(cells, payload)`` with a payload."""
+        a, b = int(self.offsets[i]), int(self.offsets[i + 1])
+        cells = self.cells[a:b]
+        return cells if self.payload is None else (cells, self.payload[a:b])
+
+    def groups(self) -> list[np.ndarray]:
+        """The cells of every partition (a list of arrays)."""
+        return np.split(self.cells, self.offsets[1:-1]) if len(self) else []
+
+    def select(self, keep: np.ndarray) -> "Layout":
+        """Only the cells flagged in ``keep`` (one per cell); partitions left without a
+        cell disappear, the others keep their order."""
+        keep = np.asarray(keep, bool)
+        if keep.all():
+            return self
+        counts = np.add.reduceat(keep.astype(np.int64), self.offsets[:-1]) if len(self) \
+            else np.zeros(0, np.int64)
+        payload = None
+        if self.payload is not None:
+            payload = tuple(self.payload[i] for i in np.flatnonzero(keep).tolist())
+        return Layout(self.cells[keep], _offsets(counts[counts > 0]), payload)
+
+    def digest(self) -> str:
+        """A hash of the cells, the boundaries and the payload: equal layouts, equal
+        digests."""
+        import hashlib
+        import pickle
+
+        h = hashlib.sha1(np.ascontiguousarray(self.cells, np.int64))
+        h.update(str(self.cells.shape).encode())
+        h.update(np.ascontiguousarray(self.offsets, np.int64))
+        if self.payload is not None:
+            h.update(pickle.dumps(self.payload, protocol=4))
+        return h.hexdigest()
 
 
 def _row_keys(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -10,13 +10,10 @@ chunk lists of the others, whatever the grouping) without any IO.
 
 from __future__ import annotations
 
-import hashlib
-import itertools
-import pickle
-
 import numpy as np
 
 from . import _predicates as P
+from ._partitioning import Layout
 from ._read import PartitionReader
 from ._store import cell_key
 
@@ -26,8 +23,8 @@ _VLEN_HEADER = 8  # bytes before the rows of an uncompressed vertex blob
 class Scan:
     """Picklable per-partition function: ``(spec, columns, predicate) -> DataFrame``.
 
-    ``spec`` is a tuple of cell coordinates (or ``(coords, selection)`` for an
-    object selection); ``columns`` the requested columns (``None``: all);
+    ``spec`` holds cell coordinates, a (K, rank) array or a tuple of tuples (or
+    ``(coords, selection)`` for an object selection); ``columns`` the requested columns (``None``: all);
     ``predicate`` a DNF from :mod:`zv_dask._predicates` applied exactly.
 
     Examples
@@ -50,9 +47,9 @@ class Scan:
     def _split(self, spec):
         if self.selection:
             coords, sel = spec
-            coords = [tuple(c) for c in coords]
+            coords = _tuples(coords)
             return coords, dict(zip(coords, sel))
-        return [tuple(c) for c in spec], None
+        return _tuples(spec), None
 
     def _load(self, coords, sources, selection):
         part = self.part
@@ -121,27 +118,36 @@ class Scan:
         return int(n)
 
 
+def _tuples(coords) -> list:
+    """Cell coordinates (an array or a sequence of sequences) as tuples of ints."""
+    if isinstance(coords, np.ndarray):
+        return [tuple(c) for c in coords.tolist()]
+    return [tuple(c) for c in coords]
+
+
 class FrameSource:
     """Everything a dataframe expression plans with: the partition function, the full
     level metadata (presence included, for pruning), the plan's bbox and the
-    partitions before any predicate (from ``_graph.partition_specs``).
+    partitions before any predicate (a :class:`~zv_dask._partitioning.Layout`).
 
-    Tokenized by value, so equal queries give equal task names.
+    Tokenized by value (a hash of the layout's arrays, computed once), so equal
+    queries give equal task names; pruning and counting work on whole arrays, never
+    on a Python object per chunk.
     """
 
-    def __init__(self, scan: Scan, level, bbox, axes, specs: list, label: str,
+    def __init__(self, scan: Scan, level, bbox, axes, layout: Layout, label: str,
                  full_count=None):
         self.scan = scan
         self.level = level
         self.bbox = bbox
         self.axes = tuple(axes)
-        self.base_specs = list(specs)
+        self.layout = layout
         self.label = label
         self.full_count = full_count  # rows of the whole level (no bbox, no selection)
         self._memo = {}
 
     def __repr__(self) -> str:
-        return f"FrameSource({self.label}, {len(self.base_specs)} partitions)"
+        return f"FrameSource({self.label}, {len(self.layout)} partitions)"
 
     def __getstate__(self):
         state = dict(self.__dict__)
@@ -153,25 +159,8 @@ class FrameSource:
             self._memo["token"] = ("zv_dask.FrameSource", self.scan.__dask_tokenize__(),
                                    self.level.level, self.axes, self.label,
                                    None if self.bbox is None else [b.tolist() for b in self.bbox],
-                                   self._specs_digest())
+                                   self.layout.digest())
         return self._memo["token"]
-
-    def _specs_digest(self) -> str:
-        flat, lens = self._flat()
-        h = hashlib.sha1(flat.tobytes())
-        h.update(lens.tobytes())
-        if self.scan.selection:
-            h.update(pickle.dumps([spec[1] for spec in self.base_specs], protocol=4))
-        return h.hexdigest()
-
-    def _flat(self):
-        """(every planned cell (K, rank), cells per partition), computed once."""
-        if "flat" not in self._memo:
-            groups = [self._coords(s) for s in self.base_specs]
-            lens = np.fromiter((len(g) for g in groups), np.int64, len(groups))
-            flat = np.asarray(list(itertools.chain.from_iterable(groups)), np.int64)
-            self._memo["flat"] = (flat.reshape(-1, self.level.rank), lens)
-        return self._memo["flat"]
 
     @property
     def meta(self):
@@ -179,53 +168,28 @@ class FrameSource:
             self._memo["meta"] = self.scan.part.meta()
         return self._memo["meta"]
 
-    def _coords(self, spec):
-        return spec[0] if self.scan.selection else spec
-
-    def _empty_spec(self):
-        return ((), ()) if self.scan.selection else ()
-
     def boxes(self, predicate):
         return P.boxes(predicate, self.axes, self.level.vertices.dtype, self.bbox)
 
-    def specs(self, predicate) -> list:
-        """Partitions that can hold rows matching ``predicate`` (never empty: a query
+    def specs(self, predicate) -> Layout:
+        """The partitions that can hold rows matching ``predicate`` (never none: a query
         nothing can match has one partition with no cells)."""
         key = ("specs", predicate)
         if key in self._memo:
             return self._memo[key]
-        out = self.base_specs
+        out = self.layout
         if predicate is not None:
             box_list = self.boxes(predicate)
             if P.narrows(box_list):
-                out = self._trim(P.cells_in_boxes(self.level, box_list))
-        if not out:
-            out = [self._empty_spec()]
+                allowed = P.cells_in_boxes(self.level, box_list)
+                lin = P.linear_index(self.level, out.cells)
+                pos = np.minimum(np.searchsorted(allowed, lin), max(len(allowed) - 1, 0))
+                out = out.select(allowed[pos] == lin if len(allowed) else
+                                 np.zeros(len(lin), bool))
+        if not len(out):
+            out = Layout(out.cells[:0], np.zeros(2, np.int64),
+                         None if out.payload is None else ())
         self._memo[key] = out
-        return out
-
-    def _trim(self, allowed: np.ndarray) -> list:
-        flat, lens = self._flat()
-        if not len(flat):
-            return []
-        keep = np.isin(P.linear_index(self.level, flat), allowed)
-        starts = np.concatenate([[0], np.cumsum(lens)[:-1]])
-        kept = np.zeros(len(lens), np.int64)
-        some = lens > 0
-        kept[some] = np.add.reduceat(keep.astype(np.int64), starts[some])
-        out = []
-        for spec, n, m, i in zip(self.base_specs, lens.tolist(), kept.tolist(), starts.tolist()):
-            if m == 0:
-                continue
-            if m == n:
-                out.append(spec)
-                continue
-            k = keep[i:i + n]
-            if self.scan.selection:
-                out.append((tuple(c for c, f in zip(spec[0], k) if f),
-                            tuple(x for x, f in zip(spec[1], k) if f)))
-            else:
-                out.append(tuple(c for c, f in zip(spec, k) if f))
         return out
 
     def countable(self, predicate) -> bool:
@@ -234,15 +198,6 @@ class FrameSource:
             return False
         return P.boxes_are_exact(predicate, self.axes, self.level.vertices.dtype)
 
-    def inside_flags(self, predicate, specs) -> list:
-        """Per partition, per cell: whether the cell lies inside the query's boxes."""
-        box_list = self.boxes(predicate)
-        out = []
-        for spec in specs:
-            coords = self._coords(spec)
-            if not len(coords):
-                out.append(())
-                continue
-            flags = P.interior(self.level, np.asarray(coords, np.int64), box_list)
-            out.append(tuple(bool(f) for f in flags))
-        return out
+    def inside_flags(self, predicate, layout: Layout) -> np.ndarray:
+        """Per cell of ``layout``: whether it lies inside the query's boxes."""
+        return P.interior(self.level, layout.cells, self.boxes(predicate))
