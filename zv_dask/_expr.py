@@ -68,13 +68,19 @@ class ZVFrame(PartitionsFiltered, BlockwiseIO):
     def _divisions(self):
         return (None,) * (len(self._specs) + 1)
 
-    def _filtered_task(self, name, index):
+    @functools.cached_property
+    def _task_parts(self):
+        # what every task shares, looked up once (a graph can have a million tasks)
         cols = self.operand("columns")
         cols = None if cols is None else _convert_to_list(cols)
-        task = Task(name, self.source.scan, self._specs.spec(index), cols,
-                    self.operand("predicate"), _data_producer=True)
-        if self.operand("_series"):
-            return Task(name, operator.getitem, task, self.columns[0])
+        series = self.columns[0] if self.operand("_series") else None
+        return self.operand("source").scan, cols, self.operand("predicate"), series, self._specs
+
+    def _filtered_task(self, name, index):
+        scan, cols, predicate, series, lay = self._task_parts
+        task = Task(name, scan, lay.spec(index), cols, predicate, _data_producer=True)
+        if series is not None:
+            return Task(name, operator.getitem, task, series)
         return task
 
     def _simplify_up(self, parent, dependents):
@@ -139,8 +145,9 @@ class ZVFrame(PartitionsFiltered, BlockwiseIO):
 
 
 class ZVCounts(BlockwiseIO):
-    """Rows per partition of a ``ZVFrame`` (a Series), from blob sizes where a chunk lies
-    inside the query box and from positions on its boundary."""
+    """Rows per partition of a ``ZVFrame`` (a Series): chunks inside the query box count
+    from the blob sizes of one listing of the vertices array (made while the graph is
+    built, once per level and store), the others are read."""
 
     _parameters = ["source", "predicate"]
 
@@ -157,21 +164,21 @@ class ZVCounts(BlockwiseIO):
         return self.source.specs(self.operand("predicate"))
 
     @functools.cached_property
-    def _inside(self):
-        return self.source.inside_flags(self.operand("predicate"), self._specs)
+    def _rows(self):
+        return self.operand("source").known_rows(self.operand("predicate"), self._specs)
 
     def _divisions(self):
         return (None,) * (len(self._specs) + 1)
 
     def _task(self, name, index):
         lay = self._specs
-        a, b = int(lay.offsets[index]), int(lay.offsets[index + 1])
-        return Task(name, _count_series, self.source.scan, lay.spec(index),
-                    self.operand("predicate"), self._inside[a:b], _data_producer=True)
+        a, b = lay.offsets[index], lay.offsets[index + 1]
+        return Task(name, _count_series, self.operand("source").scan, lay.spec(index),
+                    self.operand("predicate"), self._rows[a:b], _data_producer=True)
 
 
-def _count_series(scan, spec, predicate, inside):
-    return pd.Series([scan.count(spec, predicate, inside)], dtype="int64")
+def _count_series(scan, spec, predicate, rows):
+    return pd.Series([scan.count(spec, predicate, rows)], dtype="int64")
 
 
 def _conjuncts(e):

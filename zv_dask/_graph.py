@@ -77,7 +77,8 @@ def partition_specs(plan: ReadPlan, chunks_per_partition) -> list:
 
 
 def to_dataframe(reader: LevelReader, plan: ReadPlan, axes, widths: dict,
-                 chunks_per_partition=1, selection: dict | None = None, level=None):
+                 chunks_per_partition=1, selection: dict | None = None, level=None,
+                 listed_rows=None):
     """A ``dask.dataframe.DataFrame`` over the plan; ``meta`` given, nothing read.
 
     ``selection`` (``{coord: (fragments, object ids)}``, from the manifests of selected
@@ -85,7 +86,9 @@ def to_dataframe(reader: LevelReader, plan: ReadPlan, axes, widths: dict,
     An ``owner_count`` column is added on levels with ``shared_fragments``.
     With ``level`` (the full ``LevelMeta``) and dask's expression API available, the
     frame is a :class:`zv_dask._expr.ZVFrame` that prunes itself under filters and
-    knows its length; otherwise (or without ``level``) a plain ``from_map`` frame.
+    knows its length (``listed_rows``, a :class:`~zv_dask._scan.ListedRows`, sizes the
+    chunks inside a query box); otherwise (or without ``level``) a plain ``from_map``
+    frame.
     """
     import dask
     import dask.dataframe as dd
@@ -102,7 +105,7 @@ def to_dataframe(reader: LevelReader, plan: ReadPlan, axes, widths: dict,
                          tuple(selection[c] for c in map(tuple, lay.cells.tolist())))
         full = level.vertex_count if plan.bbox is None and selection is None else None
         source = FrameSource(Scan(func, selection is not None), level, plan.bbox, axes, lay,
-                             f"zv-level{plan.level}", full)
+                             f"zv-level{plan.level}", full, listed_rows)
         return new_frame(source)
     specs = partition_specs(plan, chunks_per_partition)
     if selection is not None:

@@ -34,6 +34,43 @@ KNOWN_CODECS = frozenset(
 )
 
 
+class FrozenMap(Mapping):
+    """A read-only mapping that pickles with the standard ``pickle`` (a
+    ``types.MappingProxyType`` does not), so parsed metadata and the dask graphs that
+    carry it travel to processes without a special serializer.
+
+    Examples
+    --------
+    >>> import pickle
+    >>> m = FrozenMap({"a": 1})
+    >>> pickle.loads(pickle.dumps(m)) == {"a": 1}, m["a"]
+    (True, 1)
+    """
+
+    __slots__ = ("_data",)
+
+    def __init__(self, data=()):
+        self._data = dict(data)
+
+    def __getitem__(self, key):
+        return self._data[key]
+
+    def __iter__(self):
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __contains__(self, key) -> bool:
+        return key in self._data
+
+    def __repr__(self) -> str:
+        return f"FrozenMap({self._data!r})"
+
+    def __reduce__(self):
+        return (FrozenMap, (self._data,))
+
+
 @dataclass(frozen=True, eq=False)
 class ArrayMeta:
     """One array of a level, as far as its ``zarr.json`` tells.

@@ -13,6 +13,7 @@ the cells).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -256,9 +257,13 @@ class Layout:
     def __len__(self) -> int:
         return len(self.offsets) - 1
 
+    @functools.cached_property
+    def _bounds(self) -> list:
+        return self.offsets.tolist()
+
     def spec(self, i: int):
         """Partition ``i``: its cells (an array), or ``(cells, payload)`` with a payload."""
-        a, b = int(self.offsets[i]), int(self.offsets[i + 1])
+        a, b = self._bounds[i], self._bounds[i + 1]
         cells = self.cells[a:b]
         return cells if self.payload is None else (cells, self.payload[a:b])
 

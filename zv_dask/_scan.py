@@ -10,12 +10,13 @@ chunk lists of the others, whatever the grouping) without any IO.
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 from . import _predicates as P
 from ._partitioning import Layout
 from ._read import PartitionReader
-from ._store import cell_key
 
 _VLEN_HEADER = 8  # bytes before the rows of an uncompressed vertex blob
 
@@ -92,30 +93,80 @@ class Scan:
             out.append({k: v[m] for k, v in cols.items()})
         return part.assemble(schema, kept, out, int(mask.sum()))
 
-    def count(self, spec, predicate, inside) -> int:
-        """Rows of a partition matching ``predicate`` (axis terms only): cells flagged
-        ``inside`` are counted from their vertex blob sizes, the others are read."""
+    def count(self, spec, predicate, rows) -> int:
+        """Rows of a partition matching ``predicate`` (axis terms only): ``rows`` gives,
+        per cell, its known row count when every row matches (a cell inside the query
+        box, sized from a listing), else -1; only the -1 cells are read."""
         coords, selection = self._split(spec)
-        lm = self.part.reader.level
-        plain = lm.vertices.access == "plain" and selection is None
-        sized = [c for c, f in zip(coords, inside) if f] if plain else []
-        n = 0
-        if sized:
-            loc = self.part.reader.location
-            row = self.part.reader.ndim * lm.vertices.dtype.itemsize
-            got = loc.sizes([cell_key(lm.vertices, lm.level, c) for c in sized])
-            for c, s in zip(sized, got):
-                if s is None or s < _VLEN_HEADER or (s - _VLEN_HEADER) % row:
-                    n += len(self([c], [], predicate))  # not a plain blob: read it
-                else:
-                    n += (s - _VLEN_HEADER) // row
-        done = set(sized)
-        rest = [c for c in coords if c not in done]
+        rows = np.asarray(rows, np.int64).reshape(len(coords))
+        known = rows >= 0
+        n = int(rows[known].sum())
+        rest = [c for c, k in zip(coords, known.tolist()) if not k]
         if rest:
             sub = (tuple(rest), tuple(selection[c] for c in rest)) if selection is not None \
                 else tuple(rest)
             n += len(self(sub, [], predicate))
-        return int(n)
+        return n
+
+
+class ListedRows:
+    """Rows of every non-empty cell of a level (aligned with its presence list; -1
+    where unknown) from the blob sizes of one listing of its ``vertices`` array (one
+    LIST per 1000 chunks on object stores, one directory walk locally; never a stat or
+    HEAD per chunk), or ``None`` when sizes do not give rows (compressed, sharded or
+    Draco vertices).  Listed once, on first call; picklable (without the result).
+    """
+
+    def __init__(self, location, level, ndim: int):
+        self.location = location
+        self.level = level
+        self.ndim = int(ndim)
+        self._lock = threading.Lock()
+        self._rows = _UNSET
+
+    def __getstate__(self):
+        return {"location": self.location, "level": self.level, "ndim": self.ndim}
+
+    def __setstate__(self, state):
+        self.__init__(state["location"], state["level"], state["ndim"])
+
+    def __call__(self) -> np.ndarray | None:
+        with self._lock:
+            if self._rows is _UNSET:
+                self._rows = self._list()
+            return self._rows
+
+    def _list(self):
+        lm, arr = self.level, self.level.vertices
+        if arr.access != "plain" or (arr.encoding or "raw") != "raw":
+            return None
+        listing = self.location.list_sizes(f"{lm.level}/{arr.path}") or {}
+        base = f"{lm.level}/{arr.path}/{arr.chunk_key_prefix}"
+        idx, sizes = [], []
+        for key, size in listing.items():
+            if key.startswith(base):
+                parts = key[len(base):].split(arr.chunk_separator)
+                if len(parts) == arr.rank and all(p.isdigit() for p in parts):
+                    idx.append([int(p) for p in parts])
+                    sizes.append(size)
+        rows = np.full(lm.n_cells, -1, np.int64)
+        if not idx or not lm.n_cells:
+            return rows
+        pres = lm.presence
+        idx = np.asarray(idx, np.int64)
+        sizes = np.asarray(sizes, np.int64)
+        ok = (idx < np.asarray(pres.shape)).all(1)
+        lin = np.ravel_multi_index(idx[ok].T, pres.shape)
+        sizes = sizes[ok]
+        pos = np.clip(np.searchsorted(pres.linear, lin), 0, max(len(pres.linear) - 1, 0))
+        row = self.ndim * arr.dtype.itemsize
+        good = (pres.linear[pos] == lin) & (sizes >= _VLEN_HEADER) & \
+            ((sizes - _VLEN_HEADER) % row == 0)
+        rows[pos[good]] = (sizes[good] - _VLEN_HEADER) // row
+        return rows
+
+
+_UNSET = object()
 
 
 def _tuples(coords) -> list:
@@ -136,8 +187,9 @@ class FrameSource:
     """
 
     def __init__(self, scan: Scan, level, bbox, axes, layout: Layout, label: str,
-                 full_count=None):
+                 full_count=None, listed_rows: ListedRows | None = None):
         self.scan = scan
+        self.listed_rows = listed_rows  # rows per cell from a listing, for len()
         self.level = level
         self.bbox = bbox
         self.axes = tuple(axes)
@@ -198,6 +250,14 @@ class FrameSource:
             return False
         return P.boxes_are_exact(predicate, self.axes, self.level.vertices.dtype)
 
-    def inside_flags(self, predicate, layout: Layout) -> np.ndarray:
-        """Per cell of ``layout``: whether it lies inside the query's boxes."""
-        return P.interior(self.level, layout.cells, self.boxes(predicate))
+    def known_rows(self, predicate, layout: Layout) -> np.ndarray:
+        """Per cell of ``layout``: its row count when it lies inside the query's boxes
+        (so all its rows match) and the listing knows it, else -1 (read it)."""
+        listed = self.listed_rows() if self.listed_rows is not None else None
+        out = np.full(len(layout.cells), -1, np.int64)
+        if listed is None or not len(out):
+            return out
+        inside = P.interior(self.level, layout.cells, self.boxes(predicate))
+        lin = P.linear_index(self.level, layout.cells[inside])
+        out[inside] = listed[np.searchsorted(self.level.presence.linear, lin)]
+        return out
