@@ -5,7 +5,8 @@ expression plans with.  No dask import: the expression (``_expr``) only carries 
 columns the predicate uses first, then, only for cells where some row matched, the
 remaining requested columns.  :class:`FrameSource` turns a predicate into the
 partitions that can hold matching rows (pruning whole partitions and trimming the
-chunk lists of the others, whatever the grouping) without any IO.
+chunk lists of the others, whatever the grouping) without any IO.  :class:`ListedRows`
+gives rows per chunk from one listing of a level's vertices array (for ``len()``).
 """
 
 from __future__ import annotations
