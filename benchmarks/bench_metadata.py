@@ -49,13 +49,15 @@ def vertices_doc(n_keys: int, seed: int = 0) -> dict:
     lin = np.sort(rng.choice(side ** 3, n_keys, replace=False))
     coords = np.stack(np.unravel_index(lin, (side,) * 3), 1) - side // 3  # negative origin
     keys = sorted(".".join(map(str, c)) for c in coords.tolist())
-    return {"zarr_format": 3, "node_type": "array", "shape": [side] * 3,
+    doc = {"zarr_format": 3, "node_type": "array", "shape": [side] * 3,
             "data_type": "variable_length_bytes",
             "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": [1, 1, 1]}},
             "chunk_key_encoding": {"name": "default", "configuration": {"separator": "/"}},
             "codecs": [{"name": "vlen-bytes", "configuration": {}}],
             "attributes": {"nonempty_chunks": keys, "zv_array": "vertices", "dtype": "float32",
                            "chunk_grid_origin": [-(side // 3)] * 3}}
+    # as a store's reader gets it: from json.loads (key strings in list order in memory)
+    return json.loads(json.dumps(doc))
 
 
 def previous(keys, rank):

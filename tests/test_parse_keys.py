@@ -79,6 +79,15 @@ def test_boundaries_and_long_fields():
                                   [[2**62, -(2**62), 0], [7, 0, 999999999999999999]])
 
 
+@pytest.mark.parametrize("places", [1, 2, 4, 5, 9, 10, 18, 19])
+def test_every_accumulator_width_reads_its_largest_values(places):
+    # the digits are summed in uint16 / uint32 / int64 depending on the longest field
+    top = min(10 ** places - 1, MAX_INDEX)
+    keys = [f"{top}.-{top}.0", f"0.{top // 7}.-{10 ** (places - 1)}", "-0.00.1"]
+    want = reference(keys, 3)
+    np.testing.assert_array_equal(parse_keys(keys, 3), want)
+
+
 @pytest.mark.parametrize("dense", [True, False])
 def test_presence_sorted_unique_on_dense_and_sparse_grids(dense):
     from zv_dask._meta_arrays import parse_array

@@ -196,7 +196,7 @@ def parse_presence(doc: Mapping, arr: ArrayMeta, store: str, level: int) -> Pres
     except (ValueError, TypeError, UnicodeEncodeError) as exc:
         C.fail("nonempty_chunks", f"must hold keys of {arr.rank} dot-separated integers "
                f"(like {'.'.join(['0'] * arr.rank)!r}): {exc}", where)
-    return presence_from_coords(coords, arr, store, level)
+    return _presence(coords, arr, store, level)
 
 
 _ALLOWED = b"0123456789.-,"
@@ -232,7 +232,9 @@ def parse_keys(keys: list, rank: int) -> np.ndarray:
         bad = next(k for k in keys if k.encode("ascii").translate(None, _ALLOWED))
         raise ValueError(f"key {C.short(bad)} holds a character other than digits, '.', '-'")
     # guard separators at both ends: every field then lies between two separators
-    b = np.frombuffer(b"," + raw + b",", np.uint8)
+    b = np.empty(len(raw) + 2, np.uint8)
+    b[0] = b[-1] = _COMMA
+    b[1:-1] = np.frombuffer(raw, np.uint8)
     seps = np.flatnonzero((b | 2) == _DOT)  # of the allowed bytes, only '.' and ','
     if len(seps) != n * rank + 1:
         raise ValueError(_odd_key(keys, rank))
@@ -254,17 +256,22 @@ def parse_keys(keys: list, rank: int) -> np.ndarray:
         return _parse_long(joined, n * rank).reshape(n, rank)
     np.subtract(hi, 1, out=idx)
     vals = _read_digits(b, idx, digits, places)
-    if neg.any():
-        vals *= 1 - 2 * neg.view(np.int8)
+    if neg.any():  # the signs applied while widening to int64
+        vals = np.multiply(vals, 1 - 2 * neg.view(np.int8), dtype=np.int64)
+    else:
+        vals = vals.astype(np.int64)
     return vals.reshape(n, rank)
 
 
 def _read_digits(b: np.ndarray, idx: np.ndarray, digits: np.ndarray, places: int):
     """Unsigned value of each validated field, whose ``digits`` digit bytes end at
-    ``idx`` (moved in place): one gather per decimal place."""
+    ``idx`` (moved in place): one gather per decimal place, summed in the narrowest
+    unsigned type that holds ``places`` digits."""
+    # the narrowest accumulator that holds every value of ``places`` digits
+    acc = np.uint16 if places <= 4 else np.uint32 if places <= 9 else np.int64
     col = np.take(b, idx)
     col -= np.uint8(_ZERO)
-    vals = col.astype(np.int64)
+    vals = col.astype(acc)
     if places > 2:
         digits = digits.astype(np.uint8)  # <= 18: cheaper comparisons below
     tmp = np.empty_like(vals)
@@ -273,7 +280,7 @@ def _read_digits(b: np.ndarray, idx: np.ndarray, digits: np.ndarray, places: int
         col = np.take(b, idx)
         col -= np.uint8(_ZERO)
         col *= digits > j  # the bytes before a shorter field's first digit count as 0
-        np.multiply(col, _POW10[j], out=tmp)
+        np.multiply(col, acc(10 ** j), out=tmp)
         vals += tmp
     return vals
 
@@ -312,13 +319,22 @@ def presence_from_coords(coords: np.ndarray, arr: ArrayMeta, store: str, level: 
     >>> len(presence_from_coords(np.array([[2], [0], [2]]), arr, "demo", 0))
     2
     """
+    return _presence(np.array(coords, np.int64), arr, store, level)
+
+
+def _presence(coords: np.ndarray, arr: ArrayMeta, store: str, level: int) -> Presence:
+    """:func:`presence_from_coords` turning ``coords`` (int64, ours) into grid indices
+    in place."""
     if len(coords) == 0:
         return Presence(arr.shape, arr.origin, np.zeros(0, np.int64))
-    idx = coords - np.asarray(arr.origin, np.int64)
+    origin = np.asarray(arr.origin, np.int64)
+    idx = coords
+    idx -= origin
     try:  # ravel_multi_index refuses any index outside the shape
         lin = np.ravel_multi_index(tuple(idx.T), arr.shape).astype(np.int64, copy=False)
     except ValueError:
-        bad = coords[np.flatnonzero(((idx < 0) | (idx >= np.asarray(arr.shape))).any(1))[0]]
+        bad = idx[np.flatnonzero(((idx < 0) | (idx >= np.asarray(arr.shape))).any(1))[0]] \
+            + origin
         raise MetadataError(
             f"field 'nonempty_chunks' lists chunk {tuple(bad.tolist())} outside the array grid "
             f"(shape {arr.shape}, origin {arr.origin}); rebuild the presence list with "
