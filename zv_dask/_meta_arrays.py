@@ -7,7 +7,7 @@ checked here: shape, origin, chunk grid, key separator, codecs, dtype.  Pure.
 from __future__ import annotations
 
 import math
-import warnings
+import re
 from typing import Mapping
 
 import numpy as np
@@ -201,9 +201,11 @@ def parse_presence(doc: Mapping, arr: ArrayMeta, store: str, level: int) -> Pres
 
 _ALLOWED = b"0123456789.-,"
 _DOT, _COMMA, _MINUS, _ZERO = ord("."), ord(","), ord("-"), ord("0")
+_MINUS_DIGIT = (_MINUS - _ZERO) % 256  # a '-' byte after subtracting '0'
 # up to 18 digits a field is below 10**18 < 2**62: it cannot overflow nor need a range check
 _FAST_DIGITS = 18
-_POW10 = 10 ** np.arange(_FAST_DIGITS, dtype=np.int64)
+_PAD = _FAST_DIGITS + 4  # separators before the text: a backward scan never leaves it
+_FIELD = re.compile(r"-?[0-9]+")
 
 
 def parse_keys(keys: list, rank: int) -> np.ndarray:
@@ -211,9 +213,10 @@ def parse_keys(keys: list, rank: int) -> np.ndarray:
 
     Every key must be ``rank`` fields of an optional ``-`` and ASCII digits joined by
     ``.``; anything else raises ``ValueError`` (``TypeError`` for a non-string).  The
-    keys are joined with ``,`` and checked by scans of the bytes (allowed characters,
-    separator count and pattern, non-empty fields, ``-`` only starting a field); the
-    validated digits are then read field by field, one vectorised pass per digit place.
+    keys are joined with ``,``; byte scans check the characters and the separator
+    pattern, then every field is read backwards from its end, one vectorised gather
+    per decimal place, which also checks it is ``-?[0-9]+`` (a ``-`` only right after
+    the separator).
 
     Examples
     --------
@@ -226,36 +229,31 @@ def parse_keys(keys: list, rank: int) -> np.ndarray:
     n = len(keys)
     if n == 0:
         return np.zeros((0, rank), np.int64)
-    joined = ",".join(keys)  # TypeError if a key is not a string
-    raw = joined.encode("ascii")  # UnicodeEncodeError on any non-ASCII character
+    raw = ",".join(keys).encode("ascii")  # TypeError: not a string; UnicodeEncodeError
     if raw.translate(None, _ALLOWED):
         bad = next(k for k in keys if k.encode("ascii").translate(None, _ALLOWED))
         raise ValueError(f"key {C.short(bad)} holds a character other than digits, '.', '-'")
-    # guard separators at both ends: every field then lies between two separators
-    b = np.empty(len(raw) + 2, np.uint8)
-    b[0] = b[-1] = _COMMA
-    b[1:-1] = np.frombuffer(raw, np.uint8)
-    seps = np.flatnonzero((b | 2) == _DOT)  # of the allowed bytes, only '.' and ','
+    # separators before and after the text: every field lies between two separators
+    b = np.full(len(raw) + _PAD + 1, _COMMA, np.uint8)
+    b[_PAD:-1] = np.frombuffer(raw, np.uint8)
+    del raw
+    core = b[_PAD - 1:]  # ',' + text + ','
+    flag = np.bitwise_or(core, 2).view(np.bool_)  # of the allowed bytes, '.' and ',' -> '.'
+    seps = np.flatnonzero(np.equal(flag.view(np.uint8), _DOT, out=flag))
+    del flag
     if len(seps) != n * rank + 1:
-        raise ValueError(_odd_key(keys, rank))
-    kinds = np.take(b, seps)  # ',' before each key's first field, '.' between fields
+        raise ValueError(_explain(keys, rank))
+    kinds = np.take(core, seps)  # ',' before each key's first field, '.' between fields
     if (kinds[::rank] != _COMMA).any() or np.count_nonzero(kinds == _COMMA) != n + 1:
-        raise ValueError(_odd_key(keys, rank))
-    lo, hi = seps[:-1], seps[1:]
-    digits = hi - lo
-    digits -= 1  # bytes per field
-    if not digits.all():
-        raise ValueError("an empty field")
-    idx = lo + 1
-    neg = np.take(b, idx) == _MINUS
-    digits -= neg
-    if not digits.all() or np.count_nonzero(neg) != np.count_nonzero(b == _MINUS):
-        raise ValueError("a '-' that does not start a number")
-    places = int(digits.max())
-    if places > _FAST_DIGITS:  # rare: numpy's text parser, and a range check
-        return _parse_long(joined, n * rank).reshape(n, rank)
-    np.subtract(hi, 1, out=idx)
-    vals = _read_digits(b, idx, digits, places)
+        raise ValueError(_explain(keys, rank))
+    # a field ends before the separator at ``hi`` (in ``core``); the byte ``j`` places
+    # before its last is ``b[_PAD - 2 - j:][hi]``: a view, no index arithmetic
+    got = _read_fields(b, seps[1:])
+    if got is None:
+        raise ValueError(_explain(keys, rank))
+    if got == "long":  # a field of more than 18 digits (leading zeros?): exact Python ints
+        return _parse_long(keys, rank)
+    vals, neg = got
     if neg.any():  # the signs applied while widening to int64
         vals = np.multiply(vals, 1 - 2 * neg.view(np.int8), dtype=np.int64)
     else:
@@ -263,47 +261,78 @@ def parse_keys(keys: list, rank: int) -> np.ndarray:
     return vals.reshape(n, rank)
 
 
-def _read_digits(b: np.ndarray, idx: np.ndarray, digits: np.ndarray, places: int):
-    """Unsigned value of each validated field, whose ``digits`` digit bytes end at
-    ``idx`` (moved in place): one gather per decimal place, summed in the narrowest
-    unsigned type that holds ``places`` digits."""
-    # the narrowest accumulator that holds every value of ``places`` digits
-    acc = np.uint16 if places <= 4 else np.uint32 if places <= 9 else np.int64
-    col = np.take(b, idx)
-    col -= np.uint8(_ZERO)
-    vals = col.astype(acc)
-    if places > 2:
-        digits = digits.astype(np.uint8)  # <= 18: cheaper comparisons below
+def _read_fields(b: np.ndarray, hi: np.ndarray):
+    """(unsigned values, negative flags) of the fields of ``b``, read from their last
+    byte backwards, one gather per place; ``None`` when a field is not ``-?[0-9]+``
+    between its separators, ``"long"`` when one has more than 18 digits.
+
+    Values are summed in the narrowest unsigned type that holds the digits seen so
+    far.  The first non-digit before a field's digits is its separator or a ``-``
+    that the next byte must show to be preceded by the separator: every byte of every
+    field is checked.
+    """
+    f = len(hi)
+    live = np.ones(f, bool)  # fields still in their digits
+    neg = np.zeros(f, bool)
+    minus = None  # fields whose '-' was the previous byte
+    vals = np.zeros(f, np.uint16)
     tmp = np.empty_like(vals)
-    for j in range(1, places):
-        idx -= 1
-        col = np.take(b, idx)
+    for j in range(_FAST_DIGITS + 2):
+        col = np.take(b[_PAD - 2 - j:], hi)
+        if minus is not None and ((col[minus] | 2) != _DOT).any():
+            return None  # a '-' not right after the separator
+        if not live.any():
+            return vals, neg
         col -= np.uint8(_ZERO)
-        col *= digits > j  # the bytes before a shorter field's first digit count as 0
-        np.multiply(col, acc(10 ** j), out=tmp)
+        digit = col < 10
+        if j == 0 and not digit.all():
+            return None  # an empty field, or one ending in '-'
+        ended = live & ~digit  # the digits of these fields started at the previous byte
+        minus = None
+        if ended.any():
+            minus = ended & (col == _MINUS_DIGIT)
+            neg |= minus
+            minus = minus if minus.any() else None
+            live &= digit
+            if not live.any():
+                continue  # done, but for what precedes a '-' (the next byte)
+        if j == _FAST_DIGITS:
+            return "long"
+        if j in (4, 9):  # uint16 holds any 4 digits, uint32 any 9
+            vals = vals.astype(np.uint32 if j == 4 else np.int64)
+            tmp = np.empty_like(vals)
+        col *= live  # fields whose digits are done add nothing
+        np.multiply(col, vals.dtype.type(10 ** j), out=tmp)
         vals += tmp
-    return vals
+    return vals, neg
 
 
-def _parse_long(joined: str, count: int) -> np.ndarray:
-    with warnings.catch_warnings():  # validated: numpy's text parser reads it all
-        warnings.simplefilter("error")
-        vals = np.fromstring(joined.replace(",", "."), dtype=np.int64, sep=".")
-    if len(vals) != count:  # pragma: no cover - the checks before rule it out
-        raise ValueError("keys did not parse")
-    # numpy saturates numbers beyond int64: anything this large is refused
-    if vals.max() > C.MAX_INDEX or vals.min() < -C.MAX_INDEX:
+def _parse_long(keys: list, rank: int) -> np.ndarray:
+    """The keys with a field of more than 18 digits, one Python int per field (range
+    checked: numbers beyond +-2**62 are refused)."""
+    fields = [k.split(".") for k in keys]
+    if any(len(f) != rank or not all(_FIELD.fullmatch(x) for x in f) for f in fields):
+        raise ValueError(_explain(keys, rank))
+    vals = [int(x) for f in fields for x in f]
+    if max(vals) > C.MAX_INDEX or min(vals) < -C.MAX_INDEX:
         raise ValueError("a coordinate beyond +-2**62")
-    return vals
+    return np.array(vals, np.int64).reshape(len(keys), rank)
 
 
-def _odd_key(keys: list, rank: int) -> str:
-    comma = next((k for k in keys if "," in k), None)
-    if comma is not None:
-        return f"a key holds ',': {C.short(comma)}"
-    bad = next((k for k in keys if k.count(".") != rank - 1), None)
-    return f"key {C.short(bad)} has {bad.count('.') + 1} fields" if bad is not None else \
-        "keys of different lengths"
+def _explain(keys: list, rank: int) -> str:
+    """Why the keys were refused: the first offending key, found the slow way."""
+    for k in keys:
+        if "," in k:
+            return f"a key holds ',': {C.short(k)}"
+        fields = k.split(".")
+        if len(fields) != rank:
+            return f"key {C.short(k)} has {len(fields)} fields"
+        for x in fields:
+            if not x:
+                return f"key {C.short(k)} has an empty field"
+            if not _FIELD.fullmatch(x):
+                return f"key {C.short(k)}: {x!r} is not an integer ('-' only starts one)"
+    return "keys of different lengths"  # pragma: no cover - the scans found a reason
 
 
 def presence_from_coords(coords: np.ndarray, arr: ArrayMeta, store: str, level: int) -> Presence:
