@@ -14,7 +14,8 @@ import numpy as np
 
 from ._partitioning import Partitioning, row_major_groups
 from ._plan import ReadPlan, cell_boxes, cell_rule
-from ._read import LevelReader, ObjectPartitionReader, PartitionReader, clip_columns
+from ._partition_reader import ObjectPartitionReader, PartitionReader
+from ._read import LevelReader, clip_columns
 from ._scan import FrameSource, Scan
 
 try:  # dask's expression internals, used by the self-pruning dataframe

@@ -17,7 +17,7 @@ import pickle
 import numpy as np
 
 from . import _predicates as P
-from ._read import PartitionReader
+from ._partition_reader import PartitionReader
 from ._store import cell_key
 
 _VLEN_HEADER = 8  # bytes before the rows of an uncompressed vertex blob

@@ -193,7 +193,7 @@ def describe(source, columns=None, level=None, bbox=None, target_resolution=None
 def _store_partials(store, columns, level, bbox, target_resolution):
     """A dask DataFrame of per-partition partials of ``columns`` over a store's level."""
     from . import _graph
-    from ._read import PartitionReader
+    from ._partition_reader import PartitionReader
 
     lv = store._plan(level, None, target_resolution, []).level
     known = store.metadata.levels[lv].attributes
