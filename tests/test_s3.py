@@ -503,3 +503,22 @@ def test_persistent_failure_of_every_read_kind_names_the_chunk(s3, local_path, g
     assert (e.store, e.level, e.array, e.chunk) == (remote.url, 0, array, tuple(chunk))
     assert "3 attempts" in str(e) and SECRET_KEY not in str(e)
     assert proxy.requests().count(line) == 3
+
+
+def test_existence_check_is_retried_not_taken_for_absence(s3):
+    """Without a root document, open_zv asks whether anything is there: one 503 on
+    that check is retried (still "not found"), a persistent one is a read error,
+    never a false "nothing exists"."""
+    _, proxy = s3
+    url = f"s3://{BUCKET}/never-written.zarrvectors"
+    proxy.reset()
+    proxy.rules.append(Rule(r"^HEAD /[^/]+/never-written\.zarrvectors$", 503, times=1))
+    with pytest.raises(E.StoreNotFoundError):
+        zv_dask.open_zv(url, storage_options=_options(proxy), retry_backoff=0.01)
+    assert proxy.rules[0].hits == 1
+    assert len(proxy.requests("HEAD", "never-written")) == 2  # the failed check, its retry
+    proxy.reset()
+    proxy.rules.append(Rule(r"^HEAD /[^/]+/never-written\.zarrvectors$", 503))
+    with pytest.raises(E.StoreReadError, match="still failing") as ei:
+        zv_dask.open_zv(url, storage_options=_options(proxy), retry_backoff=0.01)
+    assert "never-written" in str(ei.value) and SECRET_KEY not in str(ei.value)

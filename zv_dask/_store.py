@@ -222,9 +222,12 @@ class StoreLocation(ObjectReads):
         return [p[len(base) + 1:] for p in found if p.startswith(base + "/")]
 
     def exists(self) -> bool:
+        """Whether anything exists at the store's root, under the retry policy: a
+        failure that outlasts the retries raises :class:`StoreReadError` rather than
+        passing for "nothing there"."""
         try:
-            return bool(self.fs.exists(self.root))
-        except Exception:
+            return bool(self.retry(lambda: self.fs.exists(self.root), "(the store root)"))
+        except _MISSING_ERRORS:
             return False
 
     def list_sizes(self, rel: str) -> dict[str, int] | None:
