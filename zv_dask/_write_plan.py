@@ -19,6 +19,7 @@ from .errors import InvalidPointsError, WriteInputError
 
 RESERVED_COLUMNS = ("object_id",)
 KEY_COLUMN = "_zv_block"
+GROUP_COLUMN = "_zv_group"      # shuffle key of a sharded write: whole blocks and shards
 SEQ_COLUMN = "_zv_seq"
 # rows of partition i get sequence numbers i * 2**40 + row: input order survives the shuffle
 SEQ_STRIDE = 1 << 40
@@ -53,8 +54,16 @@ class WriteSpec:
     levels: int = 1
     dtype: str = "float32"
     attributes: tuple = ()
-    compressor: str | None = None
+    compressor: str | None = None   # applied by the block builder: None or "zstd"
     axis_names: tuple = field(default=())
+    shard_shape: tuple | None = None  # level-0 cells per shard and axis
+    level0_codecs: str = ""         # JSON codecs of level-0 grid arrays when not the default
+    recode_compressors: str = ""    # JSON compressors when level-0 cells go through zarr
+                                    # (see _write_codecs); "" when the builder frames them
+
+    @property
+    def recode(self) -> bool:
+        return self.recode_compressors != ""
 
     @property
     def ndim(self) -> int:
@@ -306,6 +315,46 @@ def block_keys(pos: np.ndarray, spec: WriteSpec) -> np.ndarray:
     if len(blk) == 0:
         return np.zeros(0, np.int64)
     return np.ravel_multi_index(tuple(blk.T), shape).astype(np.int64)
+
+
+def group_keys(pos: np.ndarray, spec: WriteSpec) -> np.ndarray:
+    """Shuffle key of a sharded write: the smallest groups of chunks made of whole
+    blocks (absolute, ``block_chunks`` per axis) and whole shards (``shard_shape``
+    per axis from the grid origin), so one task writes every cell of a shard."""
+    chunks = level0_chunks(pos, spec)[0]
+    if len(chunks) == 0:
+        return np.zeros(0, np.int64)
+    comp, shape = _group_coords(chunks, spec)
+    return np.ravel_multi_index(tuple(comp.T), shape).astype(np.int64)
+
+
+def group_count(spec: WriteSpec) -> int:
+    origin, shape = spec.grid()
+    corners = np.array([origin, np.asarray(origin) + np.asarray(shape) - 1], np.int64)
+    return int(np.prod(_group_coords(corners, spec)[1]))
+
+
+def _group_coords(chunks: np.ndarray, spec: WriteSpec) -> tuple:
+    """Per-axis group of each chunk coordinate, from 0, and the group grid shape.
+
+    Along an axis, blocks start at multiples of ``m`` and shards at ``origin + k*s``;
+    both tile groups of ``lcm(m, s)`` chunks starting where a block start and a shard
+    start meet.  When they never meet (``origin`` not a multiple of ``gcd(m, s)``)
+    the whole axis is one group.
+    """
+    origin, shape = spec.grid()
+    out = np.zeros_like(chunks)
+    dims = []
+    for a, (m, s, o, n) in enumerate(zip(spec.block_chunks, spec.shard_shape, origin, shape)):
+        start = next((k * m for k in range(s) if (k * m - o) % s == 0), None)
+        if start is None:
+            dims.append(1)
+            continue
+        period = m * s // math.gcd(m, s)
+        lo = (o - start) // period
+        out[:, a] = (chunks[:, a] - start) // period - lo
+        dims.append(int((o + n - 1 - start) // period - lo + 1))
+    return out, tuple(dims)
 
 
 def level0_chunks(pos: np.ndarray, spec: WriteSpec) -> tuple:
