@@ -229,3 +229,42 @@ def test_convert_cli_compressor_and_shard_shape(tmp_path, capsys):
         main(["convert", str(src), str(tmp_path / "x.zarrvectors"), "--chunk-shape", "250",
               "--compressor", "lz4"])
     assert "--compressor" in capsys.readouterr().err
+
+
+def test_sharded_write_to_s3_puts_each_shard_once_without_head(tmp_path):
+    pytest.importorskip("s3fs")
+    from urllib.parse import unquote
+
+    from s3server import ACCESS_KEY, SECRET_KEY, FaultProxy, MotoServer
+
+    server = MotoServer()
+    proxy = FaultProxy(server.port)
+    try:
+        server.client().create_bucket(Bucket="zv-shards")
+        _, _, df = sample(1500, np.random.default_rng(45), lo=0, hi=1999, multi=False)
+        kw = dict(chunk_shape=250, levels=2, compressor="zstd", shard_shape=2)
+        local = tmp_path / "pts.zarrvectors"
+        zv_dask.to_zv(dd.from_pandas(df, npartitions=3), local, **kw)
+        proxy.reset()
+        opts = {"endpoint_url": proxy.url, "key": ACCESS_KEY, "secret": SECRET_KEY,
+                "skip_instance_cache": True}
+        store = zv_dask.to_zv(dd.from_pandas(df, npartitions=3), "s3://zv-shards/pts.zarrvectors",
+                              storage_options=opts, **kw)
+        puts = proxy.requests("PUT")
+        keys = sorted(unquote(p.split(" ", 1)[1].split("?")[0]).split("/pts.zarrvectors/", 1)[1]
+                      for p in puts)
+        want = files(local)
+        assert keys == sorted(want)            # one PUT per object: each shard put once
+        assert any(k.startswith("0/vertices/c/") for k in keys)
+        assert puts[-1].split("?")[0].endswith("/pts.zarrvectors/zarr.json")  # root last
+        heads = proxy.requests("HEAD")
+        assert not [h for h in heads if "/c/" in h or h.endswith("zarr.json")], heads
+        c = server.client()
+        for k in want:
+            body = c.get_object(Bucket="zv-shards", Key=f"pts.zarrvectors/{k}")["Body"].read()
+            assert body == want[k], k
+        np.testing.assert_array_equal(store.read()["positions"],
+                                      zv_dask.open_zv(local).read()["positions"])
+    finally:
+        proxy.stop()
+        server.stop()
