@@ -15,10 +15,12 @@ No store IO here: the in-memory array never leaves the task.
 from __future__ import annotations
 
 import json
+import math
 import warnings
 
 import numpy as np
 
+from ._write_plan import WriteSpec, level0_chunks
 from .errors import WriteInputError
 
 _ZSTD_DEFAULT = {"name": "zstd", "configuration": {"level": 0, "checksum": False}}
@@ -38,7 +40,7 @@ def compressors_of(compressor, store: str) -> list:
         return [json.loads(json.dumps(_ZSTD_DEFAULT))]
     if isinstance(compressor, str) and compressor == "blosc":
         return [json.loads(json.dumps(_BLOSC_DEFAULT))]
-    if isinstance(compressor, (list, tuple)) and not isinstance(compressor, str):
+    if isinstance(compressor, list):
         if not all(isinstance(c, dict) and isinstance(c.get("name"), str) for c in compressor):
             raise WriteInputError(f"compressor list entries must be dicts with a 'name' key; got "
                                   f"{compressor!r}. Accepted: {_ACCEPTED}", store=store)
@@ -83,8 +85,8 @@ def resolve(compressor, shard_shape, ndim: int, grid_shape, store: str) -> dict:
 
     Returns the ``WriteSpec`` fields: ``compressor`` (what the block builder applies
     itself: None or "zstd"), ``shard_shape``, ``level0_codecs`` (JSON of the codec
-    document) and ``recode_compressors`` (JSON, or "" when the builder's frames stand).  A codec zarr cannot build or cannot run on a sample cell
-    raises :class:`~zv_dask.errors.WriteInputError`.
+    document) and ``recode_compressors`` (JSON, or "" when the builder's frames stand).
+    A codec zarr cannot build or cannot run on a sample cell raises :class:`~zv_dask.errors.WriteInputError`.
     """
     comps = compressors_of(compressor, store)
     shards = shard_shape_of(shard_shape, ndim, store)
@@ -169,3 +171,46 @@ class CellRecoder:
             for key, b in _encode_cells(self.arr, self.data, lst).items():
                 out[f"0/{array}/{key}"] = b
         return out
+
+
+# ----------------------------------------------------------------------------- shards
+
+
+def group_keys(pos: np.ndarray, spec: WriteSpec) -> np.ndarray:
+    """Shuffle key of a sharded write: the smallest groups of chunks made of whole
+    blocks (absolute, ``block_chunks`` per axis) and whole shards (``shard_shape``
+    per axis from the grid origin), so one task writes every cell of a shard."""
+    chunks = level0_chunks(pos, spec)[0]
+    if len(chunks) == 0:
+        return np.zeros(0, np.int64)
+    comp, shape = _group_coords(chunks, spec)
+    return np.ravel_multi_index(tuple(comp.T), shape).astype(np.int64)
+
+
+def group_count(spec: WriteSpec) -> int:
+    origin, shape = spec.grid()
+    corners = np.array([origin, np.asarray(origin) + np.asarray(shape) - 1], np.int64)
+    return int(np.prod(_group_coords(corners, spec)[1]))
+
+
+def _group_coords(chunks: np.ndarray, spec: WriteSpec) -> tuple:
+    """Per-axis group of each chunk coordinate, from 0, and the group grid shape.
+
+    Along an axis, blocks start at multiples of ``m`` and shards at ``origin + k*s``;
+    both tile groups of ``lcm(m, s)`` chunks starting where a block start and a shard
+    start meet.  When they never meet (``origin`` not a multiple of ``gcd(m, s)``)
+    the whole axis is one group.
+    """
+    origin, shape = spec.grid()
+    out = np.zeros_like(chunks)
+    dims = []
+    for a, (m, s, o, n) in enumerate(zip(spec.block_chunks, spec.shard_shape, origin, shape)):
+        start = next((k * m for k in range(s) if (k * m - o) % s == 0), None)
+        if start is None:
+            dims.append(1)
+            continue
+        period = m * s // math.gcd(m, s)
+        lo = (o - start) // period
+        out[:, a] = (chunks[:, a] - start) // period - lo
+        dims.append(int((o + n - 1 - start) // period - lo + 1))
+    return out, tuple(dims)

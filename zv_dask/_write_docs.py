@@ -133,7 +133,8 @@ def documents(spec: WriteSpec, cells) -> dict:
     docs = {}
     # level-0 cells carry the compressor and shard options; links and coarse levels
     # are plain, as build_pyramid writes them
-    codecs0 = json.loads(spec.level0_codecs) if spec.level0_codecs else E.codecs_for(spec.compressor)
+    codecs0 = (json.loads(spec.level0_codecs) if spec.level0_codecs
+               else E.codecs_for(spec.compressor))
     shard0 = list(spec.shard_shape) if spec.shard_shape else None
     plain = E.codecs_for(None)
     for lv in range(spec.levels):

@@ -19,7 +19,7 @@ import pandas as pd
 from . import _write_plan as P
 from ._encode import category_codes
 from ._write_block import build_block
-from ._write_codecs import CellRecoder
+from ._write_codecs import CellRecoder, group_count, group_keys
 from ._write_docs import documents, dumps, root_document
 from ._write_store import ROOT_DOC, StoreWriter
 
@@ -57,7 +57,7 @@ def _add_keys(frame, spec: P.WriteSpec, partition_info=None):
         P.KEY_COLUMN: P.block_keys(pos, spec),
         P.SEQ_COLUMN: np.int64(i) * P.SEQ_STRIDE + np.arange(len(frame), dtype=np.int64)})
     if spec.shard_shape is not None:  # shuffle whole shards (and blocks) to one task
-        out[P.GROUP_COLUMN] = P.group_keys(pos, spec)
+        out[P.GROUP_COLUMN] = group_keys(pos, spec)
     return out
 
 
@@ -140,7 +140,7 @@ def write_graph(ddf, spec: P.WriteSpec, writer: StoreWriter):
     on, n_blocks = P.KEY_COLUMN, int(np.prod(spec.block_grid()[1]))
     if spec.shard_shape is not None:
         meta[P.GROUP_COLUMN] = np.zeros(0, np.int64)
-        on, n_blocks = P.GROUP_COLUMN, P.group_count(spec)
+        on, n_blocks = P.GROUP_COLUMN, group_count(spec)
     keyed = src.map_partitions(_add_keys, spec, meta=meta)
     nparts = max(1, min(ddf.npartitions, n_blocks))
     shuffled = keyed.shuffle(on=on, npartitions=nparts, shuffle_method=_shuffle_method())

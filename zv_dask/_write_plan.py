@@ -317,46 +317,6 @@ def block_keys(pos: np.ndarray, spec: WriteSpec) -> np.ndarray:
     return np.ravel_multi_index(tuple(blk.T), shape).astype(np.int64)
 
 
-def group_keys(pos: np.ndarray, spec: WriteSpec) -> np.ndarray:
-    """Shuffle key of a sharded write: the smallest groups of chunks made of whole
-    blocks (absolute, ``block_chunks`` per axis) and whole shards (``shard_shape``
-    per axis from the grid origin), so one task writes every cell of a shard."""
-    chunks = level0_chunks(pos, spec)[0]
-    if len(chunks) == 0:
-        return np.zeros(0, np.int64)
-    comp, shape = _group_coords(chunks, spec)
-    return np.ravel_multi_index(tuple(comp.T), shape).astype(np.int64)
-
-
-def group_count(spec: WriteSpec) -> int:
-    origin, shape = spec.grid()
-    corners = np.array([origin, np.asarray(origin) + np.asarray(shape) - 1], np.int64)
-    return int(np.prod(_group_coords(corners, spec)[1]))
-
-
-def _group_coords(chunks: np.ndarray, spec: WriteSpec) -> tuple:
-    """Per-axis group of each chunk coordinate, from 0, and the group grid shape.
-
-    Along an axis, blocks start at multiples of ``m`` and shards at ``origin + k*s``;
-    both tile groups of ``lcm(m, s)`` chunks starting where a block start and a shard
-    start meet.  When they never meet (``origin`` not a multiple of ``gcd(m, s)``)
-    the whole axis is one group.
-    """
-    origin, shape = spec.grid()
-    out = np.zeros_like(chunks)
-    dims = []
-    for a, (m, s, o, n) in enumerate(zip(spec.block_chunks, spec.shard_shape, origin, shape)):
-        start = next((k * m for k in range(s) if (k * m - o) % s == 0), None)
-        if start is None:
-            dims.append(1)
-            continue
-        period = m * s // math.gcd(m, s)
-        lo = (o - start) // period
-        out[:, a] = (chunks[:, a] - start) // period - lo
-        dims.append(int((o + n - 1 - start) // period - lo + 1))
-    return out, tuple(dims)
-
-
 def level0_chunks(pos: np.ndarray, spec: WriteSpec) -> tuple:
     """Chunk coords and fragment (local bin) index per row, exactly as ``write_points``:
     ``bin = floor(p / bin_shape)`` in float64, ``chunk = bin // bins_per_chunk``."""
