@@ -270,3 +270,19 @@ def test_sharded_write_to_s3_puts_each_shard_once_without_head(tmp_path):
     finally:
         proxy.stop()
         server.stop()
+
+
+def test_sharded_blosc_write_on_a_local_cluster_matches_the_reference(tmp_path):
+    # the p2p shuffle on the group key: every shard still comes whole from one task
+    from distributed import Client, LocalCluster
+
+    pos, attrs, df = sample(800, np.random.default_rng(46), multi=False)
+    ref, ours = _pair(tmp_path)
+    reference(ref, pos, attrs, levels=2, chunk_shape=(250, 250, 250), shard_shape=2,
+              compressor="blosc")
+    with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster, \
+            Client(cluster):
+        zv_dask.to_zv(dd.from_pandas(df, npartitions=4), ours, chunk_shape=250, levels=2,
+                      shard_shape=2, compressor="blosc")
+    assert_same_store(ref, ours)
+    assert_valid(ours)
