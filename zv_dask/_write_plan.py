@@ -57,7 +57,7 @@ class WriteSpec:
     compressor: str | None = None   # applied by the block builder: None or "zstd"
     axis_names: tuple = field(default=())
     shard_shape: tuple | None = None  # level-0 cells per shard and axis
-    level0_codecs: str = ""         # JSON codecs of level-0 grid arrays when not the default
+    level0_codecs: str = ""         # JSON codecs document of level-0 grid arrays (zarr's)
     recode_compressors: str = ""    # JSON compressors when level-0 cells go through zarr
                                     # (see _write_codecs); "" when the builder frames them
 
