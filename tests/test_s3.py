@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import time
 
 import numpy as np
 import pytest
@@ -191,10 +190,8 @@ def test_persistent_errors_name_the_chunk_and_never_return_partial(s3):
     store = _open(proxy, "points_small", retries=2, retry_backoff=0.01)
     proxy.reset()
     proxy.rules.append(Rule(r"/0/vertex_attributes/label/c/1/0/1$", 500))
-    t = time.perf_counter()
     with pytest.raises(E.StoreReadError) as ei:
         store.read(level=0)
-    assert time.perf_counter() - t < 20
     e = ei.value
     assert (e.level, e.array, e.chunk) == (0, "vertex_attributes/label", (1, 0, 1))
     msg = str(e)

@@ -343,4 +343,7 @@ def forget_open(open_id: str) -> None:
 def cell_key(arr: M.ArrayMeta, level: int, coord: Iterable[int]) -> str:
     """Relative path of one cell's object: ``<level>/<array>/c/<i>/<j>/<k>``."""
     idx = [int(c) - o for c, o in zip(coord, arr.origin)]
-    return f"{level}/{arr.path}/{arr.chunk_key_prefix}{arr.chunk_separator.join(map(str, idx))}"
+    prefix = arr.chunk_key_prefix
+    if prefix == "c/":  # zarr v3 default encoding: "c", then the separator (c/0/1 or c.0.1)
+        prefix = "c" + arr.chunk_separator
+    return f"{level}/{arr.path}/{prefix}{arr.chunk_separator.join(map(str, idx))}"
