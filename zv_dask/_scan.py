@@ -92,7 +92,8 @@ class Scan:
             m = mask[bounds[i]:bounds[i + 1]]
             cols = dict(cells[i])
             cols.update(extra)
-            out.append({k: v[m] for k, v in cols.items()})
+            # a cell inside the query box keeps every row: no copy
+            out.append(cols if m.all() else {k: v[m] for k, v in cols.items()})
         return part.assemble(schema, kept, out, int(mask.sum()))
 
     def count(self, spec, predicate, inside) -> int:
