@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._partitioning import Partitioning, row_major_groups
+from ._partitioning import CellGroups, Partitioning, row_major_groups
 from ._plan import ReadPlan, cell_boxes, cell_rule
 from ._partition_reader import ObjectPartitionReader, PartitionReader
 from ._read import LevelReader, clip_columns
@@ -64,10 +64,13 @@ def nonempty_groups(cells: np.ndarray, lm, bbox, chunks_per_partition) -> list:
     return out
 
 
-def partition_specs(plan: ReadPlan, chunks_per_partition) -> list:
-    """Cell coordinates of each partition (tuples of tuples: hashable, tokenizable)."""
-    return [tuple(tuple(int(x) for x in c) for c in g.tolist())
-            for g in group_cells(plan.cells, chunks_per_partition)]
+def partition_specs(plan: ReadPlan, chunks_per_partition) -> CellGroups:
+    """Cell coordinates of each partition: a sequence of tuples of tuples (hashable,
+    tokenizable), built per partition on demand."""
+    cells = CellGroups.row_major(plan.cells, 1).cells
+    if isinstance(chunks_per_partition, Partitioning):
+        return CellGroups.from_groups(chunks_per_partition.specs_for(cells), cells.shape[1])
+    return CellGroups.row_major(cells, int(chunks_per_partition))
 
 
 def to_dataframe(reader: LevelReader, plan: ReadPlan, axes, widths: dict,
@@ -103,7 +106,7 @@ def to_dataframe(reader: LevelReader, plan: ReadPlan, axes, widths: dict,
     # our frames hold no object-dtype strings (categoricals only): skip dask's per-partition
     # pyarrow-string conversion task, which costs more than decoding a small chunk
     with dask.config.set({"dataframe.convert-string": False}):
-        return dd.from_map(func, specs, meta=meta, label=f"zv-level{plan.level}",
+        return dd.from_map(func, list(specs), meta=meta, label=f"zv-level{plan.level}",
                            enforce_metadata=False)
 
 
@@ -114,7 +117,7 @@ def from_partition_function(func, plan: ReadPlan, meta, chunks_per_partition=1,
     import dask
     import dask.dataframe as dd
 
-    specs = partition_specs(plan, chunks_per_partition)
+    specs = list(partition_specs(plan, chunks_per_partition))
     if not specs:
         return dd.from_pandas(meta, npartitions=1)
     with dask.config.set({"dataframe.convert-string": False}):

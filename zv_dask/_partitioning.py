@@ -153,6 +153,106 @@ def _split(code, csum, i: int, j: int, shift: int, target: float) -> list:
     return list(zip(da[order].tolist(), db[order].tolist()))
 
 
+class CellGroups:
+    """Partitions as one ``(K, rank)`` array of cells and ``P + 1`` offsets.
+
+    A sequence of partition specs: item ``i`` is the tuple of coordinate tuples of
+    partition ``i``, built only when asked for, so a level of 10^6 chunks costs two
+    arrays rather than 10^6 tuples; trimming to a subset of cells is vectorised.
+
+    Examples
+    --------
+    >>> g = CellGroups.row_major(np.array([[0, 0], [0, 1], [1, 0]]), 2)
+    >>> len(g), g[0], g[1]
+    (2, ((0, 0), (0, 1)), ((1, 0),))
+    >>> list(g.keep(np.array([False, True, True])))
+    [((0, 1),), ((1, 0),)]
+    """
+
+    def __init__(self, cells: np.ndarray, offsets: np.ndarray):
+        self.cells = np.ascontiguousarray(_as_rows(cells))
+        self.offsets = np.asarray(offsets, np.int64)
+
+    @classmethod
+    def row_major(cls, cells: np.ndarray, k: int) -> "CellGroups":
+        """Runs of ``k`` cells in the given order."""
+        n = len(cells)
+        return cls(cells, np.append(np.arange(0, n, max(int(k), 1)), n) if n else [0])
+
+    @classmethod
+    def from_groups(cls, groups: list, rank: int) -> "CellGroups":
+        """From a list of ``(n_i, rank)`` coordinate arrays (empty ones dropped)."""
+        groups = [np.asarray(g, np.int64).reshape(-1, rank) for g in groups if len(g)]
+        if not groups:
+            return cls(np.zeros((0, rank), np.int64), [0])
+        lens = np.fromiter((len(g) for g in groups), np.int64, len(groups))
+        return cls(np.concatenate(groups), np.append(0, np.cumsum(lens)))
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        n = len(self)
+        if i < 0:
+            i += n
+        if not 0 <= i < n:
+            raise IndexError(i)
+        a, b = self.offsets[i], self.offsets[i + 1]
+        return tuple(map(tuple, self.cells[a:b].tolist()))
+
+    def __iter__(self):
+        return (self[i] for i in range(len(self)))
+
+    def lengths(self) -> np.ndarray:
+        """Cells per partition."""
+        return np.diff(self.offsets)
+
+    def per_partition(self, values: np.ndarray) -> "PerPartition":
+        """``values`` (one per cell) seen as one tuple per partition."""
+        return PerPartition(np.asarray(values), self.offsets)
+
+    def keep(self, mask: np.ndarray) -> "CellGroups":
+        """The cells where ``mask`` is true, in the same partitions (empty ones dropped)."""
+        mask = np.asarray(mask, bool)
+        if not len(self.cells):
+            return self
+        counts = np.add.reduceat(mask.astype(np.int64), self.offsets[:-1])
+        counts[self.lengths() == 0] = 0
+        counts = counts[counts > 0]
+        return CellGroups(self.cells[mask], np.append(0, np.cumsum(counts)))
+
+    def __dask_tokenize__(self):
+        import hashlib
+
+        h = hashlib.sha1(self.cells.tobytes())
+        h.update(self.offsets.tobytes())
+        return ("zv_dask.CellGroups", self.cells.shape, h.hexdigest())
+
+
+def _as_rows(cells) -> np.ndarray:
+    """``cells`` as a 2-D int64 array (an empty list gives shape ``(0, 0)``)."""
+    cells = np.asarray(cells, np.int64)
+    if cells.ndim == 2:
+        return cells
+    return cells.reshape(len(cells), -1) if cells.size else np.zeros((len(cells), 0), np.int64)
+
+
+class PerPartition:
+    """One tuple of values per partition, sliced from a per-cell array on demand."""
+
+    def __init__(self, values: np.ndarray, offsets: np.ndarray):
+        self.values = values
+        self.offsets = offsets
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def __getitem__(self, i: int) -> tuple:
+        return tuple(self.values[self.offsets[i]:self.offsets[i + 1]].tolist())
+
+
 @dataclass(frozen=True, eq=False)
 class Partitioning:
     """Partitions as groups of cell coordinates, independent of any one plan.

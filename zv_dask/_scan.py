@@ -18,6 +18,7 @@ import numpy as np
 
 from . import _predicates as P
 from ._partition_reader import PartitionReader
+from ._partitioning import CellGroups
 from ._store import cell_key
 
 _VLEN_HEADER = 8  # bytes before the rows of an uncompressed vertex blob
@@ -136,7 +137,8 @@ class FrameSource:
         self.level = level
         self.bbox = bbox
         self.axes = tuple(axes)
-        self.base_specs = list(specs)
+        # CellGroups for plain reads (vectorised trimming); a list for object selections
+        self.base_specs = specs if isinstance(specs, CellGroups) else list(specs)
         self.label = label
         self.full_count = full_count  # rows of the whole level (no bbox, no selection)
         self._memo = {}
@@ -167,6 +169,8 @@ class FrameSource:
 
     def _flat(self):
         """(every planned cell (K, rank), cells per partition), computed once."""
+        if "flat" not in self._memo and isinstance(self.base_specs, CellGroups):
+            self._memo["flat"] = (self.base_specs.cells, self.base_specs.lengths())
         if "flat" not in self._memo:
             groups = [self._coords(s) for s in self.base_specs]
             lens = np.fromiter((len(g) for g in groups), np.int64, len(groups))
@@ -210,6 +214,8 @@ class FrameSource:
         if not len(flat):
             return []
         keep = np.isin(P.linear_index(self.level, flat), allowed)
+        if isinstance(self.base_specs, CellGroups):
+            return self.base_specs.keep(keep)
         starts = np.concatenate([[0], np.cumsum(lens)[:-1]])
         kept = np.zeros(len(lens), np.int64)
         some = lens > 0
@@ -238,6 +244,10 @@ class FrameSource:
     def inside_flags(self, predicate, specs) -> list:
         """Per partition, per cell: whether the cell lies inside the query's boxes."""
         box_list = self.boxes(predicate)
+        if isinstance(specs, CellGroups):
+            if not len(specs.cells):
+                return [()] * len(specs)
+            return specs.per_partition(P.interior(self.level, specs.cells, box_list))
         out = []
         for spec in specs:
             coords = self._coords(spec)
