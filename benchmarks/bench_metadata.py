@@ -14,6 +14,12 @@ writer) and prints the median time of:
 4. that previous key parsing alone.
 
 Runs interleave, so machine load hits all of them alike; compare the ratio.
+
+Then, on a store whose level lists the same number of chunks (metadata only, no
+blobs: nothing here reads a chunk), the median time of planning a query:
+``to_dask_dataframe`` (one partition per chunk and ``"auto"``), and building plus
+optimizing ``ddf[(ddf.x > a) & (ddf.y > a) & (ddf.z > a)]`` (one octant of the
+chunks can match) up to its pruned partition count.
 """
 
 from __future__ import annotations
@@ -86,6 +92,40 @@ def main(argv=None):
         med = statistics.median(ts)
         print(f"  {k:26s} {med:7.3f} s  (min {min(ts):.3f})  {med / base:5.2f}x previous "
               "parse_presence")
+    planning(args)
+
+
+def planning(args):
+    sys.path.insert(0, str(Path(__file__).parent))
+    from bench_dask import synthetic_store
+
+    store, _ = synthetic_store(args.keys)
+    side = int(np.ceil(args.keys ** (1 / 3)))
+    mid = side * 10.0 / 2  # synthetic chunks are 10 wide from 0
+
+    def build(**kw):
+        return store.to_dask_dataframe(level=0, **kw)
+
+    def octant(**kw):
+        ddf = build(**kw)
+        q = ddf[(ddf.x > mid) & (ddf.y > mid) & (ddf.z > mid)]
+        return q.optimize().npartitions
+
+    print(f"\nplanning on a level of {args.keys:,} chunks (metadata only), median of "
+          f"{args.repeat}:")
+    for label, kw in (("one partition per chunk", {}),
+                      ('chunks_per_partition="auto"', {"chunks_per_partition": "auto"})):
+        full = build(**kw).npartitions
+        n = octant(**kw)
+        for what, fn in (("to_dask_dataframe", lambda: build(**kw)),
+                         ("  + octant filter, optimize", lambda: octant(**kw))):
+            ts = []
+            for _ in range(args.repeat):
+                t = time.perf_counter()
+                fn()
+                ts.append(time.perf_counter() - t)
+            print(f"  {label:28s} {what:30s} {statistics.median(ts):7.3f} s")
+        print(f"  {label:28s} partitions: {full:,} -> {n:,} after the filter")
 
 
 if __name__ == "__main__":

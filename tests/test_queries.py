@@ -338,10 +338,15 @@ def test_names_are_deterministic_and_queries_pickle(store_path):
     assert a._name == b._name
     assert a.optimize()._name == b.optimize()._name
     assert a.optimize().__dask_keys__() == b.optimize().__dask_keys__()
-    c = pickle.loads(cloudpickle.dumps(a))  # dask's serializer (metadata holds mappingproxy)
+    c = pickle.loads(cloudpickle.dumps(a))  # dask's serializer
     assert c._name == a._name
+    d = pickle.loads(pickle.dumps(a.optimize()))  # plain pickle too
+    assert d._name == a.optimize()._name
     want = a.compute(scheduler="sync")
     assert_same(c.compute(scheduler="threads"), want)
+    assert_same(d.compute(scheduler="sync"), want)
+    e = pickle.loads(pickle.dumps(store.to_dask_dataframe(level=1)))
+    assert_same(e.compute(scheduler="sync"), store.to_dask_dataframe(level=1).compute(scheduler="sync"))
     assert_same(a.compute(scheduler="processes", num_workers=2), want)
 
 

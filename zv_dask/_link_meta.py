@@ -8,13 +8,13 @@ described in :mod:`zv_dask._links`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from types import MappingProxyType
 from typing import Mapping
 
 import numpy as np
 
 from . import _meta_check as C
 from . import _metadata as M
+from ._meta_values import FrozenMap
 from .errors import MetadataError, UnsupportedFormatError
 
 
@@ -114,7 +114,7 @@ def load_family(loc, lm: M.LevelMeta, store: str) -> LinkFamily | None:
                 attributes.setdefault(n, {})[s] = M.parse_array(
                     doc, f"link_attributes/{n}/0/{s}", store, lv)
     return LinkFamily(lv, L, C.boolean(fattrs.get("directed"), "directed", where), tuple(arrays),
-                      MappingProxyType({k: MappingProxyType(v) for k, v in attributes.items()}))
+                      FrozenMap({k: FrozenMap(v) for k, v in attributes.items()}))
 
 
 def _presence(loc, doc, arr: M.ArrayMeta, store, lv) -> list:

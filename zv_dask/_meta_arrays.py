@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import math
 import warnings
-from types import MappingProxyType
 from typing import Mapping
 
 import numpy as np
 
 from . import _meta_check as C
-from ._meta_values import DIRECT_BYTES_CODECS, KNOWN_CODECS, ArrayMeta, Presence
+from ._meta_values import DIRECT_BYTES_CODECS, KNOWN_CODECS, ArrayMeta, FrozenMap, Presence
 from .errors import MetadataError, UnsupportedFormatError
 
 SEPARATORS = (".", "/")
@@ -88,9 +87,9 @@ def parse_array(doc, path: str, store: str, level: int) -> ArrayMeta:
         byte_codecs=byte_codecs,
         chunk_key_prefix=prefix,
         chunk_separator=sep,
-        attrs=MappingProxyType(clean),
+        attrs=FrozenMap(clean),
         # without the presence list: tasks carry this document, and it can be megabytes
-        document=MappingProxyType({**doc, "attributes": clean}),
+        document=FrozenMap({**doc, "attributes": clean}),
     )
 
 

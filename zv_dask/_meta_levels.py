@@ -8,13 +8,13 @@ attributes is checked before use.
 from __future__ import annotations
 
 from dataclasses import replace
-from types import MappingProxyType
 from typing import Mapping
 
 import numpy as np
 
 from . import _meta_check as C
 from ._meta_values import (
+    FrozenMap,
     KNOWN_MANIFEST_LAYOUTS,
     ArrayMeta,
     AttributeInfo,
@@ -261,14 +261,14 @@ def build_level(
         vertices=verts,
         vertex_fragments=frag,
         presence=presence,
-        attributes=MappingProxyType(attributes),
+        attributes=FrozenMap(attributes),
         object_index=oi,
-        object_attributes=MappingProxyType(obj_attrs),
+        object_attributes=FrozenMap(obj_attrs),
         chunk_attribute=chunk_attr,
         shared_fragments=bool(level_attrs.get("shared_fragments", False)),
         fragments_tile=bool(level_attrs.get("fragments_tile", False)),
-        arrays=MappingProxyType(dict(arrays)),
-        attrs=MappingProxyType(dict(level_attrs)),
+        arrays=FrozenMap(dict(arrays)),
+        attrs=FrozenMap(dict(level_attrs)),
     )
 
 

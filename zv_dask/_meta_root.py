@@ -7,13 +7,13 @@ or raises a typed error naming the field.
 from __future__ import annotations
 
 import re
-from types import MappingProxyType
 from typing import Mapping
 
 import numpy as np
 
 from . import _meta_check as C
 from ._meta_values import (
+    FrozenMap,
     KNOWN_CAPABILITIES,
     KNOWN_GEOMETRIES,
     KNOWN_LINK_CONVENTIONS,
@@ -109,7 +109,7 @@ def parse_root(doc, store: str) -> RootInfo:
     multiscale, names, transforms = _multiscales(attrs, D, where)
     return RootInfo(zvm=zvm, multiscale=multiscale, level_names=names, chunk_shape=cs,
                     base_bin_shape=base, bounds=bounds, axes=_axes(multiscale, D, where),
-                    transforms=MappingProxyType(transforms))
+                    transforms=FrozenMap(transforms))
 
 
 def check_version(version, store: str) -> None:
@@ -253,6 +253,6 @@ def build_store(name: str, root: RootInfo, levels: Mapping[int, LevelMeta]) -> S
         chunk_shape=np.asarray(root.chunk_shape, np.float64),
         bounds=(root.bounds[0].copy(), root.bounds[1].copy()),
         base_bin_shape=np.asarray(root.base_bin_shape, np.float64),
-        levels=MappingProxyType(dict(sorted(levels.items()))),
-        attrs=MappingProxyType(dict(zvm)),
+        levels=FrozenMap(dict(sorted(levels.items()))),
+        attrs=FrozenMap(dict(zvm)),
     )

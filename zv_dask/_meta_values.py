@@ -34,6 +34,42 @@ KNOWN_CODECS = frozenset(
 )
 
 
+class FrozenMap(Mapping):
+    """A read-only mapping that pickles (``types.MappingProxyType`` does not, so
+    metadata holding one could not travel to worker processes with plain pickle).
+
+    Examples
+    --------
+    >>> import pickle
+    >>> m = FrozenMap({"a": 1})
+    >>> pickle.loads(pickle.dumps(m)) == {"a": 1}
+    True
+    """
+
+    __slots__ = ("_data",)
+
+    def __init__(self, data=()):
+        self._data = dict(data)
+
+    def __getitem__(self, key):
+        return self._data[key]
+
+    def __iter__(self):
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __repr__(self) -> str:
+        return f"FrozenMap({self._data!r})"
+
+    def __reduce__(self):
+        return (FrozenMap, (self._data,))
+
+    def __dask_tokenize__(self):
+        return ("zv_dask.FrozenMap", list(self._data.items()))
+
+
 @dataclass(frozen=True, eq=False)
 class ArrayMeta:
     """One array of a level, as far as its ``zarr.json`` tells.
