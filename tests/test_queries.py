@@ -305,14 +305,19 @@ def test_len_from_metadata_and_blob_sizes(store_path, counting):
     read = {p for op, p in counting if op == "get" and "/c/" in p}
     planned = kept_cells(q)
     assert read and len(read) < len(planned)  # inside chunks counted from sizes
+    # ... which come from one listing of the vertices array, never a stat per chunk
+    assert [p for op, p in counting if op == "list"] == [f"{path}/0/vertices"]
+    assert not [p for op, p in counting if op == "stat" and "/c/" in p]
     assert all("/vertices/c/" in p for p in read)
     box = ([250, 250, 250], [1750, 1750, 1750])
     want = len(eager_frame(store, 0, box))
     counting.clear()
     assert len(store.to_dask_dataframe(level=0, bbox=box)) == want
-    # boundary chunks are read; inside ones are only sized (a stat each, no read)
+    # boundary chunks are read; inside ones are only sized, from one listing of the
+    # vertices array (no stat per chunk)
     assert 0 < len({p for op, p in counting if op == "get" and "/c/" in p}) \
         < len(store.chunks(0, bbox=box))
+    assert not [p for op, p in counting if op in ("stat", "list") and "/c/" in p]
     counting.clear()
     assert len(ddf[ddf.label == 3]) == int((full.label == 3).sum())
     fetched = {p.split(".zarrvectors/")[1].split("/c/")[0] for op, p in counting if op == "get"}

@@ -519,3 +519,21 @@ def test_existence_check_is_retried_not_taken_for_absence(s3):
     with pytest.raises(E.StoreReadError, match="still failing") as ei:
         zv_dask.open_zv(url, storage_options=_options(proxy), retry_backoff=0.01)
     assert "never-written" in str(ei.value) and SECRET_KEY not in str(ei.value)
+
+
+def test_filtered_len_sizes_chunks_from_list_pages_not_heads(s3, local_path):
+    """``len`` of an axis filter counts inside chunks from one LIST of the vertices
+    array (sizes come in the LIST pages) and reads only boundary chunks: no HEAD."""
+    _, proxy = s3
+    local = zv_dask.open_zv(local_path("points_small"))
+    pos = local.read(level=0)["positions"]
+    cut = float(np.quantile(pos[:, 0], 0.3))
+    store = _open(proxy, "points_small")
+    ddf = store.to_dask_dataframe(level=0)
+    proxy.reset()
+    assert len(ddf[ddf.x > cut]) == int((pos[:, 0] > cut).sum())
+    assert not proxy.requests("HEAD")
+    lists = [r for r in proxy.requests("GET") if "list-type" in r]
+    assert len(lists) == 1 and "0%2Fvertices" in lists[0], lists
+    chunk_gets = [r for r in proxy.requests("GET") if "/c/" in r]
+    assert 0 < len(chunk_gets) < len(store.chunks(0))

@@ -108,7 +108,10 @@ class Scan:
         if sized:
             loc = self.part.reader.location
             row = self.part.reader.ndim * lm.vertices.dtype.itemsize
-            got = loc.sizes([cell_key(lm.vertices, lm.level, c) for c in sized])
+            keys = [cell_key(lm.vertices, lm.level, c) for c in sized]
+            listed = loc.listed_sizes(f"{lm.level}/{lm.vertices.path}")
+            # one listing per array and process; a store that cannot be listed: stats
+            got = [listed.get(k) for k in keys] if listed is not None else loc.sizes(keys)
             for c, s in zip(sized, got):
                 if s is None or s < _VLEN_HEADER or (s - _VLEN_HEADER) % row:
                     n += len(self([c], [], predicate))  # not a plain blob: read it

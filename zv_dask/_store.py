@@ -89,6 +89,8 @@ class StoreLocation(ObjectReads):
         self._pool = None
         self._zarr_store = None
         self._lock = threading.Lock()
+        self._listings: dict = {}  # rel -> list_sizes(rel), for this open in this process
+        self._listing_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"StoreLocation({self.url!r})"
@@ -252,6 +254,15 @@ class StoreLocation(ObjectReads):
             return self.retry(once, rel + "/")
         except _MISSING_ERRORS:
             return {}
+
+    def listed_sizes(self, rel: str) -> dict[str, int] | None:
+        """:meth:`list_sizes` made once per location and process: every task of a query
+        that sizes chunks shares one listing of the array (one LIST per array, never a
+        HEAD per chunk)."""
+        with self._listing_lock:
+            if rel not in self._listings:
+                self._listings[rel] = self.list_sizes(rel)
+            return self._listings[rel]
 
     def _list_sizes_once(self, rel: str) -> dict[str, int]:
         base = self._full(rel)
