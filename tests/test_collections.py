@@ -218,7 +218,10 @@ def test_pruning_property(store_path):
     lm = store.metadata.levels[0]
     all_chunks = np.asarray(store.chunks(0))
 
-    @given(st.lists(st.floats(-1500, 1500), min_size=4, max_size=4))
+    # no subnormal bounds: the expectation below is naive interval arithmetic, while a
+    # subnormal p / chunk underflows to -0.0, so such a point is in chunk 0, not -1
+    # (the exact writer rule is checked in test_cells_writer.py)
+    @given(st.lists(st.floats(-1500, 1500, allow_subnormal=False), min_size=4, max_size=4))
     def check(v):
         lo = np.minimum(v[:2], v[2:])
         hi = np.maximum(v[:2], v[2:])

@@ -161,7 +161,7 @@ def test_points_outside_given_bounds_name_count_and_example(tmp_path):
     ({"chunk_shape": [100, 100]}, "2 values but there are 3 axes"),
     ({"chunk_shape": 100, "bin_shape": 30}, "must divide chunk_shape"),
     ({"chunk_shape": 100, "levels": 0}, "levels must be"),
-    ({"chunk_shape": 100, "shard_shape": 2}, "shard_shape is not supported"),
+    ({"chunk_shape": 100, "shard_shape": 0}, "shard_shape must be a positive int"),
     ({"chunk_shape": 100, "compressor": "lz4"}, "compressor 'lz4' is not supported"),
     ({"chunk_shape": 100, "attributes": ["nope"]}, "attribute 'nope' is not a column"),
 ])

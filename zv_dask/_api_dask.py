@@ -119,8 +119,7 @@ class DaskMethods:
         if object_ids is not None:
             plan, selection = self._object_plan(plan, object_ids)
         return _graph.to_dataframe(self._reader(plan.level), plan, self.axes, widths, cpp,
-                                   selection, level=self._meta.levels[plan.level],
-                                   listed_rows=self._listed_rows(plan.level))
+                                   selection, level=self._meta.levels[plan.level])
 
     def partitions(self, level=None, bbox=None, target_resolution=None,
                    chunks_per_partition=1, partition_rows=None):
@@ -244,19 +243,46 @@ class DaskMethods:
         return self._memo(("auto-partitioning", level, int(partition_rows)), make)
 
     def _listed_rows(self, level: int):
-        """The level's :class:`~zv_dask._scan.ListedRows` (memoised: one listing of its
-        ``vertices`` array per store, shared by every collection built from it)."""
-        from ._scan import ListedRows
+        """Rows of every non-empty cell of a level (aligned with the presence list; -1
+        where unknown) from one listing of its ``vertices`` array, or ``None`` when
+        blob sizes do not give rows (compressed, sharded or Draco vertices)."""
+        lm = self._meta.levels[level]
+        arr = lm.vertices
+        if arr.access != "plain" or (arr.encoding or "raw") != "raw":
+            return None
 
-        return self._memo(("listed-rows", level), lambda: ListedRows(
-            self._loc, self._meta.levels[level], self.spatial_dims))
+        def make():
+            listing = self._loc.list_sizes(f"{level}/{arr.path}") or {}
+            base = f"{level}/{arr.path}/{arr.chunk_key_prefix}"
+            idx, sizes = [], []
+            for key, size in listing.items():
+                if key.startswith(base):
+                    parts = key[len(base):].split(arr.chunk_separator)
+                    if len(parts) == arr.rank and all(p.isdigit() for p in parts):
+                        idx.append([int(p) for p in parts])
+                        sizes.append(size)
+            rows = np.full(lm.n_cells, -1, np.int64)
+            if not idx or not lm.n_cells:
+                return rows
+            pres = lm.presence
+            idx = np.asarray(idx, np.int64)
+            sizes = np.asarray(sizes, np.int64)
+            ok = (idx < np.asarray(pres.shape)).all(1)
+            lin = np.ravel_multi_index(idx[ok].T, pres.shape)
+            sizes = sizes[ok]
+            pos = np.clip(np.searchsorted(pres.linear, lin), 0, max(len(pres.linear) - 1, 0))
+            row = self.spatial_dims * arr.dtype.itemsize
+            good = (pres.linear[pos] == lin) & (sizes >= 8) & ((sizes - 8) % row == 0)
+            rows[pos[good]] = (sizes[good] - 8) // row
+            return rows
+        return self._memo(("listed-rows", level), make)
 
     def _cell_rows(self, lm: LevelMeta, cells: np.ndarray, estimate: bool = False):
         """Rows of each cell from the listing (-1 unknown; with ``estimate`` the unknown
         ones get ``vertex_count / n_chunks`` instead)."""
         cells = np.asarray(cells, np.int64).reshape(len(cells), -1)
         rows = np.full(len(cells), -1, np.int64)
-        listed = self._listed_rows(lm.level)() if len(cells) else None
+        listed = self._listed_rows(lm.level) if len(cells) else None
         if listed is not None:
             pres = lm.presence
             lin = np.ravel_multi_index((cells - np.asarray(pres.origin)).T, pres.shape)

@@ -16,6 +16,8 @@ OPENS_STORE = False
 EPILOG = """\
 examples:
   zv-dask convert points.parquet points.zarrvectors --chunk-shape 250 --levels 3
+  zv-dask convert points.parquet sharded.zarrvectors --chunk-shape 250 --shard-shape 4 \\
+      --compressor zstd
   zv-dask convert 'tiles/*.csv' s3://bucket/pts.zarrvectors --chunk-shape 100 100 \\
       --bin-shape 25 25 --bounds 0 0 1000 1000 --scheduler tcp://10.0.0.5:8786
 """
@@ -40,11 +42,31 @@ def add_parser(sub):
     p.add_argument("--axes", nargs="+", help="position columns (default x y [z])")
     p.add_argument("--attributes", nargs="*", help="attribute columns (default: all others)")
     p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
-    p.add_argument("--compressor", choices=["zstd"], default=None)
+    p.add_argument("--compressor", type=_compressor_arg, default=None,
+                   help="level-0 cell codecs: none (default), zstd, blosc, or a JSON list "
+                        "of zarr codec documents, e.g. '[{\"name\": \"gzip\", "
+                        "\"configuration\": {\"level\": 5}}]'")
+    p.add_argument("--shard-shape", type=int, nargs="+",
+                   help="level-0 cells per shard (one value, or one per axis)")
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     p.add_argument("--scheduler", type=_scheduler_arg, default="threads",
                    help="threads (default), processes, sync, or a scheduler address")
     return p
+
+
+def _compressor_arg(text: str):
+    """``none``, ``zstd``, ``blosc`` or a JSON list of codec documents."""
+    import json
+
+    if text.strip().startswith("["):
+        try:
+            return json.loads(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(f"--compressor is not valid JSON: {exc}") from None
+    if text not in ("none", "zstd", "blosc"):
+        raise argparse.ArgumentTypeError(
+            f"--compressor must be none, zstd, blosc or a JSON list, got {text!r}")
+    return None if text == "none" else text
 
 
 def read_source(source: str):
@@ -72,11 +94,14 @@ def run(args, store=None) -> str:
     chunk = args.chunk_shape[0] if len(args.chunk_shape) == 1 else args.chunk_shape
     bins = None if args.bin_shape is None else (
         args.bin_shape[0] if len(args.bin_shape) == 1 else args.bin_shape)
+    shards = None if args.shard_shape is None else (
+        args.shard_shape[0] if len(args.shard_shape) == 1 else tuple(args.shard_shape))
     with scheduler(args.scheduler) as client:
         df = read_source(args.source)
         job = to_zv(df, args.out, chunk_shape=chunk, bin_shape=bins, bounds=bounds,
                     levels=args.levels, axes=args.axes, attributes=args.attributes,
-                    compressor=args.compressor, dtype=args.dtype, overwrite=args.overwrite,
+                    compressor=args.compressor, shard_shape=shards, dtype=args.dtype,
+                    overwrite=args.overwrite,
                     compute=False)
         summary = compute_with_progress(job, client)
     lines = [f"wrote {summary['url']}"]

@@ -77,8 +77,8 @@ class ZVFrame(PartitionsFiltered, BlockwiseIO):
         return self.operand("source").scan, cols, self.operand("predicate"), series, self._specs
 
     def _filtered_task(self, name, index):
-        scan, cols, predicate, series, lay = self._task_parts
-        task = Task(name, scan, lay.spec(index), cols, predicate, _data_producer=True)
+        scan, cols, predicate, series, specs = self._task_parts
+        task = Task(name, scan, specs[index], cols, predicate, _data_producer=True)
         if series is not None:
             return Task(name, operator.getitem, task, series)
         return task
@@ -145,9 +145,8 @@ class ZVFrame(PartitionsFiltered, BlockwiseIO):
 
 
 class ZVCounts(BlockwiseIO):
-    """Rows per partition of a ``ZVFrame`` (a Series): chunks inside the query box count
-    from the blob sizes of one listing of the vertices array (made while the graph is
-    built, once per level and store), the others are read."""
+    """Rows per partition of a ``ZVFrame`` (a Series), from blob sizes where a chunk lies
+    inside the query box and from positions on its boundary."""
 
     _parameters = ["source", "predicate"]
 
@@ -164,21 +163,19 @@ class ZVCounts(BlockwiseIO):
         return self.source.specs(self.operand("predicate"))
 
     @functools.cached_property
-    def _rows(self):
-        return self.operand("source").known_rows(self.operand("predicate"), self._specs)
+    def _inside(self):
+        return self.source.inside_flags(self.operand("predicate"), self._specs)
 
     def _divisions(self):
         return (None,) * (len(self._specs) + 1)
 
     def _task(self, name, index):
-        lay = self._specs
-        a, b = lay.offsets[index], lay.offsets[index + 1]
-        return Task(name, _count_series, self.operand("source").scan, lay.spec(index),
-                    self.operand("predicate"), self._rows[a:b], _data_producer=True)
+        return Task(name, _count_series, self.source.scan, self._specs[index],
+                    self.operand("predicate"), self._inside[index], _data_producer=True)
 
 
-def _count_series(scan, spec, predicate, rows):
-    return pd.Series([scan.count(spec, predicate, rows)], dtype="int64")
+def _count_series(scan, spec, predicate, inside):
+    return pd.Series([scan.count(spec, predicate, inside)], dtype="int64")
 
 
 def _conjuncts(e):

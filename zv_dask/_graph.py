@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._partitioning import Layout, Partitioning, row_major_groups
+from ._partitioning import CellGroups, Partitioning, row_major_groups
 from ._plan import ReadPlan, cell_boxes, cell_rule
-from ._read import LevelReader, ObjectPartitionReader, PartitionReader, clip_columns
+from ._partition_reader import ObjectPartitionReader, PartitionReader
+from ._read import LevelReader, clip_columns
 from ._scan import FrameSource, Scan
 
 try:  # dask's expression internals, used by the self-pruning dataframe
@@ -63,22 +64,17 @@ def nonempty_groups(cells: np.ndarray, lm, bbox, chunks_per_partition) -> list:
     return out
 
 
-def layout(cells: np.ndarray, chunks_per_partition) -> Layout:
-    """The partitions of :func:`group_cells` as a :class:`Layout` (a few arrays)."""
+def partition_specs(plan: ReadPlan, chunks_per_partition) -> CellGroups:
+    """Cell coordinates of each partition: a sequence of tuples of tuples (hashable,
+    tokenizable), built per partition on demand."""
+    cells = CellGroups.row_major(plan.cells, 1).cells
     if isinstance(chunks_per_partition, Partitioning):
-        return chunks_per_partition.layout_for(cells)
-    return Layout.runs(cells, int(chunks_per_partition))
-
-
-def partition_specs(plan: ReadPlan, chunks_per_partition) -> list:
-    """Cell coordinates of each partition (tuples of tuples: hashable, tokenizable)."""
-    return [tuple(tuple(int(x) for x in c) for c in g.tolist())
-            for g in group_cells(plan.cells, chunks_per_partition)]
+        return CellGroups.from_groups(chunks_per_partition.specs_for(cells), cells.shape[1])
+    return CellGroups.row_major(cells, int(chunks_per_partition))
 
 
 def to_dataframe(reader: LevelReader, plan: ReadPlan, axes, widths: dict,
-                 chunks_per_partition=1, selection: dict | None = None, level=None,
-                 listed_rows=None):
+                 chunks_per_partition=1, selection: dict | None = None, level=None):
     """A ``dask.dataframe.DataFrame`` over the plan; ``meta`` given, nothing read.
 
     ``selection`` (``{coord: (fragments, object ids)}``, from the manifests of selected
@@ -86,9 +82,7 @@ def to_dataframe(reader: LevelReader, plan: ReadPlan, axes, widths: dict,
     An ``owner_count`` column is added on levels with ``shared_fragments``.
     With ``level`` (the full ``LevelMeta``) and dask's expression API available, the
     frame is a :class:`zv_dask._expr.ZVFrame` that prunes itself under filters and
-    knows its length (``listed_rows``, a :class:`~zv_dask._scan.ListedRows`, sizes the
-    chunks inside a query box); otherwise (or without ``level``) a plain ``from_map``
-    frame.
+    knows its length; otherwise (or without ``level``) a plain ``from_map`` frame.
     """
     import dask
     import dask.dataframe as dd
@@ -96,27 +90,23 @@ def to_dataframe(reader: LevelReader, plan: ReadPlan, axes, widths: dict,
     shared = bool(reader.level.shared_fragments)
     cls = PartitionReader if selection is None else ObjectPartitionReader
     func = cls(reader, plan.attributes, axes, plan.bbox, plan.object_ids, widths, shared)
-    if level is not None and EXPRESSIONS:
-        from ._expr import new_frame
-
-        lay = layout(plan.cells, chunks_per_partition)
-        if selection is not None:
-            lay = Layout(lay.cells, lay.offsets,
-                         tuple(selection[c] for c in map(tuple, lay.cells.tolist())))
-        full = level.vertex_count if plan.bbox is None and selection is None else None
-        source = FrameSource(Scan(func, selection is not None), level, plan.bbox, axes, lay,
-                             f"zv-level{plan.level}", full, listed_rows)
-        return new_frame(source)
     specs = partition_specs(plan, chunks_per_partition)
     if selection is not None:
         specs = [(cs, tuple(selection[c] for c in cs)) for cs in specs]
+    if level is not None and EXPRESSIONS:
+        from ._expr import new_frame
+
+        full = level.vertex_count if plan.bbox is None and selection is None else None
+        source = FrameSource(Scan(func, selection is not None), level, plan.bbox, axes, specs,
+                             f"zv-level{plan.level}", full)
+        return new_frame(source)
     meta = func.meta()
     if not specs:
         return dd.from_pandas(meta, npartitions=1)
     # our frames hold no object-dtype strings (categoricals only): skip dask's per-partition
     # pyarrow-string conversion task, which costs more than decoding a small chunk
     with dask.config.set({"dataframe.convert-string": False}):
-        return dd.from_map(func, specs, meta=meta, label=f"zv-level{plan.level}",
+        return dd.from_map(func, list(specs), meta=meta, label=f"zv-level{plan.level}",
                            enforce_metadata=False)
 
 
@@ -127,7 +117,7 @@ def from_partition_function(func, plan: ReadPlan, meta, chunks_per_partition=1,
     import dask
     import dask.dataframe as dd
 
-    specs = partition_specs(plan, chunks_per_partition)
+    specs = list(partition_specs(plan, chunks_per_partition))
     if not specs:
         return dd.from_pandas(meta, npartitions=1)
     with dask.config.set({"dataframe.convert-string": False}):

@@ -14,10 +14,10 @@ import numpy as np
 
 from . import _meta_check as C
 from ._meta_values import (
+    FrozenMap,
     KNOWN_MANIFEST_LAYOUTS,
     ArrayMeta,
     AttributeInfo,
-    FrozenMap,
     LevelMeta,
     ObjectIndexMeta,
     Presence,

@@ -13,10 +13,10 @@ import numpy as np
 
 from . import _meta_check as C
 from ._meta_values import (
+    FrozenMap,
     KNOWN_CAPABILITIES,
     KNOWN_GEOMETRIES,
     KNOWN_LINK_CONVENTIONS,
-    FrozenMap,
     LevelMeta,
     RootInfo,
     StoreMeta,

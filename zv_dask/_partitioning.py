@@ -13,8 +13,7 @@ the cells).
 
 from __future__ import annotations
 
-import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -154,6 +153,106 @@ def _split(code, csum, i: int, j: int, shift: int, target: float) -> list:
     return list(zip(da[order].tolist(), db[order].tolist()))
 
 
+class CellGroups:
+    """Partitions as one ``(K, rank)`` array of cells and ``P + 1`` offsets.
+
+    A sequence of partition specs: item ``i`` is the tuple of coordinate tuples of
+    partition ``i``, built only when asked for, so a level of 10^6 chunks costs two
+    arrays rather than 10^6 tuples; trimming to a subset of cells is vectorised.
+
+    Examples
+    --------
+    >>> g = CellGroups.row_major(np.array([[0, 0], [0, 1], [1, 0]]), 2)
+    >>> len(g), g[0], g[1]
+    (2, ((0, 0), (0, 1)), ((1, 0),))
+    >>> list(g.keep(np.array([False, True, True])))
+    [((0, 1),), ((1, 0),)]
+    """
+
+    def __init__(self, cells: np.ndarray, offsets: np.ndarray):
+        self.cells = np.ascontiguousarray(_as_rows(cells))
+        self.offsets = np.asarray(offsets, np.int64)
+
+    @classmethod
+    def row_major(cls, cells: np.ndarray, k: int) -> "CellGroups":
+        """Runs of ``k`` cells in the given order."""
+        n = len(cells)
+        return cls(cells, np.append(np.arange(0, n, max(int(k), 1)), n) if n else [0])
+
+    @classmethod
+    def from_groups(cls, groups: list, rank: int) -> "CellGroups":
+        """From a list of ``(n_i, rank)`` coordinate arrays (empty ones dropped)."""
+        groups = [np.asarray(g, np.int64).reshape(-1, rank) for g in groups if len(g)]
+        if not groups:
+            return cls(np.zeros((0, rank), np.int64), [0])
+        lens = np.fromiter((len(g) for g in groups), np.int64, len(groups))
+        return cls(np.concatenate(groups), np.append(0, np.cumsum(lens)))
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        n = len(self)
+        if i < 0:
+            i += n
+        if not 0 <= i < n:
+            raise IndexError(i)
+        a, b = self.offsets[i], self.offsets[i + 1]
+        return tuple(map(tuple, self.cells[a:b].tolist()))
+
+    def __iter__(self):
+        return (self[i] for i in range(len(self)))
+
+    def lengths(self) -> np.ndarray:
+        """Cells per partition."""
+        return np.diff(self.offsets)
+
+    def per_partition(self, values: np.ndarray) -> "PerPartition":
+        """``values`` (one per cell) seen as one tuple per partition."""
+        return PerPartition(np.asarray(values), self.offsets)
+
+    def keep(self, mask: np.ndarray) -> "CellGroups":
+        """The cells where ``mask`` is true, in the same partitions (empty ones dropped)."""
+        mask = np.asarray(mask, bool)
+        if not len(self.cells):
+            return self
+        counts = np.add.reduceat(mask.astype(np.int64), self.offsets[:-1])
+        counts[self.lengths() == 0] = 0
+        counts = counts[counts > 0]
+        return CellGroups(self.cells[mask], np.append(0, np.cumsum(counts)))
+
+    def __dask_tokenize__(self):
+        import hashlib
+
+        h = hashlib.sha1(self.cells.tobytes())
+        h.update(self.offsets.tobytes())
+        return ("zv_dask.CellGroups", self.cells.shape, h.hexdigest())
+
+
+def _as_rows(cells) -> np.ndarray:
+    """``cells`` as a 2-D int64 array (an empty list gives shape ``(0, 0)``)."""
+    cells = np.asarray(cells, np.int64)
+    if cells.ndim == 2:
+        return cells
+    return cells.reshape(len(cells), -1) if cells.size else np.zeros((len(cells), 0), np.int64)
+
+
+class PerPartition:
+    """One tuple of values per partition, sliced from a per-cell array on demand."""
+
+    def __init__(self, values: np.ndarray, offsets: np.ndarray):
+        self.values = values
+        self.offsets = offsets
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def __getitem__(self, i: int) -> tuple:
+        return tuple(self.values[self.offsets[i]:self.offsets[i + 1]].tolist())
+
+
 @dataclass(frozen=True, eq=False)
 class Partitioning:
     """Partitions as groups of cell coordinates, independent of any one plan.
@@ -164,11 +263,13 @@ class Partitioning:
     """
 
     groups: tuple  # of (n_i, rank) int64 arrays
+    # the cells it was made from: applied to exactly those, no matching is needed
+    source: np.ndarray | None = field(default=None, repr=False)
 
     @classmethod
     def from_indices(cls, cells: np.ndarray, groups: list) -> "Partitioning":
         cells = np.asarray(cells, np.int64)
-        return cls(tuple(cells[g] for g in groups))
+        return cls(tuple(cells[g] for g in groups), cells)
 
     def __len__(self) -> int:
         return len(self.groups)
@@ -192,17 +293,14 @@ class Partitioning:
         >>> [g.tolist() for g in p.specs_for(np.array([[0, 1], [1, 0], [5, 5]]))]
         [[[0, 1]], [[1, 0]], [[5, 5]]]
         """
-        return self.layout_for(cells).groups()
-
-    def layout_for(self, cells: np.ndarray) -> "Layout":
-        """The groups restricted to ``cells`` as a :class:`Layout` (cells the grouping
-        does not know come last, a partition each)."""
-        cells = _as_cells(cells)
+        cells = np.asarray(cells, np.int64).reshape(len(cells), -1)
         if not self.groups:
-            return Layout.runs(cells, 1)
+            return [cells[i:i + 1] for i in range(len(cells))]
+        src = self.source
+        if src is not None and src.shape == cells.shape and np.array_equal(src, cells):
+            return list(self.groups)
         known = np.concatenate(self.groups)
-        lens = np.fromiter((len(g) for g in self.groups), np.int64, len(self.groups))
-        gid = np.repeat(np.arange(len(self.groups)), lens)
+        gid = np.repeat(np.arange(len(self.groups)), [len(g) for g in self.groups])
         kv, cv = _row_keys(known, cells)
         srt = np.argsort(kv, kind="stable")
         pos = np.clip(np.searchsorted(kv[srt], cv), 0, len(kv) - 1)
@@ -210,92 +308,10 @@ class Partitioning:
         member = np.zeros(len(known), bool)
         member[srt[pos[hit]]] = True
         counts = np.bincount(gid[member], minlength=len(self.groups))
-        extra = cells[~hit]
-        counts = np.concatenate([counts[counts > 0], np.ones(len(extra), np.int64)])
-        return Layout(np.concatenate([known[member], extra]), _offsets(counts))
-
-
-def _as_cells(cells) -> np.ndarray:
-    cells = np.asarray(cells, np.int64)
-    return cells if cells.ndim == 2 else cells.reshape(len(cells), -1 if len(cells) else 0)
-
-
-def _offsets(counts: np.ndarray) -> np.ndarray:
-    out = np.zeros(len(counts) + 1, np.int64)
-    np.cumsum(counts, out=out[1:])
-    return out
-
-
-@dataclass(frozen=True, eq=False)
-class Layout:
-    """Partitions as arrays: every cell in partition order, and where each partition
-    starts.  Partition ``i`` is ``cells[offsets[i]:offsets[i + 1]]`` (never empty);
-    ``payload`` (optional, one entry per cell) travels with the cells.  No Python
-    object per cell: a level of a million chunks stays a few numpy arrays.
-
-    Examples
-    --------
-    >>> lay = Layout.runs(np.array([[0, 0], [0, 1], [1, 0]]), 2)
-    >>> len(lay), lay.spec(1).tolist()
-    (2, [[1, 0]])
-    >>> lay.select(np.array([True, False, False])).offsets.tolist()
-    [0, 1]
-    """
-
-    cells: np.ndarray  # (K, rank) int64
-    offsets: np.ndarray  # (P + 1,) int64, strictly increasing, from 0 to K
-    payload: tuple | None = None
-
-    @classmethod
-    def runs(cls, cells: np.ndarray, k: int, payload=None) -> "Layout":
-        """Runs of ``k`` consecutive cells (the last may be shorter)."""
-        cells = _as_cells(cells)
-        n, k = len(cells), max(int(k), 1)
-        return cls(cells, np.append(np.arange(0, n, k, dtype=np.int64), n) if n else
-                   np.zeros(1, np.int64), payload)
-
-    def __len__(self) -> int:
-        return len(self.offsets) - 1
-
-    @functools.cached_property
-    def _bounds(self) -> list:
-        return self.offsets.tolist()
-
-    def spec(self, i: int):
-        """Partition ``i``: its cells (an array), or ``(cells, payload)`` with a payload."""
-        a, b = self._bounds[i], self._bounds[i + 1]
-        cells = self.cells[a:b]
-        return cells if self.payload is None else (cells, self.payload[a:b])
-
-    def groups(self) -> list[np.ndarray]:
-        """The cells of every partition (a list of arrays)."""
-        return np.split(self.cells, self.offsets[1:-1]) if len(self) else []
-
-    def select(self, keep: np.ndarray) -> "Layout":
-        """Only the cells flagged in ``keep`` (one per cell); partitions left without a
-        cell disappear, the others keep their order."""
-        keep = np.asarray(keep, bool)
-        if keep.all():
-            return self
-        counts = np.add.reduceat(keep.astype(np.int64), self.offsets[:-1]) if len(self) \
-            else np.zeros(0, np.int64)
-        payload = None
-        if self.payload is not None:
-            payload = tuple(self.payload[i] for i in np.flatnonzero(keep).tolist())
-        return Layout(self.cells[keep], _offsets(counts[counts > 0]), payload)
-
-    def digest(self) -> str:
-        """A hash of the cells, the boundaries and the payload: equal layouts, equal
-        digests."""
-        import hashlib
-        import pickle
-
-        h = hashlib.sha1(np.ascontiguousarray(self.cells, np.int64))
-        h.update(str(self.cells.shape).encode())
-        h.update(np.ascontiguousarray(self.offsets, np.int64))
-        if self.payload is not None:
-            h.update(pickle.dumps(self.payload, protocol=4))
-        return h.hexdigest()
+        parts = np.split(known[member], np.cumsum(counts)[:-1])
+        out = [g for g in parts if len(g)]
+        out += [cells[i:i + 1] for i in np.flatnonzero(~hit)]
+        return out
 
 
 def _row_keys(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

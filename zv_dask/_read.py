@@ -6,7 +6,6 @@ what dask tasks call on workers.  It never re-reads or lists metadata.
 
 from __future__ import annotations
 
-import threading
 from dataclasses import replace
 from typing import Sequence
 
@@ -14,20 +13,17 @@ import numpy as np
 
 from . import _decode as dec
 from ._metadata import ArrayMeta, AttributeInfo, LevelMeta, Presence
+from ._read_objects import (  # noqa: F401 - caches re-exported (store, tests)
+    _OWNER_LOCK, _OWNER_TABLES, ObjectArrays, drop_process_caches)
 from ._store import BlobRefused, StoreLocation, cell_key, is_transient
-from .errors import (ArrayNotFoundError, ChunkDecodeError, ChunkMissingError, StoreReadError,
-                     UnsupportedFormatError, ZVError)
+from .errors import ChunkDecodeError, ChunkMissingError, StoreReadError, UnsupportedFormatError, ZVError
 
 _NO_CELLS = np.zeros(0, np.int64)
-_OWNER_TABLES: dict = {}  # (store token, open id, level) -> OwnerTable, per process
-_OWNER_LOCKS: dict = {}
-_OWNER_LOCK = threading.Lock()
-_OWNER_CACHE_SIZE = 16
 POSITIONS = "vertices"
 FRAGMENTS = "vertex_fragments"
 
 
-class LevelReader:
+class LevelReader(ObjectArrays):
     """Fetch and decode cells of one level.
 
     Parameters
@@ -197,44 +193,6 @@ class LevelReader:
                          f"({type(exc).__name__}: {exc}); the chunk is corrupt or truncated",
                          array=a.path, chunk=bad)
 
-    def owner_table(self) -> dec.OwnerTable:
-        """The level's fragment -> object table; decoded once per process and level
-        (inside a task, so building a collection reads nothing)."""
-        key = self.location.cache_key() + (self.level.level,)
-        with _OWNER_LOCK:
-            lock = _OWNER_LOCKS.setdefault(key, threading.Lock())
-        with lock:  # one decode even when many threads ask at once
-            table = _OWNER_TABLES.get(key)
-            if table is None:
-                table = self._decode_owner_table()
-                with _OWNER_LOCK:
-                    _OWNER_TABLES[key] = table
-                    while len(_OWNER_TABLES) > _OWNER_CACHE_SIZE:
-                        _OWNER_TABLES.pop(next(iter(_OWNER_TABLES)))
-            return table
-
-    def _decode_owner_table(self) -> dec.OwnerTable:
-        lm = self.level
-        oi = lm.object_index
-        if oi is None:
-            raise self._err(UnsupportedFormatError, "this level has no object index",
-                            array="object_index")
-        blobs = self.read_rows(oi.manifests)
-        if oi.object_ids is not None:
-            ids = self.read_rows(oi.object_ids).astype(np.int64, copy=False)
-        else:
-            ids = np.arange(oi.num_objects, dtype=np.int64)
-        if len(ids) != len(blobs):
-            raise self._err(ChunkDecodeError, f"object_ids has {len(ids)} rows but manifests "
-                            f"has {len(blobs)}", array="object_index/object_ids")
-        try:
-            return dec.OwnerTable.from_manifests(
-                [bytes(b) if b is not None else b"" for b in blobs], ids, oi.sid_ndim,
-                lm.presence.shape, lm.presence.origin, self._max_fragments())
-        except dec.DecodeProblem as exc:
-            raise self._err(ChunkDecodeError, f"{exc}; the manifest is corrupt",
-                            array="object_index/manifests") from None
-
     # -- decoding -------------------------------------------------------------------------
 
     def arrays_for(self, attributes: Sequence[AttributeInfo], positions: bool, object_ids: bool):
@@ -310,80 +268,6 @@ class LevelReader:
 
     # -- object-level arrays (object_index/*, object_attributes/*) ------------------------
 
-    def read_rows(self, arr: ArrayMeta, start: int = 0, stop: int | None = None) -> np.ndarray:
-        """Rows ``start:stop`` of an object-level array (through zarr; any codecs).
-
-        Read chunk by chunk, each under the location's retry policy, so a failure
-        names the chunk (``(k,)``: rows ``k*L`` to ``(k+1)*L``)."""
-        a = self.location.zarr_array(arr, self.level.level)
-        n = a.shape[0]
-        start, stop = max(0, int(start)), n if stop is None else min(int(stop), n)
-        step = _row_chunk_length(arr)
-        parts = []
-        for k in range(start // step, -(-stop // step) if stop > start else start // step):
-            lo, hi = max(start, k * step), min(stop, (k + 1) * step)
-            parts.append(self._retry(lambda lo=lo, hi=hi: np.asarray(a[lo:hi]), arr.path, (k,)))
-        if not parts:
-            return np.asarray(a[0:0])
-        return parts[0] if len(parts) == 1 else np.concatenate(parts)
-
-    def object_ids(self) -> np.ndarray:
-        """The object id of every object-index row (``arange`` for layout v1)."""
-        oi = self._object_index()
-        if oi.object_ids is None:
-            return np.arange(oi.num_objects, dtype=np.int64)
-        return self.read_rows(oi.object_ids).astype(np.int64, copy=False)
-
-    def manifests(self, rows: np.ndarray) -> list:
-        """Decoded manifests ``[(coords (M, sid), fragments (M,)), ...]`` of index rows."""
-        oi = self._object_index()
-        rows = np.asarray(rows, np.int64)
-        if not len(rows):
-            return []
-        uniq, inv = np.unique(rows, return_inverse=True)
-        a = self.location.zarr_array(oi.manifests, self.level.level)
-        step = _row_chunk_length(oi.manifests)
-        got = np.empty(len(uniq), dtype=object)
-        chunk_of = uniq // step
-        for k in np.unique(chunk_of).tolist():  # one chunk at a time: errors name it
-            sel = np.flatnonzero(chunk_of == k)
-            lo, hi = k * step, min((k + 1) * step, a.shape[0])
-            if len(sel) * 2 > hi - lo:  # most rows of the chunk: one slice
-                def part(lo=lo, hi=hi, sel=sel):
-                    return np.asarray(a[lo:hi], dtype=object)[uniq[sel] - lo]
-            else:
-                def part(sel=sel):
-                    return np.asarray(a.get_orthogonal_selection((uniq[sel],)), dtype=object)
-            got[sel] = self._retry(part, oi.manifests.path, (k,))
-        blobs = got[inv]
-        out = []
-        limit = self._max_fragments()
-        for r, b in zip(rows.tolist(), blobs):
-            try:
-                if b is None or len(b) == 0:
-                    raise dec.DecodeProblem("absent (0 bytes; an empty manifest is 4 zero "
-                                            "bytes), its chunk object is missing or truncated")
-                out.append(dec.decode_manifest(bytes(b), oi.sid_ndim, limit))
-            except dec.DecodeProblem as exc:
-                raise self._err(ChunkDecodeError, f"manifest row {r}: {exc}; the manifest is "
-                                "corrupt", array="object_index/manifests") from None
-        return out
-
-    def _max_fragments(self) -> int | None:
-        """Most fragments one manifest's range blocks may name: referenced fragments
-        hold rows, so no more than the level's rows (with a floor for levels whose
-        fragments are mostly empty); the decoder's default cap when not recorded."""
-        vc = self.level.vertex_count
-        return max(vc, 1 << 16) if isinstance(vc, int) and vc > 0 else None
-
-    def _object_index(self):
-        oi = self.level.object_index
-        if oi is None:
-            raise self._err(ArrayNotFoundError, "this level has no object index, so it has no "
-                            "objects; use read() or to_dask_dataframe() for its vertices",
-                            array="object_index")
-        return oi
-
     def _decode_cell(self, coord, payloads, attributes, owners) -> dict:
         lm = self.level
         out = {}
@@ -441,22 +325,6 @@ def _stored_limit(bound: int | None, a: ArrayMeta) -> int | None:
     return bound if not a.byte_codecs else bound + bound // 64 + 4096
 
 
-def drop_process_caches(open_id: str) -> None:
-    """Forget the owner tables decoded for one open (``ZVStore.close``)."""
-    with _OWNER_LOCK:
-        for key in [k for k in _OWNER_TABLES if k[1] == open_id]:
-            del _OWNER_TABLES[key]
-        for key in [k for k in _OWNER_LOCKS if k[1] == open_id]:
-            del _OWNER_LOCKS[key]
-
-
-def _row_chunk_length(arr: ArrayMeta) -> int:
-    """Rows per (outer) chunk of an object-level array, from its chunk grid."""
-    grid = (arr.document.get("chunk_grid") or {}).get("configuration") or {}
-    shape = grid.get("chunk_shape") or [0]
-    return max(int(shape[0]), 1)
-
-
 def decode_categorical_columns(cols: dict, attributes: Sequence[AttributeInfo]) -> dict:
     """Replace dictionary codes by category values (object arrays)."""
     for info in attributes:
@@ -478,186 +346,3 @@ def clip_columns(cols: dict, bbox) -> dict:
     if mask.all():
         return cols
     return {k: v[mask] for k, v in cols.items()}
-
-
-# --------------------------------------------------------------------------- partitions
-
-
-def column_schema(axes, attributes: Sequence[AttributeInfo], widths: dict, object_ids: bool,
-                  owner_count: bool = False):
-    """Ordered ``[(column, source, index)]`` of a dataframe: axes, attributes, object_id.
-
-    ``source`` is ``"positions"``, an attribute name or ``"object_ids"``; ``index`` is
-    the column within it (``None`` for a 1-column attribute).
-    """
-    out = [(ax, "positions", i) for i, ax in enumerate(axes)]
-    for a in attributes:
-        w = widths.get(a.name, a.width)
-        if w == 1:
-            out.append((a.name, a.name, None))
-        else:
-            out += [(f"{a.name}_{j}", a.name, j) for j in range(w)]
-    if object_ids:
-        out.append(("object_id", "object_ids", None))
-    if owner_count:
-        out.append(("owner_count", "owner_count", None))
-    return out
-
-
-class PartitionReader:
-    """Picklable per-partition function: cells -> one pandas DataFrame.
-
-    Called by dask with one partition's cell coordinates and an optional
-    ``columns`` list (column projection from the optimizer): only the arrays that
-    the requested columns need are fetched (vertices only when an axis column is
-    requested or a bbox must clip rows).
-    """
-
-    def __init__(self, reader: LevelReader, attributes, axes, bbox, object_ids: bool, widths: dict,
-                 owner_count: bool = False):
-        self.reader = reader
-        self.attributes = tuple(attributes)
-        self.axes = tuple(axes)
-        self.bbox = bbox
-        self.object_ids = object_ids
-        # shared_fragments levels: how many objects own each row (object_id is the smallest)
-        self.owner_count = bool(object_ids and owner_count)
-        self.widths = dict(widths)
-        self.schema = column_schema(self.axes, self.attributes, self.widths, object_ids,
-                                    self.owner_count)
-
-    def __dask_tokenize__(self):
-        lm = self.reader.level
-        return (type(self).__name__, self.reader.location.token(), lm.level,
-                [a.name for a in self.attributes], self.axes,
-                None if self.bbox is None else [b.tolist() for b in self.bbox],
-                self.object_ids, self.owner_count, sorted(self.widths.items()))
-
-    def meta(self):
-        return self._frame({c: self._empty(src) for c, src, _ in self.schema}, self.schema)
-
-    def _empty(self, src):
-        if src == "positions":
-            return np.zeros(0, self.reader.level.vertices.dtype)
-        if src in ("object_ids", "owner_count"):
-            return np.zeros(0, np.int64)
-        info = next(a for a in self.attributes if a.name == src)
-        return np.zeros(0, np.int64 if info.is_categorical else info.dtype)
-
-    def _frame(self, data: dict, schema, n_rows=None):
-        import pandas as pd
-
-        cols = {}
-        for c, src, _ in schema:
-            v = data[c]
-            info = next((a for a in self.attributes if a.name == src), None)
-            if info is not None and info.is_categorical:
-                codes = np.asarray(v, np.int64).copy()
-                if info.fill_code is not None:
-                    codes[codes == int(info.fill_code)] = -1
-                v = pd.Categorical.from_codes(codes, categories=list(info.categories))
-            cols[c] = v
-        index = pd.RangeIndex(0 if n_rows is None else n_rows)
-        if not cols:
-            return pd.DataFrame(index=index)
-        names = pd.Index(list(cols), dtype=object)
-        try:  # 4x cheaper than the dict constructor; the arrays are fresh and ours
-            return pd.DataFrame._from_arrays(list(cols.values()), columns=names, index=index,
-                                             verify_integrity=False)
-        except (AttributeError, TypeError):  # pandas without the private constructor
-            return pd.DataFrame(cols, index=index, copy=False)
-
-    def _cells(self, coords, attrs, want_pos: bool, want_ids: bool, selection=None):
-        """(coords, per-cell columns clipped to the bbox) of one partition."""
-        cells = self.reader.load(coords, attrs, want_pos, want_ids)
-        return coords, [clip_columns(cols, self.bbox) for cols in cells]
-
-    def __call__(self, coords, columns=None):
-        return self._build(coords, columns)
-
-    def cell_columns(self, coords, columns=None):
-        """(schema, per-cell column dicts clipped to the bbox) without building a frame;
-        what reductions use to compute per-chunk partials."""
-        schema = self.schema if columns is None else [s for s in self.schema if s[0] in set(columns)]
-        sources = {src for _, src, _ in schema}
-        attrs = [a for a in self.attributes if a.name in sources]
-        want_pos = "positions" in sources or self.bbox is not None
-        want_ids = "object_ids" in sources or "owner_count" in sources
-        return schema, self._cells(coords, attrs, want_pos, want_ids)[1]
-
-    def _build(self, coords, columns=None, selection=None):
-        schema = self.schema if columns is None else [s for s in self.schema if s[0] in set(columns)]
-        sources = {src for _, src, _ in schema}
-        attrs = [a for a in self.attributes if a.name in sources]
-        want_pos = "positions" in sources or self.bbox is not None
-        want_ids = "object_ids" in sources or "owner_count" in sources
-        coords, cells = self._cells(coords, attrs, want_pos, want_ids, selection)
-        return self.assemble(schema, coords, cells)
-
-    def assemble(self, schema, coords, cells, n_rows=None):
-        """One frame of ``schema`` from per-cell column dicts (``n_rows`` when the
-        schema is empty and the cells hold no columns)."""
-        lm = self.reader.level
-        pieces = {c: [] for c, _, _ in schema}
-        counted = 0
-        for coord, cols in zip(coords, cells):
-            counted += len(next(iter(cols.values()))) if cols else 0
-            # one transposed copy makes every multi-column source's columns contiguous
-            cols = {k: (np.ascontiguousarray(v.T) if v.ndim == 2 else v) for k, v in cols.items()}
-            for c, src, j in schema:
-                v = cols[src]
-                if j is not None:
-                    if v.ndim != 2 or v.shape[0] <= j:
-                        raise ChunkDecodeError(
-                            f"attribute {src!r} has {1 if v.ndim == 1 else v.shape[0]} "
-                            f"column(s) in this chunk but {self.widths.get(src)} elsewhere",
-                            store=self.reader.location.url, level=lm.level,
-                            array=f"vertex_attributes/{src}", chunk=coord)
-                    v = v[j]
-                elif v.ndim == 2:
-                    raise ChunkDecodeError(
-                        f"attribute {src!r} has {v.shape[0]} columns in this chunk but 1 elsewhere",
-                        store=self.reader.location.url, level=lm.level,
-                        array=f"vertex_attributes/{src}", chunk=coord)
-                pieces[c].append(v)
-        data = {c: (np.concatenate(p) if len(p) > 1 else p[0]) if p else self._empty(src)
-                for (c, src, _), p in zip(schema, pieces.values())}
-        return self._frame(data, schema, counted if n_rows is None else n_rows)
-
-
-class ObjectPartitionReader(PartitionReader):
-    """A :class:`PartitionReader` keeping only the rows of selected objects.
-
-    Its partitions are ``(coords, selection)`` where ``selection[i]`` holds the
-    ``(fragments, object ids)`` pairs of the selected objects in cell ``coords[i]``
-    (from their manifests).  A row is kept when a selected object owns it;
-    ``object_id`` is then the smallest *selected* owner and ``owner_count`` (on
-    shared-fragment levels) still counts every owner of the row.
-    """
-
-    def __call__(self, spec, columns=None):
-        coords, selection = spec
-        return self._build(list(coords), columns, dict(zip(coords, selection)))
-
-    def _cells(self, coords, attrs, want_pos: bool, want_ids: bool, selection=None):
-        need_count = want_ids and self.owner_count
-        cells = self.reader.load(coords, attrs, True, need_count, fragments=True)
-        out = []
-        for coord, cols in zip(coords, cells):
-            fi = cols.pop("fragments")
-            n = len(cols["positions"])
-            rows, frag = fi.row_fragment_pairs()
-            sf, so = selection[tuple(coord)]
-            try:
-                owner, count = dec.row_owners(rows, frag, np.asarray(so, np.int64),
-                                              np.asarray(sf, np.int64), n, fi.num_fragments)
-            except dec.DecodeProblem as exc:
-                raise ChunkDecodeError(f"{exc}; the object index and the fragment index "
-                                       "disagree", store=self.reader.location.url,
-                                       level=self.reader.level.level,
-                                       array="object_index/manifests", chunk=coord) from None
-            keep = count > 0
-            cols = {k: v[keep] for k, v in cols.items()}
-            cols["object_ids"] = owner[keep]
-            out.append(clip_columns(cols, self.bbox))
-        return coords, out

@@ -5,19 +5,21 @@ expression plans with.  No dask import: the expression (``_expr``) only carries 
 columns the predicate uses first, then, only for cells where some row matched, the
 remaining requested columns.  :class:`FrameSource` turns a predicate into the
 partitions that can hold matching rows (pruning whole partitions and trimming the
-chunk lists of the others, whatever the grouping) without any IO.  :class:`ListedRows`
-gives rows per chunk from one listing of a level's vertices array (for ``len()``).
+chunk lists of the others, whatever the grouping) without any IO.
 """
 
 from __future__ import annotations
 
-import threading
+import hashlib
+import itertools
+import pickle
 
 import numpy as np
 
 from . import _predicates as P
-from ._partitioning import Layout
-from ._read import PartitionReader
+from ._partition_reader import PartitionReader
+from ._partitioning import CellGroups
+from ._store import cell_key
 
 _VLEN_HEADER = 8  # bytes before the rows of an uncompressed vertex blob
 
@@ -25,8 +27,8 @@ _VLEN_HEADER = 8  # bytes before the rows of an uncompressed vertex blob
 class Scan:
     """Picklable per-partition function: ``(spec, columns, predicate) -> DataFrame``.
 
-    ``spec`` holds cell coordinates, a (K, rank) array or a tuple of tuples (or
-    ``(coords, selection)`` for an object selection); ``columns`` the requested columns (``None``: all);
+    ``spec`` is a tuple of cell coordinates (or ``(coords, selection)`` for an
+    object selection); ``columns`` the requested columns (``None``: all);
     ``predicate`` a DNF from :mod:`zv_dask._predicates` applied exactly.
 
     Examples
@@ -49,9 +51,9 @@ class Scan:
     def _split(self, spec):
         if self.selection:
             coords, sel = spec
-            coords = _tuples(coords)
+            coords = [tuple(c) for c in coords]
             return coords, dict(zip(coords, sel))
-        return _tuples(spec), None
+        return [tuple(c) for c in spec], None
 
     def _load(self, coords, sources, selection):
         part = self.part
@@ -91,116 +93,61 @@ class Scan:
             m = mask[bounds[i]:bounds[i + 1]]
             cols = dict(cells[i])
             cols.update(extra)
-            out.append({k: v[m] for k, v in cols.items()})
+            # a cell inside the query box keeps every row: no copy
+            out.append(cols if m.all() else {k: v[m] for k, v in cols.items()})
         return part.assemble(schema, kept, out, int(mask.sum()))
 
-    def count(self, spec, predicate, rows) -> int:
-        """Rows of a partition matching ``predicate`` (axis terms only): ``rows`` gives,
-        per cell, its known row count when every row matches (a cell inside the query
-        box, sized from a listing), else -1; only the -1 cells are read."""
+    def count(self, spec, predicate, inside) -> int:
+        """Rows of a partition matching ``predicate`` (axis terms only): cells flagged
+        ``inside`` are counted from their vertex blob sizes, the others are read."""
         coords, selection = self._split(spec)
-        rows = np.asarray(rows, np.int64).reshape(len(coords))
-        known = rows >= 0
-        n = int(rows[known].sum())
-        rest = [c for c, k in zip(coords, known.tolist()) if not k]
+        lm = self.part.reader.level
+        plain = lm.vertices.access == "plain" and selection is None
+        sized = [c for c, f in zip(coords, inside) if f] if plain else []
+        n = 0
+        if sized:
+            loc = self.part.reader.location
+            row = self.part.reader.ndim * lm.vertices.dtype.itemsize
+            keys = [cell_key(lm.vertices, lm.level, c) for c in sized]
+            listed = loc.listed_sizes(f"{lm.level}/{lm.vertices.path}")
+            # one listing per array and process; a store that cannot be listed: stats
+            got = [listed.get(k) for k in keys] if listed is not None else loc.sizes(keys)
+            for c, s in zip(sized, got):
+                if s is None or s < _VLEN_HEADER or (s - _VLEN_HEADER) % row:
+                    n += len(self([c], [], predicate))  # not a plain blob: read it
+                else:
+                    n += (s - _VLEN_HEADER) // row
+        done = set(sized)
+        rest = [c for c in coords if c not in done]
         if rest:
             sub = (tuple(rest), tuple(selection[c] for c in rest)) if selection is not None \
                 else tuple(rest)
             n += len(self(sub, [], predicate))
-        return n
-
-
-class ListedRows:
-    """Rows of every non-empty cell of a level (aligned with its presence list; -1
-    where unknown) from the blob sizes of one listing of its ``vertices`` array (one
-    LIST per 1000 chunks on object stores, one directory walk locally; never a stat or
-    HEAD per chunk), or ``None`` when sizes do not give rows (compressed, sharded or
-    Draco vertices).  Listed once, on first call; picklable (without the result).
-    """
-
-    def __init__(self, location, level, ndim: int):
-        self.location = location
-        self.level = level
-        self.ndim = int(ndim)
-        self._lock = threading.Lock()
-        self._rows = _UNSET
-
-    def __getstate__(self):
-        return {"location": self.location, "level": self.level, "ndim": self.ndim}
-
-    def __setstate__(self, state):
-        self.__init__(state["location"], state["level"], state["ndim"])
-
-    def __call__(self) -> np.ndarray | None:
-        with self._lock:
-            if self._rows is _UNSET:
-                self._rows = self._list()
-            return self._rows
-
-    def _list(self):
-        lm, arr = self.level, self.level.vertices
-        if arr.access != "plain" or (arr.encoding or "raw") != "raw":
-            return None
-        listing = self.location.list_sizes(f"{lm.level}/{arr.path}") or {}
-        base = f"{lm.level}/{arr.path}/{arr.chunk_key_prefix}"
-        idx, sizes = [], []
-        for key, size in listing.items():
-            if key.startswith(base):
-                parts = key[len(base):].split(arr.chunk_separator)
-                if len(parts) == arr.rank and all(p.isdigit() for p in parts):
-                    idx.append([int(p) for p in parts])
-                    sizes.append(size)
-        rows = np.full(lm.n_cells, -1, np.int64)
-        if not idx or not lm.n_cells:
-            return rows
-        pres = lm.presence
-        idx = np.asarray(idx, np.int64)
-        sizes = np.asarray(sizes, np.int64)
-        ok = (idx < np.asarray(pres.shape)).all(1)
-        lin = np.ravel_multi_index(idx[ok].T, pres.shape)
-        sizes = sizes[ok]
-        pos = np.clip(np.searchsorted(pres.linear, lin), 0, max(len(pres.linear) - 1, 0))
-        row = self.ndim * arr.dtype.itemsize
-        good = (pres.linear[pos] == lin) & (sizes >= _VLEN_HEADER) & \
-            ((sizes - _VLEN_HEADER) % row == 0)
-        rows[pos[good]] = (sizes[good] - _VLEN_HEADER) // row
-        return rows
-
-
-_UNSET = object()
-
-
-def _tuples(coords) -> list:
-    """Cell coordinates (an array or a sequence of sequences) as tuples of ints."""
-    if isinstance(coords, np.ndarray):
-        return [tuple(c) for c in coords.tolist()]
-    return [tuple(c) for c in coords]
+        return int(n)
 
 
 class FrameSource:
     """Everything a dataframe expression plans with: the partition function, the full
     level metadata (presence included, for pruning), the plan's bbox and the
-    partitions before any predicate (a :class:`~zv_dask._partitioning.Layout`).
+    partitions before any predicate (from ``_graph.partition_specs``).
 
-    Tokenized by value (a hash of the layout's arrays, computed once), so equal
-    queries give equal task names; pruning and counting work on whole arrays, never
-    on a Python object per chunk.
+    Tokenized by value, so equal queries give equal task names.
     """
 
-    def __init__(self, scan: Scan, level, bbox, axes, layout: Layout, label: str,
-                 full_count=None, listed_rows: ListedRows | None = None):
+    def __init__(self, scan: Scan, level, bbox, axes, specs: list, label: str,
+                 full_count=None):
         self.scan = scan
-        self.listed_rows = listed_rows  # rows per cell from a listing, for len()
         self.level = level
         self.bbox = bbox
         self.axes = tuple(axes)
-        self.layout = layout
+        # CellGroups for plain reads (vectorised trimming); a list for object selections
+        self.base_specs = specs if isinstance(specs, CellGroups) else list(specs)
         self.label = label
         self.full_count = full_count  # rows of the whole level (no bbox, no selection)
         self._memo = {}
 
     def __repr__(self) -> str:
-        return f"FrameSource({self.label}, {len(self.layout)} partitions)"
+        return f"FrameSource({self.label}, {len(self.base_specs)} partitions)"
 
     def __getstate__(self):
         state = dict(self.__dict__)
@@ -212,8 +159,27 @@ class FrameSource:
             self._memo["token"] = ("zv_dask.FrameSource", self.scan.__dask_tokenize__(),
                                    self.level.level, self.axes, self.label,
                                    None if self.bbox is None else [b.tolist() for b in self.bbox],
-                                   self.layout.digest())
+                                   self._specs_digest())
         return self._memo["token"]
+
+    def _specs_digest(self) -> str:
+        flat, lens = self._flat()
+        h = hashlib.sha1(flat.tobytes())
+        h.update(lens.tobytes())
+        if self.scan.selection:
+            h.update(pickle.dumps([spec[1] for spec in self.base_specs], protocol=4))
+        return h.hexdigest()
+
+    def _flat(self):
+        """(every planned cell (K, rank), cells per partition), computed once."""
+        if "flat" not in self._memo and isinstance(self.base_specs, CellGroups):
+            self._memo["flat"] = (self.base_specs.cells, self.base_specs.lengths())
+        if "flat" not in self._memo:
+            groups = [self._coords(s) for s in self.base_specs]
+            lens = np.fromiter((len(g) for g in groups), np.int64, len(groups))
+            flat = np.asarray(list(itertools.chain.from_iterable(groups)), np.int64)
+            self._memo["flat"] = (flat.reshape(-1, self.level.rank), lens)
+        return self._memo["flat"]
 
     @property
     def meta(self):
@@ -221,28 +187,55 @@ class FrameSource:
             self._memo["meta"] = self.scan.part.meta()
         return self._memo["meta"]
 
+    def _coords(self, spec):
+        return spec[0] if self.scan.selection else spec
+
+    def _empty_spec(self):
+        return ((), ()) if self.scan.selection else ()
+
     def boxes(self, predicate):
         return P.boxes(predicate, self.axes, self.level.vertices.dtype, self.bbox)
 
-    def specs(self, predicate) -> Layout:
-        """The partitions that can hold rows matching ``predicate`` (never none: a query
+    def specs(self, predicate) -> list:
+        """Partitions that can hold rows matching ``predicate`` (never empty: a query
         nothing can match has one partition with no cells)."""
         key = ("specs", predicate)
         if key in self._memo:
             return self._memo[key]
-        out = self.layout
+        out = self.base_specs
         if predicate is not None:
             box_list = self.boxes(predicate)
             if P.narrows(box_list):
-                allowed = P.cells_in_boxes(self.level, box_list)
-                lin = P.linear_index(self.level, out.cells)
-                pos = np.minimum(np.searchsorted(allowed, lin), max(len(allowed) - 1, 0))
-                out = out.select(allowed[pos] == lin if len(allowed) else
-                                 np.zeros(len(lin), bool))
-        if not len(out):
-            out = Layout(out.cells[:0], np.zeros(2, np.int64),
-                         None if out.payload is None else ())
+                out = self._trim(P.cells_in_boxes(self.level, box_list))
+        if not out:
+            out = [self._empty_spec()]
         self._memo[key] = out
+        return out
+
+    def _trim(self, allowed: np.ndarray) -> list:
+        flat, lens = self._flat()
+        if not len(flat):
+            return []
+        keep = np.isin(P.linear_index(self.level, flat), allowed)
+        if isinstance(self.base_specs, CellGroups):
+            return self.base_specs.keep(keep)
+        starts = np.concatenate([[0], np.cumsum(lens)[:-1]])
+        kept = np.zeros(len(lens), np.int64)
+        some = lens > 0
+        kept[some] = np.add.reduceat(keep.astype(np.int64), starts[some])
+        out = []
+        for spec, n, m, i in zip(self.base_specs, lens.tolist(), kept.tolist(), starts.tolist()):
+            if m == 0:
+                continue
+            if m == n:
+                out.append(spec)
+                continue
+            k = keep[i:i + n]
+            if self.scan.selection:
+                out.append((tuple(c for c, f in zip(spec[0], k) if f),
+                            tuple(x for x, f in zip(spec[1], k) if f)))
+            else:
+                out.append(tuple(c for c, f in zip(spec, k) if f))
         return out
 
     def countable(self, predicate) -> bool:
@@ -251,14 +244,19 @@ class FrameSource:
             return False
         return P.boxes_are_exact(predicate, self.axes, self.level.vertices.dtype)
 
-    def known_rows(self, predicate, layout: Layout) -> np.ndarray:
-        """Per cell of ``layout``: its row count when it lies inside the query's boxes
-        (so all its rows match) and the listing knows it, else -1 (read it)."""
-        listed = self.listed_rows() if self.listed_rows is not None else None
-        out = np.full(len(layout.cells), -1, np.int64)
-        if listed is None or not len(out):
-            return out
-        inside = P.interior(self.level, layout.cells, self.boxes(predicate))
-        lin = P.linear_index(self.level, layout.cells[inside])
-        out[inside] = listed[np.searchsorted(self.level.presence.linear, lin)]
+    def inside_flags(self, predicate, specs) -> list:
+        """Per partition, per cell: whether the cell lies inside the query's boxes."""
+        box_list = self.boxes(predicate)
+        if isinstance(specs, CellGroups):
+            if not len(specs.cells):
+                return [()] * len(specs)
+            return specs.per_partition(P.interior(self.level, specs.cells, box_list))
+        out = []
+        for spec in specs:
+            coords = self._coords(spec)
+            if not len(coords):
+                out.append(())
+                continue
+            flags = P.interior(self.level, np.asarray(coords, np.int64), box_list)
+            out.append(tuple(bool(f) for f in flags))
         return out

@@ -83,7 +83,9 @@ def group_document(attributes: dict | None = None) -> dict:
     return {"attributes": dict(attributes or {}), "zarr_format": 3, "node_type": "group"}
 
 
-def grid_array_document(spec: WriteSpec, keys, attributes: dict, codecs: list) -> dict:
+def grid_array_document(spec: WriteSpec, keys, attributes: dict, codecs: list,
+                        outer_chunk=None) -> dict:
+    """An array of one cell per chunk; ``outer_chunk`` is the shard shape when sharded."""
     origin, shape = spec.grid()
     attrs = {"nonempty_chunks": sorted(keys)}
     if any(origin):
@@ -92,7 +94,8 @@ def grid_array_document(spec: WriteSpec, keys, attributes: dict, codecs: list) -
     return {
         "shape": list(shape),
         "data_type": "variable_length_bytes",
-        "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": [1] * spec.ndim}},
+        "chunk_grid": {"name": "regular", "configuration": {
+            "chunk_shape": list(outer_chunk or [1] * spec.ndim)}},
         "chunk_key_encoding": {"name": "default", "configuration": {"separator": "/"}},
         "fill_value": "",
         "codecs": codecs,
@@ -128,17 +131,23 @@ def documents(spec: WriteSpec, cells) -> dict:
         keys[(int(level), array)].add(key)
         counts[(int(level), array)] += int(n)
     docs = {}
-    codecs0 = E.codecs_for(spec.compressor)
+    # level-0 cells carry the compressor and shard options; links and coarse levels
+    # are plain, as build_pyramid writes them
+    codecs0 = (json.loads(spec.level0_codecs) if spec.level0_codecs
+               else E.codecs_for(spec.compressor))
+    shard0 = list(spec.shard_shape) if spec.shard_shape else None
     plain = E.codecs_for(None)
     for lv in range(spec.levels):
         verts = keys.get((lv, "vertices"), set())
         vc = counts.get((lv, "vertices"), 0)
-        codecs = codecs0 if lv == 0 else plain
+        codecs, outer = (codecs0, shard0) if lv == 0 else (plain, None)
         dtype = spec.dtype if lv == 0 else "float32"
         docs[f"{lv}/vertices/zarr.json"] = grid_array_document(
-            spec, verts, {"zv_array": "vertices", "dtype": dtype, "encoding": "raw"}, codecs)
+            spec, verts, {"zv_array": "vertices", "dtype": dtype, "encoding": "raw"}, codecs,
+            outer)
         docs[f"{lv}/vertex_fragments/zarr.json"] = grid_array_document(
-            spec, verts, {"zv_array": "vertex_fragments", "encoding": "fragment_index_v1"}, codecs)
+            spec, verts, {"zv_array": "vertex_fragments", "encoding": "fragment_index_v1"}, codecs,
+            outer)
         if lv == 0:
             present = ["vertices"] + (["vertex_attributes"] if spec.attributes else [])
             level_attrs = {"level": 0, "object_sparsity": 1.0, "vertex_count": vc,
@@ -150,7 +159,7 @@ def documents(spec: WriteSpec, cells) -> dict:
                 docs["0/vertex_attributes/zarr.json"] = group_document()
             for at in spec.attributes:
                 docs[f"0/vertex_attributes/{at.name}/zarr.json"] = grid_array_document(
-                    spec, verts, _attribute_attrs(at), codecs0)
+                    spec, verts, _attribute_attrs(at), codecs0, shard0)
         else:
             level_attrs = {"level": lv, "object_sparsity": 1.0, "vertex_count": vc,
                            "coarsening_method": "per_object", "parent_level": lv - 1,

@@ -19,6 +19,7 @@ import pandas as pd
 from . import _write_plan as P
 from ._encode import category_codes
 from ._write_block import build_block
+from ._write_codecs import CellRecoder, group_count, group_keys
 from ._write_docs import documents, dumps, root_document
 from ._write_store import ROOT_DOC, StoreWriter
 
@@ -52,9 +53,12 @@ def prepass(ddf, axes, dtype: str, bounds, cat_columns: dict) -> dict:
 def _add_keys(frame, spec: P.WriteSpec, partition_info=None):
     i = (partition_info or {}).get("number", 0)
     pos = P.positions_of(frame, spec.axes, spec.dtype)
-    return frame.assign(**{
+    out = frame.assign(**{
         P.KEY_COLUMN: P.block_keys(pos, spec),
         P.SEQ_COLUMN: np.int64(i) * P.SEQ_STRIDE + np.arange(len(frame), dtype=np.int64)})
+    if spec.shard_shape is not None:  # shuffle whole shards (and blocks) to one task
+        out[P.GROUP_COLUMN] = group_keys(pos, spec)
+    return out
 
 
 def _attribute_arrays(block, spec: P.WriteSpec) -> dict:
@@ -73,6 +77,7 @@ def _attribute_arrays(block, spec: P.WriteSpec) -> dict:
 def write_partition(frame, spec: P.WriteSpec, writer: StoreWriter) -> pd.DataFrame:
     """Encode and put every block in one shuffled partition; return what was written."""
     rows = []
+    recoder = CellRecoder(spec) if spec.recode else None
     if len(frame):
         frame = frame.sort_values(P.KEY_COLUMN, kind="stable")
         keys = frame[P.KEY_COLUMN].to_numpy()
@@ -82,8 +87,10 @@ def write_partition(frame, spec: P.WriteSpec, writer: StoreWriter) -> pd.DataFra
             res = build_block(spec, P.positions_of(block, spec.axes, spec.dtype),
                               _attribute_arrays(block, spec),
                               block[P.SEQ_COLUMN].to_numpy(dtype=np.int64))
-            writer.put_many(res.blobs)
+            writer.put_many(res.blobs if recoder is None else recoder.take(res.blobs))
             rows.extend(res.cells)
+    if recoder is not None:  # every shard of this partition, each put once
+        writer.put_many(recoder.flush())
     if not rows:
         return _SUMMARY_META.copy()
     out = pd.DataFrame(rows, columns=["level", "array", "key", "n"])
@@ -130,11 +137,13 @@ def write_graph(ddf, spec: P.WriteSpec, writer: StoreWriter):
     src = ddf[cols]
     meta = src._meta.assign(**{P.KEY_COLUMN: np.zeros(0, np.int64),
                                P.SEQ_COLUMN: np.zeros(0, np.int64)})
+    on, n_blocks = P.KEY_COLUMN, int(np.prod(spec.block_grid()[1]))
+    if spec.shard_shape is not None:
+        meta[P.GROUP_COLUMN] = np.zeros(0, np.int64)
+        on, n_blocks = P.GROUP_COLUMN, group_count(spec)
     keyed = src.map_partitions(_add_keys, spec, meta=meta)
-    n_blocks = int(np.prod(spec.block_grid()[1]))
     nparts = max(1, min(ddf.npartitions, n_blocks))
-    shuffled = keyed.shuffle(on=P.KEY_COLUMN, npartitions=nparts,
-                             shuffle_method=_shuffle_method())
+    shuffled = keyed.shuffle(on=on, npartitions=nparts, shuffle_method=_shuffle_method())
     written = shuffled.map_partitions(write_partition, spec, writer, meta=_SUMMARY_META,
                                       enforce_metadata=False)
     return dask.delayed(finalize, pure=False)(spec, writer, written,

@@ -19,6 +19,7 @@ from .errors import InvalidPointsError, WriteInputError
 
 RESERVED_COLUMNS = ("object_id",)
 KEY_COLUMN = "_zv_block"
+GROUP_COLUMN = "_zv_group"      # shuffle key of a sharded write: whole blocks and shards
 SEQ_COLUMN = "_zv_seq"
 # rows of partition i get sequence numbers i * 2**40 + row: input order survives the shuffle
 SEQ_STRIDE = 1 << 40
@@ -53,8 +54,16 @@ class WriteSpec:
     levels: int = 1
     dtype: str = "float32"
     attributes: tuple = ()
-    compressor: str | None = None
+    compressor: str | None = None   # applied by the block builder: None or "zstd"
     axis_names: tuple = field(default=())
+    shard_shape: tuple | None = None  # level-0 cells per shard and axis
+    level0_codecs: str = ""         # JSON codecs document of level-0 grid arrays (zarr's)
+    recode_compressors: str = ""    # JSON compressors when level-0 cells go through zarr
+                                    # (see _write_codecs); "" when the builder frames them
+
+    @property
+    def recode(self) -> bool:
+        return self.recode_compressors != ""
 
     @property
     def ndim(self) -> int:

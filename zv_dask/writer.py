@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from . import _write_plan as P
 from ._store import StoreLocation
+from ._write_codecs import resolve as resolve_codecs
 from ._write_docs import store_name
 from ._write_graph import prepass, to_dask_frame, write_graph
 from ._write_store import StoreWriter
@@ -51,10 +52,19 @@ def to_zv(df, path_or_url, *, chunk_shape, bin_shape=None, bounds=None, levels=1
         Position columns; default ``x, y`` and ``z`` when present.
     attributes : sequence of str, optional
         Attribute names to store (default: every non-axis column).
-    compressor : None or "zstd"
-        zstd-compress level-0 cells (the reference's ``compressor="zstd"``).
-    shard_shape : None
-        Sharding is not supported yet; anything else raises.
+    compressor : None, "none", False, "zstd", "blosc" or list of dict
+        Byte codecs of level-0 cells, as the reference's ``compressor``: ``"zstd"`` is
+        zstd level 0, ``"blosc"`` blosc(zstd, bitshuffle, level 5), a list gives zarr
+        codec documents (``[{"name": "gzip", "configuration": {"level": 5}}]``).
+        Links and coarse levels stay uncompressed, as ``build_pyramid`` writes them.
+    shard_shape : int or sequence of int, optional
+        Level-0 cells per shard along each axis (zarr's ``sharding_indexed``, one
+        object per shard); coarse levels are not sharded, as in the reference.  One
+        task writes each shard: rows are shuffled to groups of whole shards and whole
+        pyramid blocks.  Where the grid origin is not a multiple of
+        ``gcd(block, shard)`` along an axis, shards and blocks do not meet and that
+        axis is not split between tasks; a ``bounds`` whose lower corner lies on such a
+        multiple of ``chunk_shape`` avoids this.
     storage_options : dict, optional
         fsspec options (credentials, ``endpoint_url``); never shown in messages.
     overwrite : bool
@@ -90,17 +100,13 @@ def to_zv(df, path_or_url, *, chunk_shape, bin_shape=None, bounds=None, levels=1
     if ddf is None:
         raise WriteInputError(f"df must be a dask or pandas DataFrame, got {type(df).__name__}",
                               store=name)
-    if shard_shape is not None:
-        raise WriteInputError("shard_shape is not supported yet; write unsharded and shard "
-                              "afterwards with zarr_vectors.sharding.shard_store", store=name)
-    if compressor not in (None, "zstd"):
-        raise WriteInputError(f"compressor {compressor!r} is not supported; use None or 'zstd'",
-                              store=name)
     if str(dtype) not in ("float32", "float64"):
         raise WriteInputError(f"dtype must be 'float32' or 'float64', got {dtype!r}", store=name)
     ax, planned = P.plan_columns(dict(ddf.dtypes.items()), axes, attributes, name)
     cs, bs = P.check_shapes(chunk_shape, bin_shape, len(ax), levels, name)
     given = P.check_bounds(bounds, len(ax), name)
+    # codecs checked on a grid of one shard now, before any pass over the data
+    resolve_codecs(compressor, shard_shape, len(ax), None, name)
     writer = StoreWriter(loc)
     if not overwrite:
         writer.refuse_existing()
@@ -108,11 +114,13 @@ def to_zv(df, path_or_url, *, chunk_shape, bin_shape=None, bounds=None, levels=1
     stats = prepass(ddf, ax, str(dtype), given, cat_cols)
     final_bounds = P.resolve_bounds(stats, given, ax, name)
     cats = {n: (P.sorted_categories(v), miss) for n, (v, miss) in stats["cats"].items()}
+    grid_shape = P.grid_layout(final_bounds, cs)[1]
     spec = P.WriteSpec(
         store_name=store_name(str(path_or_url)), axes=ax, chunk_shape=cs,
         bin_shape=None if bin_shape is None else bs, bounds=final_bounds, levels=int(levels),
-        dtype=str(dtype), attributes=P.attribute_specs(planned, cats), compressor=compressor,
-        axis_names=tuple(str(a) for a in ax))
+        dtype=str(dtype), attributes=P.attribute_specs(planned, cats),
+        axis_names=tuple(str(a) for a in ax),
+        **resolve_codecs(compressor, shard_shape, len(ax), grid_shape, name))
     if overwrite:
         writer.clear()
     else:

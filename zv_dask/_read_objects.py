@@ -1,0 +1,153 @@
+"""Object-level arrays of one level (``object_index/*``): rows read through zarr, and
+the fragment -> object owner table decoded once per process and level.
+
+:class:`ObjectArrays` is mixed into :class:`~zv_dask._read.LevelReader`, whose
+location, level metadata, ``_err`` and ``_retry`` it uses.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from . import _decode as dec
+from ._metadata import ArrayMeta
+from .errors import ArrayNotFoundError, ChunkDecodeError, UnsupportedFormatError
+
+_OWNER_TABLES: dict = {}  # (store token, open id, level) -> OwnerTable, per process
+_OWNER_LOCKS: dict = {}
+_OWNER_LOCK = threading.Lock()
+_OWNER_CACHE_SIZE = 16
+
+
+class ObjectArrays:
+    """Reads of a level's object-level arrays (a mixin of ``LevelReader``)."""
+
+    def owner_table(self) -> dec.OwnerTable:
+        """The level's fragment -> object table; decoded once per process and level
+        (inside a task, so building a collection reads nothing)."""
+        key = self.location.cache_key() + (self.level.level,)
+        with _OWNER_LOCK:
+            lock = _OWNER_LOCKS.setdefault(key, threading.Lock())
+        with lock:  # one decode even when many threads ask at once
+            table = _OWNER_TABLES.get(key)
+            if table is None:
+                table = self._decode_owner_table()
+                with _OWNER_LOCK:
+                    _OWNER_TABLES[key] = table
+                    while len(_OWNER_TABLES) > _OWNER_CACHE_SIZE:
+                        _OWNER_TABLES.pop(next(iter(_OWNER_TABLES)))
+            return table
+
+    def _decode_owner_table(self) -> dec.OwnerTable:
+        lm = self.level
+        oi = lm.object_index
+        if oi is None:
+            raise self._err(UnsupportedFormatError, "this level has no object index",
+                            array="object_index")
+        blobs = self.read_rows(oi.manifests)
+        if oi.object_ids is not None:
+            ids = self.read_rows(oi.object_ids).astype(np.int64, copy=False)
+        else:
+            ids = np.arange(oi.num_objects, dtype=np.int64)
+        if len(ids) != len(blobs):
+            raise self._err(ChunkDecodeError, f"object_ids has {len(ids)} rows but manifests "
+                            f"has {len(blobs)}", array="object_index/object_ids")
+        try:
+            return dec.OwnerTable.from_manifests(
+                [bytes(b) if b is not None else b"" for b in blobs], ids, oi.sid_ndim,
+                lm.presence.shape, lm.presence.origin, self._max_fragments())
+        except dec.DecodeProblem as exc:
+            raise self._err(ChunkDecodeError, f"{exc}; the manifest is corrupt",
+                            array="object_index/manifests") from None
+
+    def read_rows(self, arr: ArrayMeta, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """Rows ``start:stop`` of an object-level array (through zarr; any codecs).
+
+        Read chunk by chunk, each under the location's retry policy, so a failure
+        names the chunk (``(k,)``: rows ``k*L`` to ``(k+1)*L``)."""
+        a = self.location.zarr_array(arr, self.level.level)
+        n = a.shape[0]
+        start, stop = max(0, int(start)), n if stop is None else min(int(stop), n)
+        step = _row_chunk_length(arr)
+        parts = []
+        for k in range(start // step, -(-stop // step) if stop > start else start // step):
+            lo, hi = max(start, k * step), min(stop, (k + 1) * step)
+            parts.append(self._retry(lambda lo=lo, hi=hi: np.asarray(a[lo:hi]), arr.path, (k,)))
+        if not parts:
+            return np.asarray(a[0:0])
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    def object_ids(self) -> np.ndarray:
+        """The object id of every object-index row (``arange`` for layout v1)."""
+        oi = self._object_index()
+        if oi.object_ids is None:
+            return np.arange(oi.num_objects, dtype=np.int64)
+        return self.read_rows(oi.object_ids).astype(np.int64, copy=False)
+
+    def manifests(self, rows: np.ndarray) -> list:
+        """Decoded manifests ``[(coords (M, sid), fragments (M,)), ...]`` of index rows."""
+        oi = self._object_index()
+        rows = np.asarray(rows, np.int64)
+        if not len(rows):
+            return []
+        uniq, inv = np.unique(rows, return_inverse=True)
+        a = self.location.zarr_array(oi.manifests, self.level.level)
+        step = _row_chunk_length(oi.manifests)
+        got = np.empty(len(uniq), dtype=object)
+        chunk_of = uniq // step
+        for k in np.unique(chunk_of).tolist():  # one chunk at a time: errors name it
+            sel = np.flatnonzero(chunk_of == k)
+            lo, hi = k * step, min((k + 1) * step, a.shape[0])
+            if len(sel) * 2 > hi - lo:  # most rows of the chunk: one slice
+                def part(lo=lo, hi=hi, sel=sel):
+                    return np.asarray(a[lo:hi], dtype=object)[uniq[sel] - lo]
+            else:
+                def part(sel=sel):
+                    return np.asarray(a.get_orthogonal_selection((uniq[sel],)), dtype=object)
+            got[sel] = self._retry(part, oi.manifests.path, (k,))
+        blobs = got[inv]
+        out = []
+        limit = self._max_fragments()
+        for r, b in zip(rows.tolist(), blobs):
+            try:
+                if b is None or len(b) == 0:
+                    raise dec.DecodeProblem("absent (0 bytes; an empty manifest is 4 zero "
+                                            "bytes), its chunk object is missing or truncated")
+                out.append(dec.decode_manifest(bytes(b), oi.sid_ndim, limit))
+            except dec.DecodeProblem as exc:
+                raise self._err(ChunkDecodeError, f"manifest row {r}: {exc}; the manifest is "
+                                "corrupt", array="object_index/manifests") from None
+        return out
+
+    def _max_fragments(self) -> int | None:
+        """Most fragments one manifest's range blocks may name: referenced fragments
+        hold rows, so no more than the level's rows (with a floor for levels whose
+        fragments are mostly empty); the decoder's default cap when not recorded."""
+        vc = self.level.vertex_count
+        return max(vc, 1 << 16) if isinstance(vc, int) and vc > 0 else None
+
+    def _object_index(self):
+        oi = self.level.object_index
+        if oi is None:
+            raise self._err(ArrayNotFoundError, "this level has no object index, so it has no "
+                            "objects; use read() or to_dask_dataframe() for its vertices",
+                            array="object_index")
+        return oi
+
+
+def drop_process_caches(open_id: str) -> None:
+    """Forget the owner tables decoded for one open (``ZVStore.close``)."""
+    with _OWNER_LOCK:
+        for key in [k for k in _OWNER_TABLES if k[1] == open_id]:
+            del _OWNER_TABLES[key]
+        for key in [k for k in _OWNER_LOCKS if k[1] == open_id]:
+            del _OWNER_LOCKS[key]
+
+
+def _row_chunk_length(arr: ArrayMeta) -> int:
+    """Rows per (outer) chunk of an object-level array, from its chunk grid."""
+    grid = (arr.document.get("chunk_grid") or {}).get("configuration") or {}
+    shape = grid.get("chunk_shape") or [0]
+    return max(int(shape[0]), 1)

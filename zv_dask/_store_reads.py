@@ -1,0 +1,218 @@
+"""Object reads of a :class:`~zv_dask._store.StoreLocation`: many objects at once
+(concurrently, size-bounded), sizes, and the bounded retry policy every read goes
+through.  A mixin: the location supplies the filesystem, root and settings.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from typing import Sequence
+
+from ._store_policy import (_SCOPE, BlobRefused, ReadCancelled, _empty_range, _scrub,
+                            _too_large, check_cancelled, is_transient)
+from .errors import StoreReadError, ZVError
+
+LOCAL_SEQUENTIAL_BATCH = 128
+_MISSING_ERRORS = (FileNotFoundError, IsADirectoryError, NotADirectoryError, KeyError)
+
+
+class ObjectReads:
+    """Fetching objects with retries (a mixin of ``StoreLocation``)."""
+
+    def _get_one(self, rel: str, limit: int | None = None):
+        """One object's bytes, ``None`` if missing, :class:`BlobRefused` if larger than
+        ``limit`` (never read past it) or not a regular file; other failures are
+        returned, not raised."""
+        path = self._full(rel)
+        try:
+            if self._local:
+                # non-blocking: opening a FIFO must not wait for a writer
+                fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+                try:
+                    st = os.fstat(fd)
+                    if stat.S_ISDIR(st.st_mode):
+                        return None  # as a missing object (open() would raise)
+                    if not stat.S_ISREG(st.st_mode):  # a device, pipe... (e.g. /dev/zero)
+                        return BlobRefused("the chunk object is not a regular file")
+                    if limit is not None and st.st_size > limit:
+                        return _too_large(st.st_size, limit)
+                    data = _read_fd(fd, st.st_size, limit)
+                finally:
+                    os.close(fd)
+            elif limit is None:
+                data = self.fs.cat_file(path)
+            else:  # a ranged GET: at most limit + 1 bytes cross the network
+                data = self.fs.cat_file(path, start=0, end=limit + 1)
+        except _MISSING_ERRORS:
+            return None
+        except Exception as exc:  # classified by get_many
+            if limit is not None and _empty_range(exc):
+                return b""  # a ranged GET of a 0-byte object: the caller names the damage
+            return exc
+        if limit is not None and len(data) > limit:
+            return _too_large(None, limit)
+        return data
+
+    def _fetch_batch(self, rels: list, limits: list) -> list:
+        # local files: threads cost more than they save unless the batch is large
+        if len(rels) <= 1 or (self._local and len(rels) <= LOCAL_SEQUENTIAL_BATCH):
+            return [self._get_one(r, m) for r, m in zip(rels, limits)]
+        if getattr(self.fs, "async_impl", False):
+            return self._fetch_async(rels, limits)
+        return list(self._executor().map(self._get_one, rels, limits))
+
+    def _fetch_async(self, rels: list, limits: list) -> list:
+        paths = [self._full(r) for r in rels]
+        batch = max(self.n_workers, 1) * 4
+        try:
+            if any(m is not None for m in limits):
+                # the whole object where no limit applies: no HEAD, no size needed
+                got = self.fs.cat_ranges(paths, [None if m is None else 0 for m in limits],
+                                         [None if m is None else m + 1 for m in limits],
+                                         on_error="return", batch_size=batch)
+            else:
+                got = self.fs.cat(paths, on_error="return", batch_size=batch)
+                if not isinstance(got, dict):  # a single path comes back bare
+                    got = {paths[0]: got}
+                got = [got.get(p) for p in paths]
+        except Exception as exc:  # the whole batch failed (e.g. connection refused)
+            return [exc] * len(rels)
+        out = []
+        for r, m in zip(got, limits):
+            if isinstance(r, _MISSING_ERRORS):
+                r = None
+            elif isinstance(r, BaseException):
+                r = b"" if m is not None and _empty_range(r) else r
+            elif m is not None and len(r) > m:
+                r = _too_large(None, m)
+            out.append(r)
+        return out
+
+    def get_many(self, rels: Sequence[str], limits: Sequence | None = None) -> list:
+        """Fetch many objects concurrently; ``None`` for each one that does not exist.
+
+        ``limits[i]`` (optional) is the most bytes object ``i`` may hold: a larger one
+        is not read past it and comes back as :class:`BlobRefused` (so is a local path
+        that is not a regular file, such as a link to ``/dev/zero``).
+        Transient failures (timeouts, resets, 5xx, throttling) are retried up to
+        ``retries`` times with exponential backoff; what still fails raises
+        :class:`StoreReadError` whose ``key`` attribute names the object.  Never returns
+        a partial result.
+        """
+        self._ensure()
+        rels = list(rels)
+        limits = [None] * len(rels) if limits is None else list(limits)
+        out: list = [None] * len(rels)
+        pending = list(range(len(rels)))
+        for attempt in range(self.retries + 1):
+            check_cancelled()
+            results = self._fetch_batch([rels[i] for i in pending], [limits[i] for i in pending])
+            failed = []
+            for i, r in zip(pending, results):
+                if isinstance(r, BaseException):
+                    if not is_transient(r) or attempt == self.retries:
+                        raise self._read_error(rels[i], r, attempt + 1)
+                    failed.append(i)
+                else:
+                    out[i] = r
+            if not failed:
+                return out
+            pending = failed
+            self._backoff(attempt)
+        return out  # pragma: no cover - the loop returns or raises
+
+    def _backoff(self, attempt: int) -> None:
+        """Wait before attempt ``attempt + 2`` (jittered exponential, capped at 5 s);
+        wakes up at once, raising :class:`ReadCancelled`, when the reads are cancelled."""
+        import random
+        import time
+
+        delay = min(self.retry_backoff * 2 ** attempt, 5.0) * (0.5 + random.random())
+        ev = getattr(_SCOPE, "event", None)
+        if ev is None:
+            time.sleep(delay)
+        elif ev.wait(delay):
+            raise ReadCancelled()
+
+    def retry(self, fn, key: str):
+        """``fn()`` under the same bounded retry policy as :meth:`get_many`.
+
+        Every remote read that does not go through :meth:`get_many` (sizes, listings,
+        reads through zarr) calls this.  Transient failures are retried up to
+        ``retries`` times with backoff; missing objects (``FileNotFoundError``,
+        ``KeyError``...) propagate unchanged; anything else, or a transient failure
+        on the last attempt, raises :class:`StoreReadError` whose ``key`` attribute
+        is ``key`` (the object or selection that failed).
+
+        Examples
+        --------
+        >>> from zv_dask._store import StoreLocation
+        >>> loc = StoreLocation("memory://demo.zarrvectors")
+        >>> loc.retry(lambda: 42, "0/vertices/c/0/0/0")
+        42
+        """
+        for attempt in range(self.retries + 1):
+            check_cancelled()
+            try:
+                return fn()
+            except (_MISSING_ERRORS + (ZVError,)):  # missing, or already a typed error
+                raise
+            except Exception as exc:
+                if not is_transient(exc) or attempt == self.retries:
+                    raise self._read_error(key, exc, attempt + 1) from None
+            self._backoff(attempt)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _read_error(self, rel: str, exc: BaseException, attempts: int) -> StoreReadError:
+        if isinstance(exc, PermissionError):
+            hint = "access denied: check the credentials in storage_options"
+        elif is_transient(exc):
+            hint = f"still failing after {attempts} attempts; retry later or raise retries="
+        else:
+            hint = "check the store and the storage_options"
+        err = StoreReadError(f"reading {rel!r} failed ({type(exc).__name__}: "
+                             f"{_scrub(str(exc), self._options)}); {hint}", store=self.url)
+        err.key = rel
+        return err
+
+    def sizes(self, rels: Sequence[str]) -> list:
+        """Object sizes in bytes (``None`` when missing): a stat locally, a HEAD remotely.
+
+        Retried like every read; a final failure raises :class:`StoreReadError` whose
+        ``key`` names the object."""
+        def stat(path):
+            return os.stat(path).st_size if self._local else int(self.fs.size(path))
+
+        def one(rel):
+            path = self._full(rel)
+            try:
+                return self.retry(lambda: stat(path), rel)
+            except _MISSING_ERRORS:
+                return None
+        self._ensure()
+        if len(rels) <= 1:
+            return [one(r) for r in rels]
+        return list(self._executor().map(one, rels))
+
+
+def _read_fd(fd: int, size: int, limit: int | None) -> bytes:
+    """A regular file's bytes: one ``read`` of its size (plus one byte, to see a file
+    that grew), never past ``limit + 1``; a buffered read of a generous ``limit``
+    costs 3x more because it allocates ``limit`` bytes first."""
+    want = size + 1 if limit is None else min(size, limit) + 1
+    parts = []
+    while want > 0:
+        got = os.read(fd, min(want, 1 << 30))
+        if not got:
+            break
+        parts.append(got)
+        want -= len(got)
+    if limit is None and want <= 0:  # it grew since fstat: the rest too
+        parts.append(_read_rest(fd))
+    return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+def _read_rest(fd: int) -> bytes:
+    with os.fdopen(os.dup(fd), "rb") as f:
+        return f.read()
