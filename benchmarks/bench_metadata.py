@@ -4,7 +4,8 @@
 
 Builds a synthetic vertices ``zarr.json`` whose ``nonempty_chunks`` lists ``--keys``
 distinct 3-D keys (absolute coords with a negative origin, sorted as strings like the
-writer) and prints the median time of:
+writer; the document goes through ``json.loads`` as a store's reader gets it) and
+prints the median time of:
 
 1. ``parse_presence`` (strict validation + sorted linear indices), as zv_dask does it;
 2. the key-parsing step alone (``parse_keys``);
@@ -19,7 +20,8 @@ Then, on a store whose level lists the same number of chunks (metadata only, no
 blobs: nothing here reads a chunk), the median time of planning a query:
 ``to_dask_dataframe`` (one partition per chunk and ``"auto"``), and building plus
 optimizing ``ddf[(ddf.x > a) & (ddf.y > a) & (ddf.z > a)]`` (one octant of the
-chunks can match) up to its pruned partition count.
+chunks can match) up to its pruned partition count; each run moves ``a`` within its
+chunk, so that no run finds the previous one's pruning in dask's shared expressions.
 """
 
 from __future__ import annotations
