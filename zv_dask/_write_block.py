@@ -120,16 +120,43 @@ def _links(out, level, delta, src_chunks, trg_chunks, src_vi, trg_vi, origin):
     """Records grouped by (source cell, offset), input order kept inside a group."""
     d = src_chunks.shape[1]
     offs = trg_chunks - src_chunks
-    key = np.concatenate([src_chunks, offs], axis=1)
-    order = np.lexsort(key.T[::-1])
-    key = key[order]
-    rows = np.stack([src_vi, trg_vi], axis=1)[order]
-    starts, stops = _groups(key)
+    lin = _linear_key([src_chunks[:, a] for a in range(d)] + [offs[:, a] for a in range(d)])
+    if lin is None:  # pragma: no cover - key space too wide for one int64
+        key = np.concatenate([src_chunks, offs], axis=1)
+        order = np.lexsort(key.T[::-1])
+        starts, stops = _groups(key[order])
+    else:  # one int64 per row sorts like the (2D)-column lexsort, at a fraction of memory
+        order = np.argsort(lin, kind="stable")
+        starts, stops = _groups(lin[order])
+        del lin
+    rows = np.empty((len(order), 2), "<i8")
+    rows[:, 0], rows[:, 1] = src_vi[order], trg_vi[order]
     for a, b in zip(starts, stops):
-        coord, off = key[a, :d], key[a, d:]
+        i = order[a]
+        coord, off = src_chunks[i], offs[i]
         array = f"links/{delta}/{E.offsets_segment(off)}"
         out.blobs[f"{level}/" + E.cell_path(array, coord, origin)] = E.frame(E.ragged_links(rows[a:b]))
         out.cells.append((level, array, E.cell_key(coord), int(b - a)))
+
+
+def _linear_key(cols):
+    """Mixed-radix int64 of integer columns (first column most significant), ordered as
+    their lexicographic order; None when the ranges do not fit in 62 bits."""
+    n = len(cols[0])
+    lin = np.zeros(n, np.int64)
+    if n == 0:
+        return lin
+    span = 1
+    for c in cols:
+        lo, hi = int(c.min()), int(c.max())
+        r = hi - lo + 1
+        span *= r
+        if span >= 1 << 62:
+            return None
+        lin *= r
+        lin += c
+        lin -= lo
+    return lin
 
 
 def _check_nested(spec: WriteSpec, any_fine_chunk, mv_chunks):

@@ -13,6 +13,8 @@ task, so every output chunk, all its arrays and its pyramid parents, come from o
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pandas as pd
 
@@ -50,15 +52,40 @@ def prepass(ddf, axes, dtype: str, bounds, cat_columns: dict) -> dict:
     return P.merge_stats(list(stats))
 
 
-def _add_keys(frame, spec: P.WriteSpec, partition_info=None):
+def _add_keys(frame, spec: P.WriteSpec, labels, partition_info=None):
     i = (partition_info or {}).get("number", 0)
     pos = P.positions_of(frame, spec.axes, spec.dtype)
+    keys = P.block_keys(pos, spec)
     out = frame.assign(**{
-        P.KEY_COLUMN: P.block_keys(pos, spec),
+        P.KEY_COLUMN: keys if spec.shard_shape is not None else labels[keys],
         P.SEQ_COLUMN: np.int64(i) * P.SEQ_STRIDE + np.arange(len(frame), dtype=np.int64)})
     if spec.shard_shape is not None:  # shuffle whole shards (and blocks) to one task
-        out[P.GROUP_COLUMN] = group_keys(pos, spec)
+        out[P.GROUP_COLUMN] = labels[group_keys(pos, spec)]
     return out
+
+
+def _balanced_labels(n_keys: int, nparts: int, on: str) -> np.ndarray:
+    """A distinct shuffle label per key such that dask's hash partitioning sends key
+    ``k`` to partition ``k % nparts``.  The keys themselves (0, 1, 2, ...) collide (8
+    blocks hashed to 8 partitions land in 4, one holding half the rows); the labels only
+    balance the work, any distinct values give the same store."""
+    try:
+        from dask.dataframe.dask_expr._shuffle import AssignPartitioningIndex
+    except ImportError:  # pragma: no cover - other dask layouts: hashed keys as they are
+        return np.arange(n_keys, dtype=np.int64)
+    labels = np.full(n_keys, -1, np.int64)
+    free = [list(range(t, n_keys, nparts)) for t in range(nparts)]  # keys wanting part t
+    start, size = 0, max(64, 4 * n_keys)
+    while any(free):
+        cand = np.arange(start, start + size, dtype=np.int64)
+        frame = pd.DataFrame({on: cand})
+        part = AssignPartitioningIndex.operation(frame, [on], "_p", nparts, frame.iloc[:0],
+                                                 False)["_p"].to_numpy()
+        for c, t in zip(cand, part):
+            if free[t]:
+                labels[free[t].pop()] = c
+        start += size
+    return labels
 
 
 def _attribute_arrays(block, spec: P.WriteSpec) -> dict:
@@ -120,6 +147,8 @@ def _shuffle_method():
 
     if dask.config.get("dataframe.shuffle.method", None):
         return None
+    if "distributed" not in sys.modules:  # no client without it; importing costs ~10 MB
+        return "tasks"
     try:
         from distributed import default_client
 
@@ -141,8 +170,9 @@ def write_graph(ddf, spec: P.WriteSpec, writer: StoreWriter):
     if spec.shard_shape is not None:
         meta[P.GROUP_COLUMN] = np.zeros(0, np.int64)
         on, n_blocks = P.GROUP_COLUMN, group_count(spec)
-    keyed = src.map_partitions(_add_keys, spec, meta=meta)
     nparts = max(1, min(ddf.npartitions, n_blocks))
+    labels = _balanced_labels(n_blocks, nparts, on)
+    keyed = src.map_partitions(_add_keys, spec, labels, meta=meta)
     shuffled = keyed.shuffle(on=on, npartitions=nparts, shuffle_method=_shuffle_method())
     written = shuffled.map_partitions(write_partition, spec, writer, meta=_SUMMARY_META,
                                       enforce_metadata=False)
