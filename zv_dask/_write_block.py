@@ -66,6 +66,7 @@ def build_block(spec: WriteSpec, pos: np.ndarray, attrs: dict, seq: np.ndarray) 
         put("vertex_fragments", E.fragment_index(np.bincount(frag[a:b], minlength=nbins)))
         for at in spec.attributes:
             put(f"vertex_attributes/{at.name}", E.rows_payload(attrs[at.name][order[a:b]], at.dtype))
+    del frag, order, attrs, seq, keys  # level 0 is encoded: only positions go on
     fine_pos = pos.astype(np.float32, copy=False)
     for level in range(1, spec.levels):
         fine_pos, chunks, vi = _coarsen(spec, level, fine_pos, chunks, vi, origin, out)
@@ -88,7 +89,10 @@ def _coarsen(spec: WriteSpec, level: int, fine_pos, fine_chunks, fine_vi, origin
     d = spec.ndim
     if n == 0:
         return fine_pos, fine_chunks, fine_vi
-    bins = np.floor(fine_pos / np.asarray(spec.level_bin(level), np.float64)).astype(np.int64)
+    b = fine_pos / np.asarray(spec.level_bin(level), np.float64)
+    np.floor(b, out=b)
+    bins = b.astype(np.int64)
+    del b
     void = np.dtype((np.void, 8 * d))
     _, inv = np.unique(np.ascontiguousarray(bins).view(void).ravel(), return_inverse=True)
     inv = inv.reshape(-1).astype(np.int64)

@@ -85,7 +85,9 @@ def _balanced_labels(n_keys: int, nparts: int, on: str) -> np.ndarray:
             if free[t]:
                 labels[free[t].pop()] = c
         start += size
-    return labels
+    # the shuffled key column is 4 bytes a row when the labels allow (hashed as float64
+    # either way, so the partitions are the same)
+    return labels.astype(np.int32) if labels.max(initial=0) < 2**31 else labels
 
 
 def _attribute_arrays(block, spec: P.WriteSpec) -> dict:
@@ -106,11 +108,14 @@ def write_partition(frame, spec: P.WriteSpec, writer: StoreWriter) -> pd.DataFra
     rows = []
     recoder = CellRecoder(spec) if spec.recode else None
     if len(frame):
-        frame = frame.sort_values(P.KEY_COLUMN, kind="stable")
         keys = frame[P.KEY_COLUMN].to_numpy()
+        # one block (the usual case) is used in place; several are taken one at a time
+        order = None if (keys == keys[0]).all() else np.argsort(keys, kind="stable")
+        if order is not None:
+            keys = keys[order]
         cuts = np.flatnonzero(keys[1:] != keys[:-1]) + 1
         for a, b in zip(np.concatenate(([0], cuts)), np.concatenate((cuts, [len(keys)]))):
-            block = frame.iloc[a:b]
+            block = frame if order is None else frame.take(order[a:b])
             res = build_block(spec, P.positions_of(block, spec.axes, spec.dtype),
                               _attribute_arrays(block, spec),
                               block[P.SEQ_COLUMN].to_numpy(dtype=np.int64))
@@ -164,14 +169,16 @@ def write_graph(ddf, spec: P.WriteSpec, writer: StoreWriter):
 
     cols = list(dict.fromkeys(list(spec.axes) + [c for at in spec.attributes for c in at.columns]))
     src = ddf[cols]
-    meta = src._meta.assign(**{P.KEY_COLUMN: np.zeros(0, np.int64),
-                               P.SEQ_COLUMN: np.zeros(0, np.int64)})
     on, n_blocks = P.KEY_COLUMN, int(np.prod(spec.block_grid()[1]))
     if spec.shard_shape is not None:
-        meta[P.GROUP_COLUMN] = np.zeros(0, np.int64)
         on, n_blocks = P.GROUP_COLUMN, group_count(spec)
     nparts = max(1, min(ddf.npartitions, n_blocks))
     labels = _balanced_labels(n_blocks, nparts, on)
+    meta = src._meta.assign(**{
+        P.KEY_COLUMN: np.zeros(0, np.int64 if spec.shard_shape is not None else labels.dtype),
+        P.SEQ_COLUMN: np.zeros(0, np.int64)})
+    if spec.shard_shape is not None:
+        meta[P.GROUP_COLUMN] = np.zeros(0, labels.dtype)
     keyed = src.map_partitions(_add_keys, spec, labels, meta=meta)
     shuffled = keyed.shuffle(on=on, npartitions=nparts, shuffle_method=_shuffle_method())
     written = shuffled.map_partitions(write_partition, spec, writer, meta=_SUMMARY_META,
