@@ -49,16 +49,22 @@ def prepass(ddf, axes, dtype: str, bounds, cat_columns: dict) -> dict:
     parts = ddf[cols].to_delayed()
     fn = dask.delayed(P.partition_stats, pure=True)
     stats = dask.compute(*[fn(p, tuple(axes), dtype, bounds, cat_columns) for p in parts])
-    return P.merge_stats(list(stats))
+    out = P.merge_stats(list(stats))
+    out["counts"] = [int(s["n"]) for s in stats]  # rows per partition: input-order offsets
+    return out
 
 
-def _add_keys(frame, spec: P.WriteSpec, labels, partition_info=None):
+def _add_keys(frame, spec: P.WriteSpec, labels, offsets, partition_info=None):
     i = (partition_info or {}).get("number", 0)
+    if offsets is not None:  # global row number, 4 bytes a row in the shuffle
+        seq = offsets[i] + np.arange(len(frame), dtype=offsets.dtype)
+    else:
+        seq = np.int64(i) * P.SEQ_STRIDE + np.arange(len(frame), dtype=np.int64)
     pos = P.positions_of(frame, spec.axes, spec.dtype)
     keys = P.block_keys(pos, spec)
     out = frame.assign(**{
         P.KEY_COLUMN: keys if spec.shard_shape is not None else labels[keys],
-        P.SEQ_COLUMN: np.int64(i) * P.SEQ_STRIDE + np.arange(len(frame), dtype=np.int64)})
+        P.SEQ_COLUMN: seq})
     if spec.shard_shape is not None:  # shuffle whole shards (and blocks) to one task
         out[P.GROUP_COLUMN] = labels[group_keys(pos, spec)]
     return out
@@ -118,7 +124,7 @@ def write_partition(frame, spec: P.WriteSpec, writer: StoreWriter) -> pd.DataFra
             block = frame if order is None else frame.take(order[a:b])
             res = build_block(spec, P.positions_of(block, spec.axes, spec.dtype),
                               _attribute_arrays(block, spec),
-                              block[P.SEQ_COLUMN].to_numpy(dtype=np.int64))
+                              block[P.SEQ_COLUMN].to_numpy())
             writer.put_many(res.blobs if recoder is None else recoder.take(res.blobs))
             rows.extend(res.cells)
     if recoder is not None:  # every shard of this partition, each put once
@@ -163,7 +169,16 @@ def _shuffle_method():
         return "tasks"
 
 
-def write_graph(ddf, spec: P.WriteSpec, writer: StoreWriter):
+def _seq_offsets(counts, npartitions: int):
+    """First row number of each partition (the pre-pass counts) as int32 when the total
+    leaves room (rows are ordered by it only, so a partition longer on this pass than
+    counted merely ties with the next), else None: partition * SEQ_STRIDE + row."""
+    if counts is None or len(counts) != npartitions or sum(counts) >= 2**30:
+        return None
+    return np.concatenate(([0], np.cumsum(counts)[:-1])).astype(np.int32)
+
+
+def write_graph(ddf, spec: P.WriteSpec, writer: StoreWriter, counts=None):
     """The delayed write: shuffle rows to their blocks, write blocks, then documents."""
     import dask
 
@@ -174,12 +189,13 @@ def write_graph(ddf, spec: P.WriteSpec, writer: StoreWriter):
         on, n_blocks = P.GROUP_COLUMN, group_count(spec)
     nparts = max(1, min(ddf.npartitions, n_blocks))
     labels = _balanced_labels(n_blocks, nparts, on)
+    offsets = _seq_offsets(counts, ddf.npartitions)
     meta = src._meta.assign(**{
         P.KEY_COLUMN: np.zeros(0, np.int64 if spec.shard_shape is not None else labels.dtype),
-        P.SEQ_COLUMN: np.zeros(0, np.int64)})
+        P.SEQ_COLUMN: np.zeros(0, np.int64 if offsets is None else offsets.dtype)})
     if spec.shard_shape is not None:
         meta[P.GROUP_COLUMN] = np.zeros(0, labels.dtype)
-    keyed = src.map_partitions(_add_keys, spec, labels, meta=meta)
+    keyed = src.map_partitions(_add_keys, spec, labels, offsets, meta=meta)
     shuffled = keyed.shuffle(on=on, npartitions=nparts, shuffle_method=_shuffle_method())
     written = shuffled.map_partitions(write_partition, spec, writer, meta=_SUMMARY_META,
                                       enforce_metadata=False)

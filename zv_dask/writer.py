@@ -125,7 +125,7 @@ def to_zv(df, path_or_url, *, chunk_shape, bin_shape=None, bounds=None, levels=1
         writer.clear()
     else:
         writer.refuse_existing()
-    job = write_graph(ddf, spec, writer)
+    job = write_graph(ddf, spec, writer, stats["counts"])
     if not compute:
         return job
     job.compute()
