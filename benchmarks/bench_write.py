@@ -82,7 +82,7 @@ def run_side(side: str, n: int, levels: int, partitions: int, out: str) -> dict:
         import zv_dask
 
         ddf = dd.from_map(_part, range(partitions), n=n, parts=partitions,
-                          enforce_metadata=False)
+                          meta=_part(0, 0, 1), enforce_metadata=False)
         t = time.perf_counter()
         zv_dask.to_zv(ddf, out, chunk_shape=250, levels=levels)
     else:
