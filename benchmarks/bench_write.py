@@ -3,17 +3,24 @@
     python benchmarks/bench_write.py [--points 2000000] [--levels 3] [--partitions 8]
                                      [--repeat 2] [--data benchmarks/_data]
 
-Each run is a fresh Python process (so peak RSS is that side's own), sides interleaved:
+Each run is a fresh Python process (so peak RSS is that side's own), sides interleaved.
+The input is N uniform float32 points in a 2000^3 box with two attributes
+(``intensity`` float32, ``label`` int32), generated in P parts (part i from its own
+seeded generator, ``_part``); both sides see the same points in the same order:
 
-* ours: an 8-partition dask DataFrame (``dd.from_pandas``) of N uniform float32 points
-  in a 2000^3 box with two attributes (``intensity`` float32, ``label`` int32), written
-  with ``zv_dask.to_zv(..., chunk_shape=250, levels=L)`` (threaded scheduler);
-* reference: the same arrays through ``write_points(chunk_shape=250)`` then
+* ours: a P-partition dask DataFrame built with ``dd.from_map(_part, range(P))`` and
+  written with ``zv_dask.to_zv(..., chunk_shape=250, levels=L)`` (threaded scheduler).
+  The input is never held whole: each partition is generated when a task needs it (once
+  for the input checks, once for the write), and that generation is inside the timed
+  call;
+* reference: the parts concatenated into the numpy arrays its API takes (positions
+  ``(N, 3)`` and one array per attribute, all held for the whole run; generation not
+  timed), through ``write_points(chunk_shape=250)`` then
   ``build_pyramid(factors=[(2, 1)] * (L - 1))``.
 
-Input generation is not timed; peak RSS (``ru_maxrss``) includes the input on both
-sides.  Prints per-run wall time and peak RSS, medians, and the ratios ours/reference.
-After the runs both stores are compared: same files, same bytes.
+Peak RSS (``ru_maxrss``) is the whole process: imports, input and writing.  Prints
+per-run wall time and peak RSS, medians, and the ratios ours/reference.  After the runs
+both stores are compared: same files, same bytes.
 """
 
 from __future__ import annotations
@@ -36,32 +43,53 @@ import numpy as np
 warnings.filterwarnings("ignore")
 
 
-def _inputs(n: int):
-    rng = np.random.default_rng(0)
-    pos = rng.uniform(0, 2000, (n, 3)).astype(np.float32)
-    return pos, {"intensity": rng.random(n).astype(np.float32),
-                 "label": rng.integers(0, 100, n).astype(np.int32)}
+def _arrays(i: int, n: int, parts: int):
+    """Part ``i`` of ``parts`` of the N input points: positions, intensity, label."""
+    m = n // parts + (i < n % parts)
+    rng = np.random.default_rng([0, i])
+    pos = rng.uniform(0, 2000, (m, 3)).astype(np.float32)
+    return pos, rng.random(m).astype(np.float32), rng.integers(0, 100, m).astype(np.int32)
+
+
+def _part(i: int, n: int, parts: int):
+    """Part ``i`` as a pandas DataFrame (one partition of ours)."""
+    import pandas as pd
+
+    pos, intensity, label = _arrays(i, n, parts)
+    return pd.DataFrame({"x": pos[:, 0], "y": pos[:, 1], "z": pos[:, 2],
+                         "intensity": intensity, "label": label})
+
+
+def _inputs(n: int, parts: int):
+    """The reference's input: all N points as numpy arrays (the parts in order)."""
+    pos = np.empty((n, 3), np.float32)
+    attrs = {"intensity": np.empty(n, np.float32), "label": np.empty(n, np.int32)}
+    at = 0
+    for i in range(parts):  # one part alive at a time, copied into place
+        p, intensity, label = _arrays(i, n, parts)
+        pos[at:at + len(p)], attrs["intensity"][at:at + len(p)] = p, intensity
+        attrs["label"][at:at + len(p)] = label
+        at += len(p)
+    return pos, attrs
 
 
 def run_side(side: str, n: int, levels: int, partitions: int, out: str) -> dict:
-    pos, attrs = _inputs(n)
     if os.path.exists(out):
         shutil.rmtree(out)
     if side == "ours":
         import dask.dataframe as dd
-        import pandas as pd
 
         import zv_dask
 
-        df = pd.DataFrame(pos, columns=["x", "y", "z"]).assign(**attrs)
-        ddf = dd.from_pandas(df, npartitions=partitions)
-        del df
+        ddf = dd.from_map(_part, range(partitions), n=n, parts=partitions,
+                          meta=_part(0, 0, 1), enforce_metadata=False)
         t = time.perf_counter()
         zv_dask.to_zv(ddf, out, chunk_shape=250, levels=levels)
     else:
         from zarr_vectors.multiresolution.coarsen import build_pyramid
         from zarr_vectors.types.points import write_points
 
+        pos, attrs = _inputs(n, partitions)
         t = time.perf_counter()
         write_points(out, pos, chunk_shape=(250, 250, 250), vertex_attributes=attrs)
         if levels > 1:

@@ -147,3 +147,43 @@ def test_mixed_dtypes_in_a_multi_column_attribute_are_refused():
 def test_category_codes_map_missing_to_the_fill_code():
     codes = E.category_codes(pd.Series(["b", None, "a"]), ("a", "b"), np.dtype("int8"), -1)
     np.testing.assert_array_equal(codes, np.array([1, -1, 0], np.int8))
+
+
+def test_the_plain_codec_document_is_the_one_zarr_writes():
+    import json
+
+    from zv_dask._write_codecs import PLAIN_CODECS, _memory_array
+
+    _, data = _memory_array((3, 2, 4), [], None)
+    assert json.loads(PLAIN_CODECS) == json.loads(data["zarr.json"].to_bytes())["codecs"]
+
+
+@pytest.mark.parametrize("n_keys,nparts", [(8, 8), (27, 8), (5, 3), (1, 1)])
+def test_balanced_labels_spread_keys_evenly_over_dask_hash_partitions(n_keys, nparts):
+    from dask.dataframe.shuffle import partitioning_index
+
+    from zv_dask._write_graph import _balanced_labels
+
+    labels = _balanced_labels(n_keys, nparts, "k")
+    assert len(set(labels.tolist())) == n_keys
+    # dask hashes the numeric shuffle column as float64
+    part = partitioning_index(pd.DataFrame({"k": labels.astype(np.float64)}), nparts)
+    assert np.asarray(part).tolist() == [k % nparts for k in range(n_keys)]
+
+
+def test_linear_key_sorts_like_a_lexsort_of_its_columns():
+    from zv_dask._write_block import _linear_key
+
+    rng = np.random.default_rng(3)
+    cols = [rng.integers(-5, 5, 500), rng.integers(-1, 2, 500), rng.integers(100, 104, 500)]
+    lin = _linear_key([cols[0], lambda: cols[1], cols[2]])
+    assert np.array_equal(np.argsort(lin, kind="stable"), np.lexsort(cols[::-1]))
+    assert _linear_key([np.array([0, 2**40]), np.array([0, 2**40])]) is None
+
+
+def test_input_order_offsets_come_from_the_partition_counts():
+    from zv_dask._write_graph import _seq_offsets
+
+    assert _seq_offsets([3, 0, 5], 3).tolist() == [0, 3, 3]
+    assert _seq_offsets([3, 0, 5], 2) is None          # counts of another partitioning
+    assert _seq_offsets([2**30], 1) is None            # too many rows for int32

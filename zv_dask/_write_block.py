@@ -66,6 +66,7 @@ def build_block(spec: WriteSpec, pos: np.ndarray, attrs: dict, seq: np.ndarray) 
         put("vertex_fragments", E.fragment_index(np.bincount(frag[a:b], minlength=nbins)))
         for at in spec.attributes:
             put(f"vertex_attributes/{at.name}", E.rows_payload(attrs[at.name][order[a:b]], at.dtype))
+    del frag, order, attrs, seq, keys  # level 0 is encoded: only positions go on
     fine_pos = pos.astype(np.float32, copy=False)
     for level in range(1, spec.levels):
         fine_pos, chunks, vi = _coarsen(spec, level, fine_pos, chunks, vi, origin, out)
@@ -88,10 +89,14 @@ def _coarsen(spec: WriteSpec, level: int, fine_pos, fine_chunks, fine_vi, origin
     d = spec.ndim
     if n == 0:
         return fine_pos, fine_chunks, fine_vi
-    bins = np.floor(fine_pos / np.asarray(spec.level_bin(level), np.float64)).astype(np.int64)
+    b = fine_pos / np.asarray(spec.level_bin(level), np.float64)
+    np.floor(b, out=b)
+    bins = b.astype(np.int64)
+    del b
     void = np.dtype((np.void, 8 * d))
     _, inv = np.unique(np.ascontiguousarray(bins).view(void).ravel(), return_inverse=True)
     inv = inv.reshape(-1).astype(np.int64)
+    del bins
     m = int(inv.max()) + 1
     counts = np.bincount(inv, minlength=m)
     cent = np.empty((m, d), np.float32)
@@ -119,17 +124,46 @@ def _coarsen(spec: WriteSpec, level: int, fine_pos, fine_chunks, fine_vi, origin
 def _links(out, level, delta, src_chunks, trg_chunks, src_vi, trg_vi, origin):
     """Records grouped by (source cell, offset), input order kept inside a group."""
     d = src_chunks.shape[1]
-    offs = trg_chunks - src_chunks
-    key = np.concatenate([src_chunks, offs], axis=1)
-    order = np.lexsort(key.T[::-1])
-    key = key[order]
-    rows = np.stack([src_vi, trg_vi], axis=1)[order]
-    starts, stops = _groups(key)
+    lin = _linear_key([src_chunks[:, a] for a in range(d)]
+                      + [(lambda a=a: trg_chunks[:, a] - src_chunks[:, a]) for a in range(d)])
+    if lin is None:  # pragma: no cover - key space too wide for one int64
+        key = np.concatenate([src_chunks, trg_chunks - src_chunks], axis=1)
+        order = np.lexsort(key.T[::-1])
+        starts, stops = _groups(key[order])
+    else:  # one int64 per row sorts like the (2D)-column lexsort, at a fraction of memory
+        order = np.argsort(lin, kind="stable")
+        starts, stops = _groups(lin[order])
+        del lin
+    rows = np.empty((len(order), 2), "<i8")
+    rows[:, 0], rows[:, 1] = src_vi[order], trg_vi[order]
     for a, b in zip(starts, stops):
-        coord, off = key[a, :d], key[a, d:]
+        i = order[a]
+        coord, off = src_chunks[i], trg_chunks[i] - src_chunks[i]
         array = f"links/{delta}/{E.offsets_segment(off)}"
         out.blobs[f"{level}/" + E.cell_path(array, coord, origin)] = E.frame(E.ragged_links(rows[a:b]))
         out.cells.append((level, array, E.cell_key(coord), int(b - a)))
+
+
+def _linear_key(cols):
+    """Mixed-radix int64 of integer columns (first column most significant), ordered as
+    their lexicographic order; None when the ranges do not fit in 62 bits.  A column may
+    be a callable making it (one temporary column at a time)."""
+    n = len(cols[0]) if not callable(cols[0]) else len(cols[0]())
+    lin = np.zeros(n, np.int64)
+    if n == 0:
+        return lin
+    span = 1
+    for c in cols:
+        c = c() if callable(c) else c
+        lo, hi = int(c.min()), int(c.max())
+        r = hi - lo + 1
+        span *= r
+        if span >= 1 << 62:
+            return None
+        lin *= r
+        lin += c
+        lin -= lo
+    return lin
 
 
 def _check_nested(spec: WriteSpec, any_fine_chunk, mv_chunks):

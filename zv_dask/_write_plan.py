@@ -301,10 +301,16 @@ def category_value(v):
 
 def positions_of(frame, spec_axes, dtype: str) -> np.ndarray:
     """``(N, D)`` positions cast to the stored dtype (the reference casts before binning)."""
-    cols = [np.asarray(frame[a].to_numpy(dtype=np.float64)) for a in spec_axes]
-    if not cols:
+    if not spec_axes:
         return np.zeros((0, 0), dtype)
-    return np.stack(cols, axis=1).astype(dtype, copy=False)
+    out = np.empty((len(frame), len(spec_axes)), dtype)
+    for j, a in enumerate(spec_axes):  # column by column: no (N, D) float64 copy
+        s = frame[a]
+        # numpy floats cast straight (float32 -> float64 -> float32 is exact); others
+        # through float64 first, as the reference does, so integers round the same way
+        plain = isinstance(s.dtype, np.dtype) and s.dtype.kind == "f"
+        out[:, j] = s.to_numpy() if plain else s.to_numpy(dtype=np.float64)
+    return out
 
 
 def block_keys(pos: np.ndarray, spec: WriteSpec) -> np.ndarray:
@@ -320,8 +326,14 @@ def block_keys(pos: np.ndarray, spec: WriteSpec) -> np.ndarray:
 def level0_chunks(pos: np.ndarray, spec: WriteSpec) -> tuple:
     """Chunk coords and fragment (local bin) index per row, exactly as ``write_points``:
     ``bin = floor(p / bin_shape)`` in float64, ``chunk = bin // bins_per_chunk``."""
-    bins = np.floor(pos.astype(np.float64, copy=False) / np.asarray(spec.base_bin)).astype(np.int64)
+    b = pos.astype(np.float64)  # in place from here: one float64 temporary
+    b /= np.asarray(spec.base_bin, np.float64)
+    np.floor(b, out=b)
+    bins = b.astype(np.int64)
+    del b
     bpc = np.asarray(spec.bins_per_chunk, np.int64)
+    if (bpc == 1).all():  # one bin per chunk: the bins are the chunks
+        return bins, np.zeros(len(bins), np.int64)
     chunks = np.floor_divide(bins, bpc)
     local = bins - chunks * bpc
     strides = np.cumprod(np.concatenate(([1], bpc[::-1][:-1])))[::-1]

@@ -6,7 +6,7 @@ from . import _write_plan as P
 from ._store import StoreLocation
 from ._write_codecs import resolve as resolve_codecs
 from ._write_docs import store_name
-from ._write_graph import prepass, to_dask_frame, write_graph
+from ._write_graph import compute_options, prepass, to_dask_frame, write_graph
 from ._write_store import StoreWriter
 from .errors import WriteInputError
 
@@ -125,10 +125,10 @@ def to_zv(df, path_or_url, *, chunk_shape, bin_shape=None, bounds=None, levels=1
         writer.clear()
     else:
         writer.refuse_existing()
-    job = write_graph(ddf, spec, writer)
+    job = write_graph(ddf, spec, writer, stats["counts"])
     if not compute:
         return job
-    job.compute()
+    job.compute(**compute_options())
     from .store import open_zv
 
     return open_zv(path_or_url, storage_options=storage_options)
