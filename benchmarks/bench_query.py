@@ -4,7 +4,8 @@
 
 Uses the same 5,000,000-point store as bench_read.py (chunk 250 in 2000^3: 8x8x8 = 512
 chunks, one float32 attribute ``intensity``), threaded scheduler, medians of
-interleaved runs, and prints a table of ratios:
+interleaved runs (after one warm-up run of each side; the side that goes first
+alternates), and prints a table of ratios:
 
 (a) ``ddf[ddf.x > 1500].intensity.mean()``: only the chunks with x in [1500, 2000)
     (1/4 of them) can hold a match, against the same-shaped filter every chunk can
@@ -52,14 +53,16 @@ class _CountingFS(LocalFileSystem):
 
 
 def _median_pair(fa, fb, repeat):
+    """Median seconds of ``fa`` and ``fb``, run alternately after one untimed warm-up
+    each; which side goes first alternates too (what runs first pays for memory the
+    other freed)."""
+    fa(), fb()
     a, b = [], []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fa()
-        a.append(time.perf_counter() - t)
-        t = time.perf_counter()
-        fb()
-        b.append(time.perf_counter() - t)
+    for i in range(repeat):
+        for f, out in ((fa, a), (fb, b))[:: 1 if i % 2 == 0 else -1]:
+            t = time.perf_counter()
+            f()
+            out.append(time.perf_counter() - t)
     return statistics.median(a), statistics.median(b)
 
 
@@ -101,7 +104,7 @@ def main(argv=None) -> int:
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, "
           f"Python {sys.version.split()[0]}, dask {dask.__version__}")
     print(f"store: {args.points:,} points, {len(store.chunks(0))} chunks; median of {args.repeat} "
-          "interleaved runs; threaded scheduler")
+          "interleaved runs (first side alternating); threaded scheduler")
 
     def fresh(**kw):
         return zv_dask.open_zv(path, cache_size=0).to_dask_dataframe(level=0, **kw)

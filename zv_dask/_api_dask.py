@@ -253,21 +253,13 @@ class DaskMethods:
 
         def make():
             listing = self._loc.list_sizes(f"{level}/{arr.path}") or {}
-            base = f"{level}/{arr.path}/{arr.chunk_key_prefix}"
-            idx, sizes = [], []
-            for key, size in listing.items():
-                if key.startswith(base):
-                    parts = key[len(base):].split(arr.chunk_separator)
-                    if len(parts) == arr.rank and all(p.isdigit() for p in parts):
-                        idx.append([int(p) for p in parts])
-                        sizes.append(size)
+            idx, sizes = _cell_keys(listing, f"{level}/{arr.path}/{arr.chunk_key_prefix}",
+                                    arr.chunk_separator, arr.rank)
             rows = np.full(lm.n_cells, -1, np.int64)
-            if not idx or not lm.n_cells:
+            if not len(idx) or not lm.n_cells:
                 return rows
             pres = lm.presence
-            idx = np.asarray(idx, np.int64)
-            sizes = np.asarray(sizes, np.int64)
-            ok = (idx < np.asarray(pres.shape)).all(1)
+            ok = ((idx >= 0) & (idx < np.asarray(pres.shape))).all(1)
             lin = np.ravel_multi_index(idx[ok].T, pres.shape)
             sizes = sizes[ok]
             pos = np.clip(np.searchsorted(pres.linear, lin), 0, max(len(pres.linear) - 1, 0))
@@ -319,3 +311,27 @@ class DaskMethods:
         from . import stats
 
         return stats.density(self, resolution, level, bbox, target_resolution)
+
+
+def _cell_keys(listing: dict, base: str, sep: str, rank: int):
+    """``(cells (K, rank) int64, sizes (K,) int64)`` of the listed keys ``base`` +
+    ``rank`` separator-joined grid indices; other keys are ignored."""
+    from ._meta_arrays import parse_keys
+
+    keys, sizes = [], []
+    n = len(base)
+    for key, size in listing.items():
+        if key.startswith(base):
+            keys.append(key[n:])
+            sizes.append(size)
+    if sep != ".":
+        keys = [k.replace(sep, ".") for k in keys]
+    try:  # the usual case: every key is a chunk key (vectorised)
+        cells = parse_keys(keys, rank)
+    except ValueError:  # stray files: keep the keys that are chunk keys
+        good = [i for i, k in enumerate(keys)
+                if len(k.split(".")) == rank and all(p.isdigit() for p in k.split("."))]
+        keys = [keys[i] for i in good]
+        sizes = [sizes[i] for i in good]
+        cells = parse_keys(keys, rank)
+    return cells.reshape(len(keys), rank), np.asarray(sizes, np.int64)

@@ -130,8 +130,9 @@ def read_metadata(loc) -> M.StoreMeta:
 
 
 def _map(loc, fn, items: list) -> list:
-    """``fn`` over items, concurrently when there are several (listings are round trips)."""
-    if len(items) <= 1:
+    """``fn`` over items, concurrently when there are several remote ones (listings are
+    round trips; a local listing is quicker than starting a thread)."""
+    if len(items) <= 1 or loc._local:
         return [fn(x) for x in items]
     return list(loc._executor().map(fn, items))
 
