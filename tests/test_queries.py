@@ -140,12 +140,28 @@ def kept_cells(collection) -> set:
     return out
 
 
-@pytest.mark.parametrize("name,level", CASES)
-@settings(max_examples=12, deadline=None,
-          phases=[Phase.explicit, Phase.reuse, Phase.generate],  # no minutes-long shrinking
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+def _query_settings(n):
+    return settings(max_examples=n, deadline=None,
+                    phases=[Phase.explicit, Phase.reuse, Phase.generate],  # no long shrinking
+                    suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                           HealthCheck.too_slow])
+
+
+# the sharded store reads each inner chunk through zarr (seconds a query): fewer examples
+@pytest.mark.parametrize("name,level", [c for c in CASES if c[0] != "points_sharded"])
+@_query_settings(12)
 @given(data=st.data())
 def test_filtered_queries_equal_pandas_filtering(store_path, name, level, data):
+    _filtered_query_equals_pandas(store_path, name, level, data)
+
+
+@_query_settings(4)
+@given(data=st.data())
+def test_filtered_queries_on_a_sharded_store_equal_pandas_filtering(store_path, data):
+    _filtered_query_equals_pandas(store_path, "points_sharded", 0, data)
+
+
+def _filtered_query_equals_pandas(store_path, name, level, data):
     store, full, coords, labels = info(store_path, name, level)
     tree = data.draw(predicates(store, level, full))
     cpp = data.draw(st.sampled_from([1, 3]))

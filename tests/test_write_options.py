@@ -122,7 +122,9 @@ def test_blosc_pyramid_compresses_level_zero_only(tmp_path):
 ], ids=["s2-l3-zstd", "s3-l1-neg", "s3-l3-neg", "s232-l2-gzip-neg"])
 def test_sharded_stores_match_the_reference(tmp_path, shard, levels, compressor, lo, nparts):
     rng = np.random.default_rng(42)
-    pos, attrs, df = sample(500, rng, lo=lo, hi=lo + 1400, multi=True)
+    # 5-6 chunks an axis: several shards and groups, and the reference's sharded reads
+    # and validation (seconds per shard) stay short
+    pos, attrs, df = sample(300, rng, lo=lo, hi=lo + 1000, multi=True)
     ref, ours = _pair(tmp_path)
     reference(ref, pos, attrs, levels=levels, chunk_shape=(200, 200, 200),
               compressor=compressor, shard_shape=shard)
@@ -243,7 +245,8 @@ def test_sharded_write_to_s3_puts_each_shard_once_without_head(tmp_path):
     proxy = FaultProxy(server.port)
     try:
         server.client().create_bucket(Bucket="zv-shards")
-        _, _, df = sample(1500, np.random.default_rng(45), lo=0, hi=1999, multi=False)
+        # 4 chunks an axis: 8 level-0 shards, ~100 objects (moto takes ~10 ms each)
+        _, _, df = sample(300, np.random.default_rng(45), lo=0, hi=999, multi=False)
         kw = dict(chunk_shape=250, levels=2, compressor="zstd", shard_shape=2)
         local = tmp_path / "pts.zarrvectors"
         zv_dask.to_zv(dd.from_pandas(df, npartitions=3), local, **kw)

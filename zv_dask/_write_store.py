@@ -36,11 +36,15 @@ class StoreWriter:
     def _put_one(self, rel: str, data: bytes):
         path = self.loc._full(rel)
         try:
-            if self.loc._local:
-                os.makedirs(os.path.dirname(path), exist_ok=True)
+            if self.loc._local:  # its directory exists (made once per batch)
                 tmp = f"{path}.{os.getpid()}.tmp"
-                with open(tmp, "wb") as f:
-                    f.write(data)
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+                try:
+                    view = memoryview(data)
+                    while view:
+                        view = view[os.write(fd, view):]
+                finally:
+                    os.close(fd)
                 os.replace(tmp, path)  # a killed task never leaves a torn file
             else:
                 self.loc.fs.pipe_file(path, data)
@@ -48,7 +52,17 @@ class StoreWriter:
         except Exception as exc:  # classified by put_many
             return exc
 
+    def _make_dirs(self, items: list) -> None:
+        """Every directory the batch writes into, each made once (a local store)."""
+        for d in sorted({os.path.dirname(self.loc._full(rel)) for rel, _ in items}):
+            os.makedirs(d, exist_ok=True)
+
     def _put_batch(self, items: list) -> list:
+        if self.loc._local:
+            try:
+                self._make_dirs(items)
+            except Exception as exc:  # classified by put_many, per object
+                return [exc] * len(items)
         if len(items) <= 1 or (self.loc._local and len(items) <= LOCAL_SEQUENTIAL_PUTS):
             return [self._put_one(r, d) for r, d in items]
         return list(self.loc._executor().map(lambda kv: self._put_one(*kv), items))
