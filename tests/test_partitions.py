@@ -407,3 +407,17 @@ def test_s3_listing_is_retried_on_transient_errors(s3, store_path):
     rows = _real_rows(truth, 0)
     assert a.chunks[0] == tuple(rows[tuple(c)] for c in truth.chunks(0))
     proxy.reset()
+
+
+def test_listed_chunk_keys_skip_stray_files():
+    from zv_dask._api_dask import _cell_keys
+
+    listing = {"0/vertices/zarr.json": 500, "0/vertices/c/1/2/3": 20,
+               "0/vertices/c/0/0/10": 32, "0/vertices/c/1/2/3.4242.tmp": 20,
+               "0/vertices/c/x/1/2": 8, "0/vertices/c/1/2": 8}
+    cells, sizes = _cell_keys(listing, "0/vertices/c/", "/", 3)
+    assert cells.tolist() == [[1, 2, 3], [0, 0, 10]] and sizes.tolist() == [20, 32]
+    cells, sizes = _cell_keys({"0/vertices/c/4.5": 16}, "0/vertices/c/", ".", 2)
+    assert cells.tolist() == [[4, 5]] and sizes.tolist() == [16]
+    cells, sizes = _cell_keys({"0/vertices/zarr.json": 1}, "0/vertices/c/", "/", 3)
+    assert cells.shape == (0, 3) and sizes.shape == (0,)
