@@ -56,7 +56,8 @@ def test_pyramid_with_every_attribute_kind_matches_reference(tmp_path):
 
 def test_default_bin_three_levels_blocks_span_several_chunks(tmp_path):
     rng = np.random.default_rng(1)
-    pos, attrs, df = sample(2500, rng, lo=0, hi=1000, categorical=False, multi=False)
+    # 6 chunks an axis: blocks of 4 chunks, one whole and one cut by the data's extent
+    pos, attrs, df = sample(900, rng, lo=0, hi=600, categorical=False, multi=False)
     ref, ours = _pair(tmp_path)
     reference(ref, pos, attrs, levels=3, chunk_shape=(100, 100, 100))
     zv_dask.to_zv(dd.from_pandas(df, npartitions=3), ours, chunk_shape=100, levels=3)

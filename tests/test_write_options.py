@@ -215,8 +215,7 @@ def test_convert_cli_compressor_and_shard_shape(tmp_path, capsys):
     rc = main(["convert", str(src), str(cli), "--chunk-shape", "250", "--levels", "2",
                "--compressor", "blosc", "--shard-shape", "2", "--scheduler", "sync"])
     assert rc == 0, capsys.readouterr()
-    assert files(cli) == files(direct)
-    assert_valid(cli)
+    assert files(cli) == files(direct)  # the same bytes as to_zv (validated elsewhere)
     # a JSON codec list and one shard value per axis
     cli_json = tmp_path / "cli_json" / "pts.zarrvectors"
     rc = main(["convert", str(src), str(cli_json), "--chunk-shape", "250",
