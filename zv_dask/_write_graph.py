@@ -76,8 +76,8 @@ def _balanced_labels(n_keys: int, nparts: int, on: str) -> np.ndarray:
     ``k`` to partition ``k % nparts``.  The keys themselves (0, 1, 2, ...) collide (8
     blocks hashed to 8 partitions land in 4, one holding half the rows); the labels only
     balance the work, any distinct values give the same store."""
-    try:
-        from dask.dataframe.dask_expr._shuffle import AssignPartitioningIndex
+    try:  # dask's hash partitioning (numeric shuffle columns are hashed as float64)
+        from dask.dataframe.shuffle import partitioning_index
     except ImportError:  # pragma: no cover - other dask layouts: hashed keys as they are
         return np.arange(n_keys, dtype=np.int64)
     labels = np.full(n_keys, -1, np.int64)
@@ -85,9 +85,8 @@ def _balanced_labels(n_keys: int, nparts: int, on: str) -> np.ndarray:
     start, size = 0, max(64, 4 * n_keys)
     while any(free):
         cand = np.arange(start, start + size, dtype=np.int64)
-        frame = pd.DataFrame({on: cand})
-        part = AssignPartitioningIndex.operation(frame, [on], "_p", nparts, frame.iloc[:0],
-                                                 False)["_p"].to_numpy()
+        part = np.asarray(partitioning_index(
+            pd.DataFrame({on: cand.astype(np.float64)}), nparts))
         for c, t in zip(cand, part):
             if free[t]:
                 labels[free[t].pop()] = c
