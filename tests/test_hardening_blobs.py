@@ -301,23 +301,33 @@ def test_tiny_manifest_claiming_2_to_the_26_fragments(damaged):
     assert out.startswith("ChunkDecodeError 0 object_index/manifests"), out
 
 
+# the eager read (a thread pool) and a task of several chunks (one buffer, in order)
+READS = ["store.read()",
+         "store.to_dask_dataframe(chunks_per_partition='auto').compute(scheduler='sync')"]
+
+
+@pytest.mark.parametrize("call", READS)
 @pytest.mark.parametrize("array", ["vertices", "vertex_attributes/intensity", "vertex_fragments"])
-def test_chunk_linked_to_dev_zero(damaged, array):
+def test_chunk_linked_to_dev_zero(damaged, array, call):
+    if array == "vertex_fragments" and "dataframe" in call:
+        call = call.replace("chunks_per_partition", "attributes=[], chunks_per_partition")
+        call = call.replace(".compute(", "['object_id'].compute(")
     f = chunk_file(damaged, array, (1, 1, 0))
     f.unlink()
     f.symlink_to("/dev/zero")
-    out = run_limited(damaged, "store.read()")
+    out = run_limited(damaged, call)
     assert out.startswith(f"ChunkDecodeError 0 {array} (1, 1, 0)"), out
     assert "not a regular file" in out
 
 
-def test_oversized_chunk_refused_without_reading_it(damaged):
+@pytest.mark.parametrize("call", READS)
+def test_oversized_chunk_refused_without_reading_it(damaged, call):
     f = chunk_file(damaged, "vertices", (1, 1, 1))
     bound = 8 + N_POINTS * 12
     with open(f, "wb") as fh:  # sparse: 4 GiB on paper, nothing on disk
         fh.write(frame(b"\0" * 12))
         fh.truncate(4 << 30)
-    out = run_limited(damaged, "store.read()")
+    out = run_limited(damaged, call)
     assert out.startswith("ChunkDecodeError 0 vertices (1, 1, 1)"), out
     assert str(4 << 30) in out and str(bound) in out
 
@@ -363,3 +373,15 @@ def test_s3_zero_byte_and_oversized_objects(pristine, tmp_path):
         assert ei.value.chunk == (0, 1, 0) and ei.value.array == "vertices"
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize("call", READS)
+def test_deleted_chunk_is_named_by_every_read(damaged, call):
+    from zv_dask.errors import ChunkMissingError
+
+    chunk_file(damaged, "vertex_attributes/intensity", (0, 1, 1)).unlink()
+    store = zv_dask.open_zv(damaged)
+    with pytest.raises(ChunkMissingError) as err:
+        eval(call, {"store": store})
+    assert (err.value.level, err.value.array, err.value.chunk) == (
+        0, "vertex_attributes/intensity", (0, 1, 1))

@@ -74,7 +74,8 @@ def partition_specs(plan: ReadPlan, chunks_per_partition) -> CellGroups:
 
 
 def to_dataframe(reader: LevelReader, plan: ReadPlan, axes, widths: dict,
-                 chunks_per_partition=1, selection: dict | None = None, level=None):
+                 chunks_per_partition=1, selection: dict | None = None, level=None,
+                 cell_rows=None):
     """A ``dask.dataframe.DataFrame`` over the plan; ``meta`` given, nothing read.
 
     ``selection`` (``{coord: (fragments, object ids)}``, from the manifests of selected
@@ -83,6 +84,9 @@ def to_dataframe(reader: LevelReader, plan: ReadPlan, axes, widths: dict,
     With ``level`` (the full ``LevelMeta``) and dask's expression API available, the
     frame is a :class:`zv_dask._expr.ZVFrame` that prunes itself under filters and
     knows its length; otherwise (or without ``level``) a plain ``from_map`` frame.
+    ``cell_rows(cells)`` (rows of each cell, -1 where unknown): when every row count
+    of a whole-level expression frame is known, rows are labelled by their position
+    in the frame, not from 0 in each partition.
     """
     import dask
     import dask.dataframe as dd
@@ -97,6 +101,10 @@ def to_dataframe(reader: LevelReader, plan: ReadPlan, axes, widths: dict,
         from ._expr import new_frame
 
         full = level.vertex_count if plan.bbox is None and selection is None else None
+        if cell_rows is not None and full is not None and len(specs.cells):
+            rows = np.asarray(cell_rows(specs.cells), np.int64)
+            if (rows >= 0).all() and int(rows.sum()) == full:
+                specs = specs.with_rows(rows)
         source = FrameSource(Scan(func, selection is not None), level, plan.bbox, axes, specs,
                              f"zv-level{plan.level}", full)
         return new_frame(source)
@@ -176,7 +184,7 @@ class _BlockReader:
         attrs = [] if self.attribute is None else [self.attribute]
         ids = self.name in ("object_ids", "owner_count")
         need_pos = (self.attribute is None and not ids) or self.bbox is not None
-        cells = self.reader.load(list(coords), attrs, need_pos, ids)
+        cells = self.reader.load(list(coords), attrs, need_pos, ids, in_task=True)
         parts = []
         for cols in cells:
             cols = clip_columns(cols, self.bbox)

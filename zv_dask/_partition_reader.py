@@ -107,7 +107,7 @@ class PartitionReader:
 
     def _cells(self, coords, attrs, want_pos: bool, want_ids: bool, selection=None):
         """(coords, per-cell columns clipped to the bbox) of one partition."""
-        cells = self.reader.load(coords, attrs, want_pos, want_ids)
+        cells = self.reader.load(coords, attrs, want_pos, want_ids, in_task=True)
         return coords, [clip_columns(cols, self.bbox) for cols in cells]
 
     def __call__(self, coords, columns=None):
@@ -202,7 +202,8 @@ class ObjectPartitionReader(PartitionReader):
 
     def _cells(self, coords, attrs, want_pos: bool, want_ids: bool, selection=None):
         need_count = want_ids and self.owner_count
-        cells = self.reader.load(coords, attrs, True, need_count, fragments=True)
+        cells = self.reader.load(coords, attrs, True, need_count, fragments=True,
+                                 in_task=True)
         out = []
         for coord, cols in zip(coords, cells):
             fi = cols.pop("fragments")

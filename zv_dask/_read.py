@@ -100,8 +100,10 @@ class LevelReader(ObjectArrays):
         except StoreReadError as exc:
             raise self._named(exc, keys, rels) from None
 
-    def fetch(self, arrays: Sequence[ArrayMeta], coords: Sequence[tuple]) -> dict:
-        """Payloads (framing and codecs removed) for every (array, cell); one batch.
+    def fetch(self, arrays: Sequence[ArrayMeta], coords: Sequence[tuple],
+              in_task: bool = False) -> dict:
+        """Payloads (framing and codecs removed) for every (array, cell); one batch
+        (``in_task``: see :meth:`StoreLocation.get_many`).
 
         Returns ``{(array.path, coord): memoryview}``.  A cell listed as non-empty
         whose object is missing raises :class:`ChunkMissingError`.
@@ -114,7 +116,7 @@ class LevelReader(ObjectArrays):
         bounds = {a.path: self._byte_bound(a) for a in direct}
         limits = [_stored_limit(bounds[a.path], a) for a, _ in keys]
         try:
-            raws = self.location.get_many(rels, limits)
+            raws = self.location.get_many(rels, limits, in_task=in_task)
         except StoreReadError as exc:  # name the array and chunk whose object failed
             raise self._named(exc, keys, rels) from None
         for (a, c), raw in zip(keys, raws):
@@ -225,10 +227,11 @@ class LevelReader(ObjectArrays):
 
     def load(self, coords: Sequence[tuple], attributes: Sequence[AttributeInfo],
              positions: bool = True, object_ids: bool = False,
-             fragments: bool = False) -> list[dict]:
+             fragments: bool = False, in_task: bool = False) -> list[dict]:
         """Decoded, unclipped columns of each cell: ``positions``, attribute names,
         ``object_ids``/``owner_count`` with ``object_ids=True``, and the cell's
-        :class:`FragmentIndex` under ``"fragments"`` with ``fragments=True``."""
+        :class:`FragmentIndex` under ``"fragments"`` with ``fragments=True``.
+        ``in_task``: called from a dask task (see :meth:`StoreLocation.get_many`)."""
         owners = self.owner_table() if object_ids else None
         coords = [tuple(int(x) for x in c) for c in coords]
         attributes = list(attributes)
@@ -238,7 +241,7 @@ class LevelReader(ObjectArrays):
                     or any(not a.width_reliable for a in attributes)
                     or all(a.implied_by_key for a in attributes))
         arrays = self.arrays_for(attributes, need_pos, owners is not None or fragments)
-        payloads = self.fetch(arrays, coords)
+        payloads = self.fetch(arrays, coords, in_task)
         out = [self._decode_cell(c, payloads, attributes, owners) for c in coords]
         if fragments:
             for c, cols in zip(coords, out):
