@@ -421,3 +421,74 @@ def test_listed_chunk_keys_skip_stray_files():
     assert cells.tolist() == [[4, 5]] and sizes.tolist() == [16]
     cells, sizes = _cell_keys({"0/vertices/zarr.json": 1}, "0/vertices/c/", "/", 3)
     assert cells.shape == (0, 3) and sizes.shape == (0,)
+
+
+# ------------------------------------------------------------------- row labels
+
+
+@pytest.mark.parametrize("name", LEVEL0)
+def test_auto_rows_are_labelled_by_their_position_in_the_frame(store_path, name):
+    store = zv_dask.open_zv(store_path(name))
+    ddf = store.to_dask_dataframe(level=0, chunks_per_partition="auto", partition_rows=700)
+    full = ddf.compute()
+    assert isinstance(full.index, pd.RangeIndex)
+    assert (full.index.start, full.index.stop) == (0, store.vertex_count(0))
+    # each partition continues where the previous one stopped
+    starts = [p.index[0] for p in (ddf.get_partition(i).compute() for i in range(ddf.npartitions))]
+    assert starts == sorted(starts) and starts[0] == 0
+    # the same rows as the per-chunk frame, whose partitions each count from 0
+    one = store.to_dask_dataframe(level=0).compute()
+    assert not one.index.is_unique or len(store.chunks(0)) == 1
+    pd.testing.assert_frame_equal(_sorted(full), _sorted(one))
+
+
+@pytest.mark.parametrize("name", ["points_pyramid", "points_2d"])
+def test_filters_keep_the_labels_of_the_rows_they_keep(store_path, name):
+    store = zv_dask.open_zv(store_path(name))
+    ddf = store.to_dask_dataframe(level=0, chunks_per_partition="auto", partition_rows=500)
+    full = ddf.compute()
+    x = full.x.quantile([0.3, 0.7]).tolist()
+    cases = [(ddf.x > x[1], full.x > x[1]),  # prunes partitions and trims chunk lists
+             ((ddf.x >= x[0]) & (ddf.x < x[1]), (full.x >= x[0]) & (full.x < x[1])),
+             (ddf.y <= full.y.median(), full.y <= full.y.median())]
+    if "intensity" in full:
+        cases.append((ddf.intensity > 0.5, full.intensity > 0.5))  # not an axis: no pruning
+    for q, want in cases:
+        pd.testing.assert_frame_equal(ddf[q].compute(), full[want])
+        pd.testing.assert_series_equal(ddf[q].x.compute(), full[want].x)
+    assert ddf[ddf.x > x[1]].npartitions < ddf.npartitions
+
+
+def test_compressed_vertices_give_partitions_counting_from_zero(store_path):
+    # zstd blobs: their sizes say nothing about rows, so no row's position is known
+    store = zv_dask.open_zv(store_path("points_f64_zstd"))
+    ddf = store.to_dask_dataframe(level=0, chunks_per_partition="auto", partition_rows=700)
+    assert ddf.npartitions > 1
+    for i in range(ddf.npartitions):
+        part = ddf.get_partition(i).compute()
+        assert (part.index == np.arange(len(part))).all()
+
+
+def test_labels_refuse_a_chunk_that_changed_after_the_frame_was_built(store_path, tmp_path):
+    dst = tmp_path / "changing.zarrvectors"
+    shutil.copytree(store_path("points_pyramid"), dst)
+    store = zv_dask.open_zv(dst)
+    ddf = store.to_dask_dataframe(level=0, chunks_per_partition="auto", partition_rows=700)
+    before = ddf[["x"]].compute()
+    cell = tuple(int(v) for v in store.chunks(0)[3])
+    lm = store.metadata.levels[0]
+    key = "/".join(str(c - o) for c, o in zip(cell, lm.vertices.origin))
+    blob = dst / "0" / "vertices" / "c" / key
+    raw = blob.read_bytes()
+    row = 3 * lm.vertices.dtype.itemsize
+    payload = raw[8:-row]  # one row fewer, still a well-formed vlen-bytes blob
+    blob.write_bytes(np.array([1, len(payload)], "<u4").tobytes() + payload)
+    with pytest.raises(zv_dask.errors.StoreReadError) as err:
+        ddf[["x"]].compute()
+    assert "changed since it was opened" in str(err.value)
+    assert err.value.chunk == cell and err.value.level == 0
+    # opened again: the listing no longer adds up to the level's vertex_count, so no
+    # row's position is trusted and partitions count from 0; the rows are all there
+    again = zv_dask.open_zv(dst).to_dask_dataframe(level=0, chunks_per_partition="auto",
+                                                   partition_rows=700)[["x"]].compute()
+    assert len(again) == len(before) - 1 and not again.index.is_unique

@@ -70,7 +70,8 @@ class DaskMethods:
         ``len(ddf)`` comes from metadata; with a bbox or an axis filter, chunks
         inside the box are counted from their blob sizes and only boundary chunks
         are read.  Needs dask's expression API (dask>=2025.1); without it the frame
-        is a plain ``from_map`` frame (same results, no pushdown).
+        is a plain ``from_map`` frame (same rows, no pushdown, each partition's index
+        counting from 0).
 
         Parameters
         ----------
@@ -86,7 +87,12 @@ class DaskMethods:
             sizes of one listing of the level's ``vertices`` array (uncompressed,
             unsharded raw vertices; no chunk is read), otherwise, and for chunks the
             listing does not show, from the estimate ``vertex_count / n_chunks``.
-            Rows then come partition by partition (chunks in curve order).
+            Rows then come partition by partition (chunks in curve order).  When every
+            chunk's rows are known that way (a whole level, no ``object_ids``, and
+            the listing adds up to ``vertex_count``), rows are labelled by their
+            position in the frame (``compute()`` has a ``RangeIndex(0, N)`` and filters
+            keep the labels of the rows they keep); otherwise, as for an int, each
+            partition's index counts from 0.
         partition_rows : int, optional
             Rows per partition that ``"auto"`` aims at (default 1,000,000,
             ``zv_dask._partitioning.DEFAULT_PARTITION_ROWS``); a chunk larger than
@@ -111,6 +117,7 @@ class DaskMethods:
         (True, True)
         """
         from . import _graph
+        from ._partitioning import Partitioning
 
         plan = self._plan(level, bbox, target_resolution, attributes)
         cpp = self._partitioning(plan, chunks_per_partition, partition_rows)
@@ -118,8 +125,12 @@ class DaskMethods:
         selection = None
         if object_ids is not None:
             plan, selection = self._object_plan(plan, object_ids)
+        lm = self._meta.levels[plan.level]
+        # "auto" listed the vertex chunks: their sizes give every row's frame position
+        rows = (lambda cells: self._cell_rows(lm, cells)) if isinstance(cpp, Partitioning) \
+            else None
         return _graph.to_dataframe(self._reader(plan.level), plan, self.axes, widths, cpp,
-                                   selection, level=self._meta.levels[plan.level])
+                                   selection, level=lm, cell_rows=rows)
 
     def partitions(self, level=None, bbox=None, target_resolution=None,
                    chunks_per_partition=1, partition_rows=None):

@@ -78,7 +78,11 @@ class ZVFrame(PartitionsFiltered, BlockwiseIO):
 
     def _filtered_task(self, name, index):
         scan, cols, predicate, series, specs = self._task_parts
-        task = Task(name, scan, specs[index], cols, predicate, _data_producer=True)
+        if getattr(specs, "labelled", False):  # rows labelled by their frame position
+            task = Task(name, scan, specs[index], cols, predicate, specs.labels(index),
+                        _data_producer=True)
+        else:
+            task = Task(name, scan, specs[index], cols, predicate, _data_producer=True)
         if series is not None:
             return Task(name, operator.getitem, task, series)
         return task

@@ -169,9 +169,34 @@ class CellGroups:
     [((0, 1),), ((1, 0),)]
     """
 
-    def __init__(self, cells: np.ndarray, offsets: np.ndarray):
+    def __init__(self, cells: np.ndarray, offsets: np.ndarray, rows=None, first=None):
         self.cells = np.ascontiguousarray(_as_rows(cells))
         self.offsets = np.asarray(offsets, np.int64)
+        # optional, per cell: its rows and the frame position of its first row
+        self.rows = None if rows is None else np.asarray(rows, np.int64)
+        self.first = None if first is None else np.asarray(first, np.int64)
+
+    @property
+    def labelled(self) -> bool:
+        """Whether every cell's row count (hence every row's position) is known."""
+        return self.first is not None
+
+    def with_rows(self, rows: np.ndarray) -> "CellGroups":
+        """The same groups knowing each cell's ``rows``: a row's label is then its
+        position in the frame of all partitions, in order.
+
+        >>> g = CellGroups.row_major(np.array([[0], [1], [2]]), 2).with_rows([3, 0, 4])
+        >>> g.labels(0), g.labels(1)
+        (((0, 3), (3, 0)), ((3,), (4,)))
+        """
+        rows = np.asarray(rows, np.int64)
+        first = np.concatenate([[0], np.cumsum(rows)[:-1]]) if len(rows) else rows
+        return CellGroups(self.cells, self.offsets, rows, first)
+
+    def labels(self, i: int) -> tuple:
+        """``(first labels, rows)`` of the cells of partition ``i`` (``labelled`` only)."""
+        a, b = self.offsets[i], self.offsets[i + 1]
+        return tuple(self.first[a:b].tolist()), tuple(self.rows[a:b].tolist())
 
     @classmethod
     def row_major(cls, cells: np.ndarray, k: int) -> "CellGroups":
@@ -221,14 +246,24 @@ class CellGroups:
         counts = np.add.reduceat(mask.astype(np.int64), self.offsets[:-1])
         counts[self.lengths() == 0] = 0
         counts = counts[counts > 0]
-        return CellGroups(self.cells[mask], np.append(0, np.cumsum(counts)))
+        if not self.labelled:
+            return CellGroups(self.cells[mask], np.append(0, np.cumsum(counts)))
+        return CellGroups(self.cells[mask], np.append(0, np.cumsum(counts)), self.rows[mask],
+                          self.first[mask])
 
-    def __dask_tokenize__(self):
+    def digest(self) -> str:
+        """A hash of the cells, the groups and the labels."""
         import hashlib
 
         h = hashlib.sha1(self.cells.tobytes())
         h.update(self.offsets.tobytes())
-        return ("zv_dask.CellGroups", self.cells.shape, h.hexdigest())
+        if self.labelled:
+            h.update(self.rows.tobytes())
+            h.update(self.first.tobytes())
+        return h.hexdigest()
+
+    def __dask_tokenize__(self):
+        return ("zv_dask.CellGroups", self.cells.shape, self.digest())
 
 
 def _as_rows(cells) -> np.ndarray:

@@ -19,7 +19,9 @@ import numpy as np
 from . import _predicates as P
 from ._partition_reader import PartitionReader
 from ._partitioning import CellGroups
+from ._read import POSITIONS
 from ._store import cell_key
+from .errors import StoreReadError
 
 _VLEN_HEADER = 8  # bytes before the rows of an uncompressed vertex blob
 
@@ -68,19 +70,24 @@ class Scan:
         keep = set(columns)
         return [s for s in self.part.schema if s[0] in keep]
 
-    def __call__(self, spec, columns=None, predicate=None):
+    def __call__(self, spec, columns=None, predicate=None, labels=None):
         coords, selection = self._split(spec)
         part = self.part
         schema = self._schema(columns)
         if not coords:
             return part.assemble(schema, [], [], 0)
-        if predicate is None:
+        if predicate is None and labels is None:
             return part._build(coords, columns, selection)
+        if predicate is None:
+            cells = self._load(coords, {src for _, src, _ in schema}, selection)
+            frame = part.assemble(schema, coords, cells)
+            frame.index = self._row_labels(coords, labels, _row_counts(cells))
+            return frame
         used = P.columns_of(predicate)
         pschema = self._schema(used)
         first = {src for _, src, _ in pschema}
         cells = self._load(coords, first, selection)
-        sizes = [len(next(iter(c.values()))) if c else 0 for c in cells]
+        sizes = _row_counts(cells)
         frame = part.assemble(pschema, coords, cells)
         mask = P.row_mask(predicate, frame.__getitem__, len(frame))
         bounds = np.cumsum([0] + sizes)
@@ -95,7 +102,30 @@ class Scan:
             cols.update(extra)
             # a cell inside the query box keeps every row: no copy
             out.append(cols if m.all() else {k: v[m] for k, v in cols.items()})
-        return part.assemble(schema, kept, out, int(mask.sum()))
+        frame = part.assemble(schema, kept, out, int(mask.sum()))
+        if labels is not None:
+            frame.index = self._row_labels(coords, labels, sizes, mask)
+        return frame
+
+    def _row_labels(self, coords, labels, sizes, mask=None):
+        """The index of a partition whose rows are labelled by their position in the
+        whole frame: ``labels`` holds each cell's first label and row count, as listed
+        when the graph was built; a cell now holding another count means the store
+        changed since."""
+        import pandas as pd
+
+        first, rows = (np.asarray(v, np.int64) for v in labels)
+        for c, now, then in zip(coords, sizes, rows.tolist()):
+            if now != then:
+                raise self.part.reader._err(
+                    StoreReadError, f"the chunk holds {now} rows but held {then} when the "
+                    "dataframe was built (from the store's listing): the store changed "
+                    "since it was opened; open it again", array=POSITIONS, chunk=c)
+        if (mask is None or mask.all()) and (first[1:] == first[:-1] + rows[:-1]).all():
+            return pd.RangeIndex(int(first[0]), int(first[0] + rows.sum()))
+        starts = np.concatenate([[0], np.cumsum(rows)[:-1]])
+        label = np.arange(int(rows.sum()), dtype=np.int64) + np.repeat(first - starts, rows)
+        return pd.Index(label if mask is None else label[mask])
 
     def count(self, spec, predicate, inside) -> int:
         """Rows of a partition matching ``predicate`` (axis terms only): cells flagged
@@ -124,6 +154,10 @@ class Scan:
                 else tuple(rest)
             n += len(self(sub, [], predicate))
         return int(n)
+
+
+def _row_counts(cells) -> list:
+    return [len(next(iter(c.values()))) if c else 0 for c in cells]
 
 
 class FrameSource:
@@ -163,6 +197,8 @@ class FrameSource:
         return self._memo["token"]
 
     def _specs_digest(self) -> str:
+        if isinstance(self.base_specs, CellGroups):
+            return self.base_specs.digest()
         flat, lens = self._flat()
         h = hashlib.sha1(flat.tobytes())
         h.update(lens.tobytes())
