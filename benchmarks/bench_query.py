@@ -11,7 +11,12 @@ alternates), and prints a table of ratios:
     (1/4 of them) can hold a match, against the same-shaped filter every chunk can
     hold (``ddf.x > -1``); target <= 0.4x.  Pruning happens only where the dataframe
     pushes axis filters into its plan; without that both read every chunk.
-    Also with ``chunks_per_partition="auto"``.
+    Also with ``chunks_per_partition="auto"``.  A chunk that lies inside an exact box
+    needs no row test and so no vertices: ``x > -1`` then reads only ``intensity``
+    (every chunk is inside), ``x > 1500`` vertices only in the chunks at x = 1500.  So
+    the same pair is also run with bounds float32 cannot represent (``x > 1500.1`` vs
+    ``x > -0.9``): every planned chunk then tests its rows, and the ratio is pruning
+    alone.
 (b) ``to_dask_dataframe(chunks_per_partition="auto").compute()`` against
     ``dd.read_parquet`` of the same points (x, y, z, intensity) in 8 Parquet files;
     target <= 1.0x.  One partition per chunk is shown for reference.
@@ -121,11 +126,20 @@ def main(argv=None) -> int:
         for kw in ({}, {"chunks_per_partition": "auto"}):
             assert np.isclose(query(1500.0, **kw), inten[x > 1500].mean())
             assert np.isclose(query(-1.0, **kw), inten.mean())
+            # bounds float32 cannot hold: no chunk lies exactly inside, all test rows
+            assert np.isclose(query(1500.1, **kw), inten[x > np.float32(1500.1)].mean())
+            assert np.isclose(query(-0.9, **kw), inten.mean())
         for label, kw in (("one partition per chunk", {}),
                           ('chunks_per_partition="auto"', {"chunks_per_partition": "auto"})):
             a, b = _median_pair(lambda: query(1500.0, **kw), lambda: query(-1.0, **kw),
                                 args.repeat)
             rows.append((f"(a) x > 1500 (1/4 chunks) vs x > -1 (all), {label}", a, b, 0.4))
+        for label, kw in (("one partition per chunk", {}),
+                          ('chunks_per_partition="auto"', {"chunks_per_partition": "auto"})):
+            a, b = _median_pair(lambda: query(1500.1, **kw), lambda: query(-0.9, **kw),
+                                args.repeat)
+            rows.append((f"(a) x > 1500.1 vs x > -0.9, rows tested everywhere, {label}",
+                         a, b, 0.4))
 
         auto = fresh(chunks_per_partition="auto")
         print(f"auto partitions: {auto.npartitions} (of {len(store.chunks(0))} chunks); "

@@ -282,6 +282,41 @@ def test_projection_through_a_filter_fetches_vertices_and_one_attribute(store_pa
     assert len(vert) == len(kept_cells(ddf[ddf.x > 1500])) < len(store.chunks(0))
 
 
+@pytest.mark.parametrize("cpp", [1, "auto"])
+def test_chunks_inside_the_box_skip_the_row_test_and_unrequested_axes(store_path, counting,
+                                                                     cpp):
+    # points_2d: chunk 500, cells -2..1 on each axis (negative origin). x > 0 and x >= 0
+    # both have their face in x cell 0 ([0, 500)), y < 600 in y cell 1: only chunks on
+    # a face need their vertices to test rows, the others hold only matching rows
+    path = store_path("points_2d")
+    store = zv_dask.open_zv("zvcount://" + path, cache_size=0)
+    origin = store.metadata.levels[0].vertices.origin
+    ddf = store.to_dask_dataframe(level=0, chunks_per_partition=cpp)
+    full = eager_frame(store, 0)
+
+    def fetched(array):
+        return {tuple(int(k) + o for k, o in zip(p.split("/c/")[1].split("/"), origin))
+                for op, p in counting if op == "get" and f"/{array}/c/" in p}
+
+    for q, want, on_face in (
+            (ddf.x > 0.0, full.x > 0.0, lambda c: c[0] == 0),
+            (ddf.x >= 0.0, full.x >= 0.0, lambda c: c[0] == 0),
+            ((ddf.x >= 0.0) & (ddf.y < 600.0), (full.x >= 0.0) & (full.y < 600.0),
+             lambda c: c[0] == 0 or c[1] == 1)):
+        counting.clear()
+        got = ddf[q].v.compute()
+        assert sorted(got.tolist()) == sorted(full.v[want].tolist())
+        kept = kept_cells(ddf[q])
+        assert fetched("vertex_attributes/v") == kept  # every planned chunk gives v...
+        face = {c for c in kept if on_face(c)}  # ...vertices only the chunks on a face
+        assert fetched("vertices") == face and 0 < len(face) < len(kept)
+    # asking for x as well fetches the vertices of every planned chunk
+    counting.clear()
+    got = ddf[ddf.x > 0.0][["x", "v"]].compute()
+    assert len(got) == int((full.x > 0).sum()) and (got.x > 0).all()
+    assert fetched("vertices") == kept_cells(ddf[ddf.x > 0.0])
+
+
 def test_attribute_filters_skip_the_other_columns_of_chunks_without_a_match(store_path,
                                                                           counting):
     path = store_path("points_pyramid")

@@ -74,15 +74,20 @@ class ZVFrame(PartitionsFiltered, BlockwiseIO):
         cols = self.operand("columns")
         cols = None if cols is None else _convert_to_list(cols)
         series = self.columns[0] if self.operand("_series") else None
-        return self.operand("source").scan, cols, self.operand("predicate"), series, self._specs
+        src, predicate, specs = self.source, self.operand("predicate"), self._specs
+        # cells inside an exact axis box: no row test, no fetch of unrequested axes
+        inside = src.inside_flags(predicate, specs) \
+            if predicate is not None and src.countable(predicate) else None
+        return src.scan, cols, predicate, series, specs, inside
 
     def _filtered_task(self, name, index):
-        scan, cols, predicate, series, specs = self._task_parts
+        scan, cols, predicate, series, specs, inside = self._task_parts
+        args = [specs[index], cols, predicate]
         if getattr(specs, "labelled", False):  # rows labelled by their frame position
-            task = Task(name, scan, specs[index], cols, predicate, specs.labels(index),
-                        _data_producer=True)
-        else:
-            task = Task(name, scan, specs[index], cols, predicate, _data_producer=True)
+            args.append(specs.labels(index))
+        if inside is not None and any(inside[index]):
+            args += [None] * (4 - len(args)) + [inside[index]]
+        task = Task(name, scan, *args, _data_producer=True)
         if series is not None:
             return Task(name, operator.getitem, task, series)
         return task

@@ -70,7 +70,7 @@ class Scan:
         keep = set(columns)
         return [s for s in self.part.schema if s[0] in keep]
 
-    def __call__(self, spec, columns=None, predicate=None, labels=None):
+    def __call__(self, spec, columns=None, predicate=None, labels=None, inside=None):
         coords, selection = self._split(spec)
         part = self.part
         schema = self._schema(columns)
@@ -78,33 +78,60 @@ class Scan:
             return part.assemble(schema, [], [], 0)
         if predicate is None and labels is None:
             return part._build(coords, columns, selection)
+        wanted = {src for _, src, _ in schema}
         if predicate is None:
-            cells = self._load(coords, {src for _, src, _ in schema}, selection)
+            cells = self._load(coords, wanted, selection)
             frame = part.assemble(schema, coords, cells)
             frame.index = self._row_labels(coords, labels, _row_counts(cells))
             return frame
-        used = P.columns_of(predicate)
-        pschema = self._schema(used)
+        # ``inside[i]``: every row of cell i matches (an axis-only predicate whose box
+        # holds the cell), so its rows need no test and the predicate's columns are
+        # fetched only if requested
+        inside = (False,) * len(coords) if inside is None else tuple(inside)
+        edge = [c for c, f in zip(coords, inside) if not f]
+        whole = [c for c, f in zip(coords, inside) if f]
+        pschema = self._schema(P.columns_of(predicate))
         first = {src for _, src, _ in pschema}
-        cells = self._load(coords, first, selection)
-        sizes = _row_counts(cells)
-        frame = part.assemble(pschema, coords, cells)
-        mask = P.row_mask(predicate, frame.__getitem__, len(frame))
-        bounds = np.cumsum([0] + sizes)
-        keep = [i for i in range(len(coords)) if mask[bounds[i]:bounds[i + 1]].any()]
-        rest = {src for _, src, _ in schema} - first
-        kept = [coords[i] for i in keep]
-        more = self._load(kept, rest, selection) if (rest and kept) else [{}] * len(kept)
-        out = []
+        tested = self._load(edge, first, selection) if edge else []
+        edge_sizes = _row_counts(tested)
+        mask = P.row_mask(predicate, part.assemble(pschema, edge, tested).__getitem__,
+                          sum(edge_sizes))
+        bounds = np.cumsum([0] + edge_sizes)
+        keep = [i for i in range(len(edge)) if mask[bounds[i]:bounds[i + 1]].any()]
+        rest = wanted - first
+        more = self._load([edge[i] for i in keep], rest, selection) if (rest and keep) \
+            else [{}] * len(keep)
+        matched = dict(zip(whole, self._load(whole, wanted, selection) if whole else []))
         for i, extra in zip(keep, more):
             m = mask[bounds[i]:bounds[i + 1]]
-            cols = dict(cells[i])
+            # only what the frame returns is filtered (not the columns tested alone)
+            cols = {k: v for k, v in tested[i].items() if k in wanted}
             cols.update(extra)
-            # a cell inside the query box keeps every row: no copy
-            out.append(cols if m.all() else {k: v[m] for k, v in cols.items()})
-        frame = part.assemble(schema, kept, out, int(mask.sum()))
+            # a cell whose rows all match keeps them: no copy
+            matched[edge[i]] = (cols, None if m.all() else m)
+        out, kept, sizes, masks = [], [], [], []
+        edge_at = {c: i for i, c in enumerate(edge)}
+        for c in coords:
+            got = matched.get(c)
+            if c in edge_at:
+                i = edge_at[c]
+                sizes.append(edge_sizes[i])
+                masks.append(mask[bounds[i]:bounds[i + 1]])
+                if got is None:
+                    continue
+                cols, m = got
+                out.append(cols if m is None else {k: v[m] for k, v in cols.items()})
+            else:
+                n = _row_counts([got])[0]
+                sizes.append(n)
+                masks.append(np.ones(n, bool))
+                out.append(got)
+            kept.append(c)
+        n_rows = sum(int(np.count_nonzero(m)) for m in masks)
+        frame = part.assemble(schema, kept, out, n_rows)
         if labels is not None:
-            frame.index = self._row_labels(coords, labels, sizes, mask)
+            frame.index = self._row_labels(coords, labels, sizes,
+                                           np.concatenate(masks) if masks else None)
         return frame
 
     def _row_labels(self, coords, labels, sizes, mask=None):
@@ -121,11 +148,22 @@ class Scan:
                     StoreReadError, f"the chunk holds {now} rows but held {then} when the "
                     "dataframe was built (from the store's listing): the store changed "
                     "since it was opened; open it again", array=POSITIONS, chunk=c)
-        if (mask is None or mask.all()) and (first[1:] == first[:-1] + rows[:-1]).all():
+        if mask is not None and mask.all():
+            mask = None
+        if mask is None and (first[1:] == first[:-1] + rows[:-1]).all():
             return pd.RangeIndex(int(first[0]), int(first[0] + rows.sum()))
-        starts = np.concatenate([[0], np.cumsum(rows)[:-1]])
-        label = np.arange(int(rows.sum()), dtype=np.int64) + np.repeat(first - starts, rows)
-        return pd.Index(label if mask is None else label[mask])
+        # cell by cell: a whole cell is a range, a filtered one its kept positions
+        out = np.empty(int(rows.sum() if mask is None else np.count_nonzero(mask)), np.int64)
+        o = a = 0
+        for f, n in zip(first.tolist(), rows.tolist()):
+            m = None if mask is None else mask[a:a + n]
+            k = n if m is None else int(np.count_nonzero(m))
+            if k == n:
+                out[o:o + n] = np.arange(f, f + n)
+            elif k:
+                np.add(np.flatnonzero(m), f, out=out[o:o + k])
+            o, a = o + k, a + n
+        return pd.Index(out, copy=False)
 
     def count(self, spec, predicate, inside) -> int:
         """Rows of a partition matching ``predicate`` (axis terms only): cells flagged
