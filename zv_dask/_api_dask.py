@@ -126,11 +126,18 @@ class DaskMethods:
         if object_ids is not None:
             plan, selection = self._object_plan(plan, object_ids)
         lm = self._meta.levels[plan.level]
-        # "auto" listed the vertex chunks: their sizes give every row's frame position
-        rows = (lambda cells: self._cell_rows(lm, cells)) if isinstance(cpp, Partitioning) \
+        rows = (lambda cells: self._exact_rows(lm, cells)) if isinstance(cpp, Partitioning) \
             else None
         return _graph.to_dataframe(self._reader(plan.level), plan, self.axes, widths, cpp,
                                    selection, level=lm, cell_rows=rows)
+
+    def _exact_rows(self, lm: LevelMeta, cells: np.ndarray):
+        """Rows of each of ``cells`` when the level's listing ("auto" made it) gave the
+        rows of every chunk of the level, else ``None`` (checked before any lookup)."""
+        listed = self._listed_rows(lm.level)
+        if listed is None or not len(listed) or (listed < 0).any():
+            return None
+        return self._cell_rows(lm, cells)
 
     def partitions(self, level=None, bbox=None, target_resolution=None,
                    chunks_per_partition=1, partition_rows=None):

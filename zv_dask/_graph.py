@@ -84,7 +84,7 @@ def to_dataframe(reader: LevelReader, plan: ReadPlan, axes, widths: dict,
     With ``level`` (the full ``LevelMeta``) and dask's expression API available, the
     frame is a :class:`zv_dask._expr.ZVFrame` that prunes itself under filters and
     knows its length; otherwise (or without ``level``) a plain ``from_map`` frame.
-    ``cell_rows(cells)`` (rows of each cell, -1 where unknown): when every row count
+    ``cell_rows(cells)`` (rows of each cell, -1 where unknown, or ``None``): when every row count
     of a whole-level expression frame is known, rows are labelled by their position
     in the frame, not from 0 in each partition.
     """
@@ -101,8 +101,10 @@ def to_dataframe(reader: LevelReader, plan: ReadPlan, axes, widths: dict,
         from ._expr import new_frame
 
         full = level.vertex_count if plan.bbox is None and selection is None else None
-        if cell_rows is not None and full is not None and len(specs.cells):
-            rows = np.asarray(cell_rows(specs.cells), np.int64)
+        rows = cell_rows(specs.cells) if cell_rows is not None and full is not None \
+            and len(specs.cells) else None
+        if rows is not None:
+            rows = np.asarray(rows, np.int64)
             if (rows >= 0).all() and int(rows.sum()) == full:
                 specs = specs.with_rows(rows)
         source = FrameSource(Scan(func, selection is not None), level, plan.bbox, axes, specs,

@@ -51,16 +51,23 @@ def morton_codes(coords: np.ndarray) -> tuple[np.ndarray, int]:
     k, s = c.shape
     if k == 0 or s == 0:
         return np.zeros(k, np.int64), 0
-    c = c - c.min(0)
-    bits = max(int(c.max()).bit_length(), 1)
+    cols = np.array(c.T)  # one contiguous row per axis: reductions along rows are fast
+    cols -= cols.min(axis=1, keepdims=True)
+    bits = max(int(cols.max()).bit_length(), 1)
     limit = _CODE_BITS // s
     if bits > limit:
-        c = c >> (bits - limit)
+        cols >>= bits - limit
         bits = limit
+    # bit b of axis d goes to b * s + (s - 1 - d): the first axis is the most
+    # significant, as in row-major order; bits are spread a byte at a time by a table
+    width = min(bits, 8)
+    table = np.zeros(1 << width, np.int64)
+    for i in range(width):
+        table[(np.arange(1 << width) >> i) & 1 == 1] |= 1 << (i * s)
     code = np.zeros(k, np.int64)
-    for b in range(bits - 1, -1, -1):
-        for d in range(s):  # first axis most significant, as in row-major order
-            code = (code << 1) | ((c[:, d] >> b) & 1)
+    for d, col in enumerate(cols):
+        for j in range(0, bits, 8):
+            code |= np.take(table, (col >> j) & ((1 << width) - 1)) << (j * s + s - 1 - d)
     return code, bits
 
 
