@@ -82,12 +82,12 @@ class ZVFrame(PartitionsFiltered, BlockwiseIO):
 
     def _filtered_task(self, name, index):
         scan, cols, predicate, series, specs, inside = self._task_parts
-        args = [specs[index], cols, predicate]
+        extra = {}
         if getattr(specs, "labelled", False):  # rows labelled by their frame position
-            args.append(specs.labels(index))
+            extra["labels"] = specs.labels(index)
         if inside is not None and any(inside[index]):
-            args += [None] * (4 - len(args)) + [inside[index]]
-        task = Task(name, scan, *args, _data_producer=True)
+            extra["inside"] = inside[index]
+        task = Task(name, scan, specs[index], cols, predicate, _data_producer=True, **extra)
         if series is not None:
             return Task(name, operator.getitem, task, series)
         return task

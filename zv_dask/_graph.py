@@ -84,9 +84,9 @@ def to_dataframe(reader: LevelReader, plan: ReadPlan, axes, widths: dict,
     With ``level`` (the full ``LevelMeta``) and dask's expression API available, the
     frame is a :class:`zv_dask._expr.ZVFrame` that prunes itself under filters and
     knows its length; otherwise (or without ``level``) a plain ``from_map`` frame.
-    ``cell_rows(cells)`` (rows of each cell, -1 where unknown, or ``None``): when every row count
-    of a whole-level expression frame is known, rows are labelled by their position
-    in the frame, not from 0 in each partition.
+    ``cell_rows(cells)`` (rows of each cell, -1 where unknown, or ``None``): when
+    every row count of a whole-level expression frame is known, rows are labelled by
+    their position in the frame, not from 0 in each partition.
     """
     import dask
     import dask.dataframe as dd

@@ -27,17 +27,11 @@ class ObjectReads:
         path = self._full(rel)
         try:
             if self._local:
-                # non-blocking: opening a FIFO must not wait for a writer
-                fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+                fd, size, refused = _open_local(path, limit)
+                if fd is None:
+                    return refused
                 try:
-                    st = os.fstat(fd)
-                    if stat.S_ISDIR(st.st_mode):
-                        return None  # as a missing object (open() would raise)
-                    if not stat.S_ISREG(st.st_mode):  # a device, pipe... (e.g. /dev/zero)
-                        return BlobRefused("the chunk object is not a regular file")
-                    if limit is not None and st.st_size > limit:
-                        return _too_large(st.st_size, limit)
-                    data = _read_fd(fd, st.st_size, limit)
+                    data = _read_fd(fd, size, limit)
                 finally:
                     os.close(fd)
             elif limit is None:
@@ -78,33 +72,18 @@ class ObjectReads:
         try:
             for i, (rel, limit) in enumerate(zip(rels, limits)):
                 try:
-                    fd = os.open(self._full(rel), os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+                    fd, size, out[i] = _open_local(self._full(rel), limit)
                 except _MISSING_ERRORS:
                     continue
                 except Exception as exc:  # classified by get_many
                     out[i] = exc
                     continue
-                sized.append((i, fd, None))
-                try:
-                    st = os.fstat(fd)
-                except Exception as exc:
-                    out[i] = exc
-                    continue
-                if stat.S_ISDIR(st.st_mode):
-                    continue  # as a missing object
-                if not stat.S_ISREG(st.st_mode):
-                    out[i] = BlobRefused("the chunk object is not a regular file")
-                elif limit is not None and st.st_size > limit:
-                    out[i] = _too_large(st.st_size, limit)
-                else:
-                    sized[-1] = (i, fd, st.st_size)
+                if fd is not None:
+                    sized.append((i, fd, size))
             # one spare byte per object shows a file that grew since fstat
-            buf = memoryview(np.empty(sum(s + 1 for _, _, s in sized if s is not None),
-                                      np.uint8))
+            buf = memoryview(np.empty(sum(s + 1 for _, _, s in sized), np.uint8))
             off = 0
             for i, fd, size in sized:
-                if size is None:
-                    continue
                 view = buf[off:off + size + 1]
                 off += size + 1
                 try:
@@ -255,6 +234,28 @@ class ObjectReads:
         if len(rels) <= 1:
             return [one(r) for r in rels]
         return list(self._executor().map(one, rels))
+
+
+def _open_local(path: str, limit: int | None):
+    """``(fd, size, None)`` of a regular local file of at most ``limit`` bytes, else
+    ``(None, None, result)``: ``None`` for a directory (as a missing object),
+    :class:`BlobRefused` for a device, pipe... or a file past ``limit``.  A missing
+    file raises, as ``os.open`` does."""
+    # non-blocking: opening a FIFO must not wait for a writer
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    try:
+        st = os.fstat(fd)
+    except BaseException:
+        os.close(fd)
+        raise
+    if stat.S_ISREG(st.st_mode) and (limit is None or st.st_size <= limit):
+        return fd, st.st_size, None
+    os.close(fd)
+    if stat.S_ISDIR(st.st_mode):
+        return None, None, None
+    if not stat.S_ISREG(st.st_mode):  # a device, pipe... (e.g. /dev/zero)
+        return None, None, BlobRefused("the chunk object is not a regular file")
+    return None, None, _too_large(st.st_size, limit)
 
 
 def _read_fd(fd: int, size: int, limit: int | None) -> bytes:
