@@ -258,3 +258,17 @@ def test_credentials_not_in_repr_or_errors(store_path):
         zv_dask.open_zv("memory://nothing-here.zarrvectors",
                         storage_options={"skip_instance_cache": True})
     assert "SECRET" not in str(ei.value)
+
+
+def test_a_timeout_naming_416_is_not_an_empty_range():
+    # a read timeout whose message holds "416" in a port must be retried, not taken
+    # for S3's answer to a ranged GET of a 0-byte object
+    from zv_dask._store_policy import _empty_range
+
+    timeout = TimeoutError("Read timeout on endpoint URL: "
+                           "http://127.0.0.1:41634/zv-test/p.zarrvectors/2/vertices/c/0/0")
+    assert not _empty_range(timeout)
+    assert not _empty_range(OSError("connection to 10.0.4.16:416 reset by id 94160"))
+    assert _empty_range(OSError("An error occurred (InvalidRange) when calling GetObject"))
+    assert _empty_range(OSError("HTTP 416: Requested Range Not Satisfiable"))
+    assert _empty_range(OSError("[Errno 416] requested range"))

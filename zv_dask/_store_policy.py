@@ -91,6 +91,11 @@ def _too_large(size, limit: int) -> BlobRefused:
 
 def _empty_range(exc: BaseException) -> bool:
     """S3 answers a ranged GET of a 0-byte object with 416 InvalidRange."""
+    import re
+
+    if is_transient(exc) and "timeout" in f"{type(exc).__name__} {exc}".lower():
+        return False  # a timed-out read, whatever its message holds
     text = f"{type(exc).__name__} {exc}".lower()
-    return "invalidrange" in text or "416" in text or "range is not satisfiable" in text \
-        or "range not satisfiable" in text
+    # the status code on its own: not digits of a port, an address or a request id
+    return "invalidrange" in text or re.search(r"(?<![\w.:/])416(?![\w.:])", text) \
+        is not None or "range is not satisfiable" in text or "range not satisfiable" in text
