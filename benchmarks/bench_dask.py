@@ -48,8 +48,8 @@ def _median_pair(fa, fb, repeat):
 
 def synthetic_store(n_chunks: int):
     """A ZVStore whose metadata lists ``n_chunks`` non-empty chunks (no data anywhere)."""
-    from zv_dask import _metadata as M
-    from zv_dask._store import StoreLocation
+    from zv_dask.format import metadata as M
+    from zv_dask.io.location import StoreLocation
     from zv_dask.store import ZVStore
 
     side = int(np.ceil(n_chunks ** (1 / 3)))

@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
-from zv_dask import _metadata as M  # noqa: E402
+from zv_dask.format import metadata as M  # noqa: E402
 
 
 def vertices_doc(n_keys: int, seed: int = 0) -> dict:

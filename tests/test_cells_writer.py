@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import zv_dask
-from zv_dask import _plan
+from zv_dask.plan import select as _plan
 
 pytestmark = pytest.mark.filterwarnings("ignore:This chunk_shape allocates")
 

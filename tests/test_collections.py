@@ -173,7 +173,7 @@ def test_keys_and_graph_hold_no_credentials(store_path):
 
     store = zv_dask.open_zv(store_path("points_2d"), storage_options={"auto_mkdir": False})
     s3ish = zv_dask.store.ZVStore(
-        zv_dask._store.StoreLocation("s3://bucket/x.zarrvectors",
+        zv_dask.io.location.StoreLocation("s3://bucket/x.zarrvectors",
                                      {"key": "AKIAXXXX", "secret": "TOPSECRET"}),
         store.metadata)
     ddf = s3ish.to_dask_dataframe(level=0)

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from zv_dask import _decode as dec
+from zv_dask.format import decode as dec
 
 
 @settings(max_examples=300, deadline=None)

@@ -249,7 +249,7 @@ def test_errors_pickle_with_context():
 
 
 def test_credentials_not_in_repr_or_errors(store_path):
-    from zv_dask._store import StoreLocation, display_url
+    from zv_dask.io.location import StoreLocation, display_url
 
     assert display_url("s3://AKIA:SECRET@bucket/x") == "s3://bucket/x"
     loc = StoreLocation("memory://nothing-here.zarrvectors", {"key": "AKIA", "secret": "SECRET"})
@@ -263,7 +263,7 @@ def test_credentials_not_in_repr_or_errors(store_path):
 def test_a_timeout_naming_416_is_not_an_empty_range():
     # a read timeout whose message holds "416" in a port must be retried, not taken
     # for S3's answer to a ranged GET of a 0-byte object
-    from zv_dask._store_policy import _empty_range
+    from zv_dask.io.policy import _empty_range
 
     timeout = TimeoutError("Read timeout on endpoint URL: "
                            "http://127.0.0.1:41634/zv-test/p.zarrvectors/2/vertices/c/0/0")

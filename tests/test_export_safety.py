@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 import zv_dask
-from zv_dask._cli_outdir import store_relation
 from zv_dask.cli import main
+from zv_dask.cli.outdir import store_relation
 
 pytestmark = pytest.mark.filterwarnings("ignore:The inplace keyword:Warning")
 

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 import zv_dask
-from zv_dask import _read, _store
+from zv_dask.io import location as _store
+from zv_dask.read import level as _read
 
 sys.path.insert(0, str(Path(__file__).parent))
 

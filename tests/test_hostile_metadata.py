@@ -288,7 +288,7 @@ def test_cli_info_prints_one_line_and_no_traceback(pristine, tmp_path, case):
 
 
 def test_parse_keys_equals_python_parsing():
-    from zv_dask._metadata import parse_keys
+    from zv_dask.format.metadata import parse_keys
 
     rng = np.random.default_rng(5)
     for rank in (1, 2, 3, 4):
@@ -308,13 +308,13 @@ def test_parse_keys_equals_python_parsing():
     ["1/2/3"], ["1.2.3\n"], [1, 2, 3], [None], {"0.0.0": 1}, "0.0.0",
 ], ids=repr)
 def test_parse_keys_refuses(keys):
-    from zv_dask._metadata import parse_keys
+    from zv_dask.format.metadata import parse_keys
 
     with pytest.raises((ValueError, TypeError)):
         parse_keys(keys, 3)
 
 
-@pytest.mark.parametrize("module", ["_meta_root", "_meta_arrays", "_meta_levels"])
+@pytest.mark.parametrize("module", ["format.root", "format.arrays", "format.levels"])
 def test_metadata_docstring_examples_run(module):
     import doctest
     import importlib

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from zv_dask._meta_arrays import parse_keys, presence_from_coords
+from zv_dask.format.arrays import parse_keys, presence_from_coords
 
 MAX_INDEX = 2**62
 _FIELD = re.compile(r"-?[0-9]+")
@@ -90,7 +90,7 @@ def test_every_accumulator_width_reads_its_largest_values(places):
 
 @pytest.mark.parametrize("dense", [True, False])
 def test_presence_sorted_unique_on_dense_and_sparse_grids(dense):
-    from zv_dask._meta_arrays import parse_array
+    from zv_dask.format.arrays import parse_array
 
     side = 20 if dense else 5000
     doc = {"zarr_format": 3, "node_type": "array", "shape": [side] * 3,

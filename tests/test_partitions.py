@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 
 import zv_dask
-from zv_dask import _partitioning as P
 from zv_dask import stats
 from zv_dask.errors import QueryError
+from zv_dask.plan import partitioning as P
 
 LEVEL0 = ["points_pyramid", "points_2d", "points_by_gene", "streamlines"]
 
@@ -128,7 +128,7 @@ def test_auto_dataframe_equals_one_partition_per_chunk(store_path, name):
 
 def test_partitions_table_shows_union_box_and_chunks(store_path):
     store = zv_dask.open_zv(store_path("points_2d"))  # negative origins
-    from zv_dask._plan import cell_boxes, cell_rule
+    from zv_dask.plan.select import cell_boxes, cell_rule
 
     cs = store.chunk_shape_at(0)
     lm = store.metadata.levels[0]
@@ -410,7 +410,7 @@ def test_s3_listing_is_retried_on_transient_errors(s3, store_path):
 
 
 def test_listed_chunk_keys_skip_stray_files():
-    from zv_dask._api_dask import _cell_keys
+    from zv_dask.api.lazy import _cell_keys
 
     listing = {"0/vertices/zarr.json": 500, "0/vertices/c/1/2/3": 20,
                "0/vertices/c/0/0/10": 32, "0/vertices/c/1/2/3.4242.tmp": 20,

@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import zv_dask
-from zv_dask import _plan
-from zv_dask import _predicates as P
+from zv_dask.plan import select as _plan
+from zv_dask.plan import predicates as P
 
 OPS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,
        "==": operator.eq, "!=": operator.ne}

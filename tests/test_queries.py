@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 from zvfixtures import READABLE_STORES
 
 import zv_dask
-from zv_dask import _graph
-from zv_dask._expr import ZVFrame
+from zv_dask.collections import build as _graph
+from zv_dask.collections.expr import ZVFrame
 
 OPS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,
        "==": operator.eq, "!=": operator.ne}

@@ -261,7 +261,7 @@ def test_worker_killed_mid_reduction_still_right(s3, local_path):
 
 def _stall_all_but_first(store, name, then=None) -> Rule:
     """Hold every level-0 vertex GET except the first chunk's."""
-    from zv_dask._store import cell_key
+    from zv_dask.io.location import cell_key
 
     lm = store.metadata.levels[0]
     rest = [cell_key(lm.vertices, 0, c) for c in store.chunks(0)[1:]]
@@ -377,7 +377,7 @@ def graph_s3(s3, store_path):
 
 def _fresh_process_caches():
     """Owner tables are cached per process and store URL; these tests must read them."""
-    from zv_dask import _read
+    from zv_dask.read import level as _read
 
     with _read._OWNER_LOCK:
         _read._OWNER_TABLES.clear()
@@ -436,7 +436,7 @@ def _fixed(rel, array, chunk):
 
 
 def _link_cell(store):
-    from zv_dask._store import cell_key
+    from zv_dask.io.location import cell_key
 
     lk = store._link_family(0).arrays[-1]
     c = min(lk.cells)

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 import zv_dask
-from zv_dask import _read
 from zv_dask import errors as E
+from zv_dask.read import level as _read
 
 
 class LiveChunks:
@@ -110,7 +110,7 @@ def test_closed_iterator_leaves_no_thread_and_no_chunk(store_path, live):
 
 
 def test_error_in_a_prefetched_chunk_is_raised_at_that_chunk(store_path, tmp_path):
-    from zv_dask._store import cell_key
+    from zv_dask.io.location import cell_key
 
     copy = tmp_path / "broken.zarrvectors"
     shutil.copytree(store_path("points_pyramid"), copy)

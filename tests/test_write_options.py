@@ -14,10 +14,10 @@ import zarr
 from zarr_vectors.types.points import read_points
 
 import zv_dask
-from zv_dask import _write_plan as P
-from zv_dask._write_codecs import group_count, group_keys
 from zv_dask.cli import main
 from zv_dask.errors import WriteInputError
+from zv_dask.write import plan as P
+from zv_dask.write.codecs import group_count, group_keys
 from writehelpers import (assert_same_store, assert_valid, files, frame, reference, rows_sorted,
                           sample)
 

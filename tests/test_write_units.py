@@ -9,12 +9,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from zv_dask import _decode as dec
-from zv_dask import _encode as E
-from zv_dask import _write_plan as P
-from zv_dask._links import decode_records
-from zv_dask._write_block import build_block
 from zv_dask.errors import WriteInputError
+from zv_dask.format import decode as dec
+from zv_dask.format import encode as E
+from zv_dask.read.links import decode_records
+from zv_dask.write import plan as P
+from zv_dask.write.block import build_block
 
 
 def _spec(**kw):
@@ -152,7 +152,7 @@ def test_category_codes_map_missing_to_the_fill_code():
 def test_the_plain_codec_document_is_the_one_zarr_writes():
     import json
 
-    from zv_dask._write_codecs import PLAIN_CODECS, _memory_array
+    from zv_dask.write.codecs import PLAIN_CODECS, _memory_array
 
     _, data = _memory_array((3, 2, 4), [], None)
     assert json.loads(PLAIN_CODECS) == json.loads(data["zarr.json"].to_bytes())["codecs"]
@@ -162,7 +162,7 @@ def test_the_plain_codec_document_is_the_one_zarr_writes():
 def test_balanced_labels_spread_keys_evenly_over_dask_hash_partitions(n_keys, nparts):
     from dask.dataframe.shuffle import partitioning_index
 
-    from zv_dask._write_graph import _balanced_labels
+    from zv_dask.write.graph import _balanced_labels
 
     labels = _balanced_labels(n_keys, nparts, "k")
     assert len(set(labels.tolist())) == n_keys
@@ -172,7 +172,7 @@ def test_balanced_labels_spread_keys_evenly_over_dask_hash_partitions(n_keys, np
 
 
 def test_linear_key_sorts_like_a_lexsort_of_its_columns():
-    from zv_dask._write_block import _linear_key
+    from zv_dask.write.block import _linear_key
 
     rng = np.random.default_rng(3)
     cols = [rng.integers(-5, 5, 500), rng.integers(-1, 2, 500), rng.integers(100, 104, 500)]
@@ -182,7 +182,7 @@ def test_linear_key_sorts_like_a_lexsort_of_its_columns():
 
 
 def test_input_order_offsets_come_from_the_partition_counts():
-    from zv_dask._write_graph import _seq_offsets
+    from zv_dask.write.graph import _seq_offsets
 
     assert _seq_offsets([3, 0, 5], 3).tolist() == [0, 3, 3]
     assert _seq_offsets([3, 0, 5], 2) is None          # counts of another partitioning

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import zv_dask
-from zv_dask import _decode as dec
+from zv_dask.format import decode as dec
 
 from zvfixtures import BOUNDS3, _streamlines, reference_level
 

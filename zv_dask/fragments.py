@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ._decode import DecodeProblem, FragmentIndex
-from .errors import ArrayNotFoundError, ChunkDecodeError
+from zv_dask.errors import ArrayNotFoundError, ChunkDecodeError
+from zv_dask.format.decode import DecodeProblem, FragmentIndex
 
 
 def read_fragment_index(level_group, array_name: str, chunk_coord) -> FragmentIndex:

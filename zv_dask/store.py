@@ -1,7 +1,17 @@
 """``open_zv`` and :class:`ZVStore`: the seed's eager API on top of plan/read/decode.
 
-The methods live in mixins, one job each: ``_api_read`` (numpy reads), ``_api_raw``
-(zarr access), ``_api_dask`` (dask collections), ``_api_objects`` (objects, links).
+:class:`ZVStore` keeps the metadata accessors (``levels``, ``chunks``, ``vertex_count``,
+``attributes_at``, ...) here; its other methods live in mixins in ``zv_dask/api/``,
+one job each:
+
+- ``api/eager.py`` (:class:`ReadMethods`) - numpy reads: ``read``, ``iter_chunks``,
+  ``owner_table``;
+- ``api/raw.py`` (:class:`RawMethods`) - zarr access: ``raw_array``, ``level_group``;
+- ``api/lazy.py`` (:class:`DaskMethods`) - dask collections and statistics:
+  ``to_dask_dataframe``, ``partitions``, ``to_dask_array``, ``describe``, ``histogram``,
+  ``bounds``, ``density``;
+- ``api/objects.py`` (:class:`ObjectMethods`) - objects and links: ``objects``,
+  ``read_objects``, ``edges``, ``faces``.
 """
 
 from __future__ import annotations
@@ -9,16 +19,16 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 
-from . import _plan
-from . import stats
-from ._api_dask import DaskMethods
-from ._api_objects import ObjectMethods
-from ._api_raw import RawMethods
-from ._api_read import ReadMethods, check_row_total  # noqa: F401  (public before the split)
-from ._metadata import LevelMeta, StoreMeta
-from ._read import LevelReader, drop_process_caches
-from ._store import StoreLocation, read_metadata
-from .errors import QueryError, StoreClosedError
+from zv_dask import stats
+from zv_dask.api.eager import ReadMethods, check_row_total  # noqa: F401  (public before)
+from zv_dask.api.lazy import DaskMethods
+from zv_dask.api.objects import ObjectMethods
+from zv_dask.api.raw import RawMethods
+from zv_dask.errors import QueryError, StoreClosedError
+from zv_dask.format.metadata import LevelMeta, StoreMeta
+from zv_dask.io.location import StoreLocation, read_metadata
+from zv_dask.plan import select as _select
+from zv_dask.read.level import LevelReader, drop_process_caches
 
 
 def open_zv(path_or_url, *, storage_options=None, cache_size: int = 128, n_workers=None,
@@ -165,7 +175,7 @@ class ZVStore(ReadMethods, RawMethods, DaskMethods, ObjectMethods):
 
     def _level(self, level) -> LevelMeta:
         meta = self._open()
-        return meta.levels[_plan.resolve_level(meta, level)]
+        return meta.levels[_select.resolve_level(meta, level)]
 
     def vertex_count(self, level: int = 0) -> int | None:
         """Rows stored at ``level`` (from metadata; no data read).
@@ -206,12 +216,12 @@ class ZVStore(ReadMethods, RawMethods, DaskMethods, ObjectMethods):
         """Planned chunk coordinates (absolute, row-major) at ``level`` touching ``bbox``."""
         meta = self._open()
         lm = self._level(level)
-        box = _plan.normalize_bbox(bbox, meta.spatial_dims, meta.name)
-        return [tuple(c) for c in lm.presence.coords(_plan.plan_cells(lm, box)).tolist()]
+        box = _select.normalize_bbox(bbox, meta.spatial_dims, meta.name)
+        return [tuple(c) for c in lm.presence.coords(_select.plan_cells(lm, box)).tolist()]
 
     def select_level(self, target_resolution: float) -> int:
         """The coarsest level with ``max(bin_shape) <= target_resolution`` (0 if none)."""
-        return _plan.select_level(self._open(), target_resolution)
+        return _select.select_level(self._open(), target_resolution)
 
     # -- reading --------------------------------------------------------------------------
 

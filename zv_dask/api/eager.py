@@ -7,12 +7,12 @@ from typing import Iterator
 
 import numpy as np
 
-from . import _decode as dec
-from . import _plan
-from ._metadata import AttributeInfo, LevelMeta
-from ._prefetch import iterate
-from ._read import clip_columns, decode_categorical_columns
-from .errors import QueryError, ZVWarning
+from zv_dask.errors import QueryError, ZVWarning
+from zv_dask.format import decode as dec
+from zv_dask.format.metadata import AttributeInfo, LevelMeta
+from zv_dask.io.prefetch import iterate
+from zv_dask.plan import select as _select
+from zv_dask.read.level import clip_columns, decode_categorical_columns
 
 
 class ReadMethods:
@@ -57,7 +57,7 @@ class ReadMethods:
                             self._cache.popitem(last=False)
         return out
 
-    def _select(self, cols: dict, plan: _plan.ReadPlan, attrs) -> dict:
+    def _select(self, cols: dict, plan: _select.ReadPlan, attrs) -> dict:
         """Clip one cell to the plan's bbox and shape it as an iter_chunks/read item."""
         keep = ["positions"] + [a.name for a in attrs]
         shared = plan.object_ids and self._meta.levels[plan.level].shared_fragments
@@ -109,7 +109,7 @@ class ReadMethods:
         (True, ['intensity'])
         """
         meta = self._open()
-        plan = _plan.plan_read(meta, level, bbox, target_resolution, attributes)
+        plan = _select.plan_read(meta, level, bbox, target_resolution, attributes)
         lm = meta.levels[plan.level]
         coords = [tuple(c) for c in plan.cells.tolist()]
         attrs = list(plan.attributes)
@@ -163,7 +163,7 @@ class ReadMethods:
         meta = self._open()
         if prefetch is None or int(prefetch) < 0:
             raise QueryError(f"prefetch must be >= 0, got {prefetch!r}", store=self.url)
-        plan = _plan.plan_read(meta, level, bbox, None, attributes)
+        plan = _select.plan_read(meta, level, bbox, None, attributes)
         coords = [tuple(c) for c in plan.cells.tolist()]
         attrs = list(plan.attributes)
         if plan.object_ids:

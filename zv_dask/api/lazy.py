@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _plan
-from ._metadata import AttributeInfo, LevelMeta
-from .errors import QueryError
+from zv_dask.errors import QueryError
+from zv_dask.format.metadata import AttributeInfo, LevelMeta
+from zv_dask.plan import select as _select
 
 
 class DaskMethods:
@@ -42,7 +42,7 @@ class DaskMethods:
 
     def _plan(self, level, bbox, target_resolution, attributes, object_ids=None):
         meta = self._open()
-        return _plan.plan_read(meta, level, bbox, target_resolution, attributes,
+        return _select.plan_read(meta, level, bbox, target_resolution, attributes,
                                object_ids=object_ids)
 
     def to_dask_dataframe(self, level=None, bbox=None, target_resolution=None, attributes=None,
@@ -95,7 +95,7 @@ class DaskMethods:
             partition's index counts from 0.
         partition_rows : int, optional
             Rows per partition that ``"auto"`` aims at (default 1,000,000,
-            ``zv_dask._partitioning.DEFAULT_PARTITION_ROWS``); a chunk larger than
+            ``zv_dask.plan.partitioning.DEFAULT_PARTITION_ROWS``); a chunk larger than
             that is a partition of its own.
         object_ids : sequence of int, optional
             Keep only the rows of these objects: partitions exist only for the chunks
@@ -116,8 +116,8 @@ class DaskMethods:
         >>> q.npartitions < ddf.npartitions, len(ddf) == s.vertex_count(0)
         (True, True)
         """
-        from . import _graph
-        from ._partitioning import Partitioning
+        from zv_dask.collections import build as _build
+        from zv_dask.plan.partitioning import Partitioning
 
         plan = self._plan(level, bbox, target_resolution, attributes)
         cpp = self._partitioning(plan, chunks_per_partition, partition_rows)
@@ -128,7 +128,7 @@ class DaskMethods:
         lm = self._meta.levels[plan.level]
         rows = (lambda cells: self._exact_rows(lm, cells)) if isinstance(cpp, Partitioning) \
             else None
-        return _graph.to_dataframe(self._reader(plan.level), plan, self.axes, widths, cpp,
+        return _build.to_dataframe(self._reader(plan.level), plan, self.axes, widths, cpp,
                                    selection, level=lm, cell_rows=rows)
 
     def _exact_rows(self, lm: LevelMeta, cells: np.ndarray):
@@ -158,11 +158,11 @@ class DaskMethods:
         >>> int(auto["n_chunks"].sum()) == len(s.chunks(0))
         True
         """
-        from . import _graph
+        from zv_dask.collections import build as _build
 
         plan = self._plan(level, bbox, target_resolution, [])
         cpp = self._partitioning(plan, chunks_per_partition, partition_rows)
-        return _graph.partitions_table(plan, self._meta.levels[plan.level], self.axes, cpp)
+        return _build.partitions_table(plan, self._meta.levels[plan.level], self.axes, cpp)
 
     def to_dask_array(self, name: str = "positions", level=None, bbox=None,
                       target_resolution=None, chunks_per_partition=1, partition_rows=None):
@@ -192,7 +192,7 @@ class DaskMethods:
         >>> a.shape
         (504, 3)
         """
-        from . import _graph
+        from zv_dask.collections import build as _build
 
         attrs = [] if name == "positions" else [name]
         plan = self._plan(level, bbox, target_resolution, attrs, object_ids=False)
@@ -204,9 +204,9 @@ class DaskMethods:
             width = self._widths(plan.level, [attribute])[attribute.name]
             dtype = np.dtype(np.int64) if attribute.is_categorical else attribute.dtype
         cpp = self._partitioning(plan, chunks_per_partition, partition_rows)
-        groups = _graph.nonempty_groups(plan.cells, lm, plan.bbox, cpp)
+        groups = _build.nonempty_groups(plan.cells, lm, plan.bbox, cpp)
         lengths = self._block_lengths(lm, plan, groups)
-        return _graph.to_array(self._reader(plan.level), plan, name, attribute, lengths, width,
+        return _build.to_array(self._reader(plan.level), plan, name, attribute, lengths, width,
                                dtype, cpp, groups)
 
     def _block_lengths(self, lm: LevelMeta, plan, groups) -> list:
@@ -222,7 +222,7 @@ class DaskMethods:
 
     def _partitioning(self, plan, chunks_per_partition, partition_rows=None):
         """``chunks_per_partition`` checked: an int >= 1, or a Partitioning ("auto")."""
-        from ._partitioning import DEFAULT_PARTITION_ROWS, Partitioning, auto_groups
+        from zv_dask.plan.partitioning import DEFAULT_PARTITION_ROWS, Partitioning, auto_groups
 
         cpp = chunks_per_partition
         if isinstance(cpp, Partitioning):
@@ -307,26 +307,26 @@ class DaskMethods:
     def describe(self, columns=None, level=None, bbox=None, target_resolution=None,
                  split_every=None):
         """:func:`zv_dask.stats.describe` on this store (lazy)."""
-        from . import stats
+        from zv_dask import stats
 
         return stats.describe(self, columns, level, bbox, target_resolution, split_every)
 
     def histogram(self, column, bins=10, range=None, level=None, bbox=None,
                   target_resolution=None):
         """:func:`zv_dask.stats.histogram` on this store."""
-        from . import stats
+        from zv_dask import stats
 
         return stats.histogram(self, column, bins, range, level, bbox, target_resolution)
 
     def bounds(self, level=None, bbox=None, target_resolution=None):
         """:func:`zv_dask.stats.bounds` on this store (exact data bounds, lazy)."""
-        from . import stats
+        from zv_dask import stats
 
         return stats.bounds(self, level, bbox, target_resolution)
 
     def density(self, resolution, level=None, bbox=None, target_resolution=None):
         """:func:`zv_dask.stats.density` on this store (voxel counts, lazy)."""
-        from . import stats
+        from zv_dask import stats
 
         return stats.density(self, resolution, level, bbox, target_resolution)
 
@@ -334,7 +334,7 @@ class DaskMethods:
 def _cell_keys(listing: dict, base: str, sep: str, rank: int):
     """``(cells (K, rank) int64, sizes (K,) int64)`` of the listed keys ``base`` +
     ``rank`` separator-joined grid indices; other keys are ignored."""
-    from ._meta_arrays import parse_keys
+    from zv_dask.format.arrays import parse_keys
 
     keys, sizes = [], []
     n = len(base)

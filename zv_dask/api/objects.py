@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _plan
-from ._read import clip_columns
-from .errors import (
+from zv_dask.plan import select as _select
+from zv_dask.read.level import clip_columns
+from zv_dask.errors import (
     ArrayNotFoundError,
     QueryError,
 )
@@ -23,7 +23,7 @@ class ObjectMethods:
                                      store=self.url, level=lm.level, array="object_index")
         return lm
 
-    # -- objects, graphs, meshes (zv_dask._objects, zv_dask._links) ----------------------
+    # -- objects, graphs, meshes (zv_dask.read.objects, zv_dask.read.links) ----------------------
 
     def _object_ids_all(self, level: int) -> np.ndarray:
         """Object id of every object-index row of ``level`` (read once, cached)."""
@@ -31,7 +31,7 @@ class ObjectMethods:
 
     def _object_rows(self, level: int, object_ids) -> tuple:
         """(index rows, ids) of ``object_ids``; ``None`` means every row."""
-        from . import _objects
+        from zv_dask.read import objects as _objects
 
         all_ids = self._object_ids_all(level)
         if object_ids is None:
@@ -41,7 +41,7 @@ class ObjectMethods:
 
     def _object_plan(self, plan, object_ids):
         """Restrict a plan to the chunks that the objects' manifests reference."""
-        from . import _objects
+        from zv_dask.read import objects as _objects
 
         lm = self._meta.levels[plan.level]
         if lm.object_index is None:
@@ -90,7 +90,8 @@ class ObjectMethods:
         >>> ids = objs.index[objs.mean_fa > 0.5].compute()            # doctest: +SKIP
         >>> r = s.read_objects(ids)                                   # doctest: +SKIP
         """
-        from . import _graph, _objects
+        from zv_dask.collections import build as _build
+        from zv_dask.read import objects as _objects
 
         lm = self._object_level(level)
         oi = lm.object_index
@@ -104,7 +105,7 @@ class ObjectMethods:
         if int(rows_per_partition) < 1:
             raise QueryError(f"rows_per_partition must be >= 1, got {rows_per_partition}",
                              store=self.url)
-        return _graph.objects_frame(self._reader(lm.level), arrays,
+        return _build.objects_frame(self._reader(lm.level), arrays,
                                     _objects.row_ranges(n_rows, int(rows_per_partition)))
 
     def read_objects(self, object_ids=None, level: int = 0, attributes=None) -> dict:
@@ -146,13 +147,13 @@ class ObjectMethods:
         >>> r = s.read_objects([3, 5])                                # doctest: +SKIP
         >>> line3 = r["positions"][r["offsets"][0]:r["offsets"][1]]   # doctest: +SKIP
         """
-        from . import _objects
+        from zv_dask.read import objects as _objects
 
         lm = self._level(level)
         if lm.object_index is None:
             raise ArrayNotFoundError("this level has no object index, so it has no objects",
                                      store=self.url, level=lm.level, array="object_index")
-        attrs = list(_plan.resolve_attributes(lm, attributes, self.url))
+        attrs = list(_select.resolve_attributes(lm, attributes, self.url))
         rows, ids = self._object_rows(lm.level, object_ids)
         reader = self._reader(lm.level)
         manifests = reader.manifests(rows)
@@ -182,7 +183,7 @@ class ObjectMethods:
             inside[:] = True
             if plan.bbox is not None:  # a chunk whose box lies in the bbox keeps every row
                 lo, hi = plan.bbox
-                box_lo, box_hi = _plan.cell_boxes(_plan.cell_rule(lm), plan.cells[:, lead:])
+                box_lo, box_hi = _select.cell_boxes(_select.cell_rule(lm), plan.cells[:, lead:])
                 inside = ((box_lo >= lo) & (box_hi <= hi)).all(1)
         out = [0] * len(coords)
         if inside.any():
@@ -202,14 +203,14 @@ class ObjectMethods:
 
     def _link_family(self, level: int):
         """``links/0`` metadata of a level (documents and listings; cached)."""
-        from . import _links
+        from zv_dask.read import links as _links
 
         return self._memo(("links", level), lambda: _links.load_family(
             self._loc, self._meta.levels[level], self.url))
 
     def _row_starts(self, level: int):
         """First level-wide row of every non-empty cell (from blob sizes when raw)."""
-        from . import _links
+        from zv_dask.read import links as _links
 
         lm = self._meta.levels[level]
         plan = self._plan(level, None, None, [], object_ids=False)
@@ -273,10 +274,11 @@ class ObjectMethods:
         >>> p = s.read()["positions"]                                 # doctest: +SKIP
         >>> seg = p[e.target.to_numpy()] - p[e.source.to_numpy()]     # doctest: +SKIP
         """
-        from . import _graph, _links
+        from zv_dask.collections import build as _build
+        from zv_dask.read import links as _links
 
         lm, family = self._connectivity(level, ("graph", "skeleton"), "edges()")
-        box = _plan.normalize_bbox(bbox, self.spatial_dims, self.url)
+        box = _select.normalize_bbox(bbox, self.spatial_dims, self.url)
         kind = "skeleton" if self.geometry_type == "skeleton" else "graph"
         if family is None:  # level 0 without records: an empty family
             family = _links.LinkFamily(lm.level, 2, False, ())
@@ -298,7 +300,7 @@ class ObjectMethods:
         else:
             coords = family.source_cells()
             coords = coords[_links.cells_in_bbox(coords, lm, box)]
-        return _graph.edges_frame(func, coords.tolist(), lm.level)
+        return _build.edges_frame(func, coords.tolist(), lm.level)
 
     def _link_width(self, family, name: str) -> int:
         """Columns of a link attribute: row_shape, or (when the writer left it empty)
@@ -340,14 +342,15 @@ class ObjectMethods:
         >>> f.shape[1]                                                # doctest: +SKIP
         3
         """
-        from . import _graph, _links
+        from zv_dask.collections import build as _build
+        from zv_dask.read import links as _links
 
         lm, family = self._connectivity(level, ("mesh",), "faces()")
-        box = _plan.normalize_bbox(bbox, self.spatial_dims, self.url)
+        box = _select.normalize_bbox(bbox, self.spatial_dims, self.url)
         if family is None:
             family = _links.LinkFamily(lm.level, 3, False, ())
         func = _links.LinkReader(self._reader(lm.level), family, self._row_starts(lm.level),
                                  "mesh", box)
         coords = family.source_cells()
         coords = coords[_links.cells_in_bbox(coords, lm, box)]
-        return _graph.faces_array(func, coords.tolist(), family.link_width)
+        return _build.faces_array(func, coords.tolist(), family.link_width)

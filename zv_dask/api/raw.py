@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .errors import ArrayNotFoundError, QueryError
+from zv_dask.errors import ArrayNotFoundError, QueryError
 
 
 class RawMethods:

@@ -12,7 +12,7 @@ exposes:
   :class:`~zv_dask.errors.ZVError` for bad input or data (exit 1; 3 when ``export``
   refuses OUT) and :class:`UsageError` for arguments only the store can reject (exit 2).
 
-Adding a command (e.g. ``convert``) is a new ``_cli_<name>.py`` module plus one
+Adding a command (e.g. ``convert``) is a new ``zv_dask/cli/<name>.py`` module plus one
 entry in :data:`COMMANDS`.
 
 Exit codes: 0 success, 1 a zv_dask error (``zv-dask: error: ...``, one line, no
@@ -25,13 +25,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import _cli_convert, _cli_export, _cli_info, _cli_stats
-from ._cli_common import UsageError, glue_bbox, parse_bbox
-from ._cli_export import export_frame, part_name, partition_index
-from ._cli_info import info_text
-from ._cli_outdir import PARTITION_INDEX, OutputRefusedError
-from ._cli_stats import stats_table
-from .errors import ZVError
+from zv_dask.cli import convert, export, info, stats
+from zv_dask.cli.common import UsageError, glue_bbox, parse_bbox
+from zv_dask.cli.export import export_frame, part_name, partition_index
+from zv_dask.cli.info import info_text
+from zv_dask.cli.outdir import PARTITION_INDEX, OutputRefusedError
+from zv_dask.cli.stats import stats_table
+from zv_dask.errors import ZVError
 
 # names importers of zv_dask.cli used before the commands moved to their own modules
 __all__ = ["main", "build_parser", "COMMANDS", "UsageError", "glue_bbox", "parse_bbox",
@@ -39,7 +39,7 @@ __all__ = ["main", "build_parser", "COMMANDS", "UsageError", "glue_bbox", "parse
            "PARTITION_INDEX", "error_line"]
 
 #: the subcommand modules, in the order ``--help`` lists them
-COMMANDS = (_cli_info, _cli_stats, _cli_export, _cli_convert)
+COMMANDS = (info, stats, export, convert)
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_REFUSED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -98,7 +98,8 @@ def error_line(exc: BaseException) -> str:
 
 
 def _run(args):
-    from . import example_store, open_zv
+    from zv_dask import example_store
+    from zv_dask import open_zv
 
     module = args._zv_module
     if not getattr(module, "OPENS_STORE", True):

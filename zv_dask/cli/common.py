@@ -8,7 +8,7 @@ import contextlib
 import sys
 import textwrap
 
-from .errors import QueryError
+from zv_dask.errors import QueryError
 
 LOCAL_SCHEDULERS = ("threads", "processes", "sync")
 PROGRESS_AFTER_S = 1.0  # no progress bar for work that finishes sooner

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._cli_common import _scheduler_arg, compute_with_progress, scheduler
+from zv_dask.cli.common import _scheduler_arg, compute_with_progress, scheduler
 
 NAME = "convert"
 OPENS_STORE = False
@@ -81,8 +81,8 @@ def read_source(source: str):
 
 def run(args, store=None) -> str:
     """Run ``convert``; returns the text to print."""
-    from .errors import WriteInputError
-    from .writer import to_zv
+    from zv_dask.errors import WriteInputError
+    from zv_dask.write.writer import to_zv
 
     bounds = None
     if args.bounds is not None:

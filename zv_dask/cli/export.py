@@ -1,6 +1,6 @@
 """``zv-dask export``: one Parquet file per chunk plus a partition index.
 
-What OUT may be and what ``--overwrite`` removes is decided in :mod:`._cli_outdir`
+What OUT may be and what ``--overwrite`` removes is decided in :mod:`zv_dask.cli.outdir`
 before anything is written.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from ._cli_common import (
+from zv_dask.cli.common import (
     add_query_args,
     add_store_arg,
     attributes_for,
@@ -21,8 +21,8 @@ from ._cli_common import (
     resolved_level,
     scheduler,
 )
-from ._cli_outdir import PARTITION_INDEX, OutputRefusedError, plan_output
-from .errors import QueryError, ZVError
+from zv_dask.cli.outdir import PARTITION_INDEX, OutputRefusedError, plan_output
+from zv_dask.errors import QueryError, ZVError
 
 NAME = "export"
 OPENS_STORE = True

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._cli_common import add_store_arg, fmt
+from zv_dask.cli.common import add_store_arg, fmt
 
 NAME = "info"
 OPENS_STORE = True

@@ -22,7 +22,7 @@ import os
 import posixpath
 import re
 
-from .errors import QueryError
+from zv_dask.errors import QueryError
 
 PARTITION_INDEX = "_zv_partitions.json"
 INDEX_FORMAT = "zv_dask parquet export"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._cli_common import (
+from zv_dask.cli.common import (
     add_query_args,
     add_store_arg,
     box_text,
@@ -81,7 +81,7 @@ def stats_table(table) -> str:
 
 def run_stats(store, args, bbox) -> str:
     """Compute and format the statistics of one query."""
-    from .stats import describe
+    from zv_dask.stats import describe
 
     columns = columns_arg(args.columns)
     level = resolved_level(store, args.level, args.target_resolution)

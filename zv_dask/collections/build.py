@@ -2,7 +2,7 @@
 
 One task per partition; a partition is one non-empty chunk, a run of
 ``chunks_per_partition`` neighbouring chunks in row-major order, or a compact group
-of chunks from a :class:`~zv_dask._partitioning.Partitioning` (``"auto"``).  Every
+of chunks from a :class:`~zv_dask.plan.partitioning.Partitioning` (``"auto"``).  Every
 task carries what it needs (the slim level metadata, its cells, their owner rows):
 tasks never list or re-read the store.  Keys are deterministic: the same query gives
 the same keys.
@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._partitioning import CellGroups, Partitioning, row_major_groups
-from ._plan import ReadPlan, cell_boxes, cell_rule
-from ._partition_reader import ObjectPartitionReader, PartitionReader
-from ._read import LevelReader, clip_columns
-from ._scan import FrameSource, Scan
+from zv_dask.plan.partitioning import CellGroups, Partitioning, row_major_groups
+from zv_dask.plan.select import ReadPlan, cell_boxes, cell_rule
+from zv_dask.read.level import LevelReader, clip_columns
+from zv_dask.read.partitions import ObjectPartitionReader, PartitionReader
+from zv_dask.read.scan import FrameSource, Scan
 
 try:  # dask's expression internals, used by the self-pruning dataframe
-    from . import _expr  # noqa: F401
+    from zv_dask.collections import expr as _expr  # noqa: F401
 
     EXPRESSIONS = True
 except ImportError:  # a dask without them: from_map frames, no pushdown
@@ -82,7 +82,7 @@ def to_dataframe(reader: LevelReader, plan: ReadPlan, axes, widths: dict,
     objects) keeps only those objects' rows; the plan's cells must be its keys.
     An ``owner_count`` column is added on levels with ``shared_fragments``.
     With ``level`` (the full ``LevelMeta``) and dask's expression API available, the
-    frame is a :class:`zv_dask._expr.ZVFrame` that prunes itself under filters and
+    frame is a :class:`zv_dask.collections.expr.ZVFrame` that prunes itself under filters and
     knows its length; otherwise (or without ``level``) a plain ``from_map`` frame.
     ``cell_rows(cells)`` (rows of each cell, -1 where unknown, or ``None``): when
     every row count of a whole-level expression frame is known, rows are labelled by
@@ -98,7 +98,7 @@ def to_dataframe(reader: LevelReader, plan: ReadPlan, axes, widths: dict,
     if selection is not None:
         specs = [(cs, tuple(selection[c] for c in cs)) for cs in specs]
     if level is not None and EXPRESSIONS:
-        from ._expr import new_frame
+        from zv_dask.collections.expr import new_frame
 
         full = level.vertex_count if plan.bbox is None and selection is None else None
         rows = cell_rows(specs.cells) if cell_rows is not None and full is not None \
@@ -138,7 +138,7 @@ def partitions_table(plan: ReadPlan, lm, axes, chunks_per_partition=1):
     """One row per partition: its first chunk, its chunks (when grouped) and its closed
     box (pure, pandas).
 
-    The box is the hull of the chunks' :func:`~zv_dask._plan.cell_boxes`: the smallest
+    The box is the hull of the chunks' :func:`~zv_dask.plan.select.cell_boxes`: the smallest
     and largest double the writer's cell rule puts in them, so every row of the
     partition satisfies ``min <= value <= max``.
     """
@@ -230,7 +230,7 @@ def objects_frame(reader: LevelReader, arrays, ranges: list):
     import dask
     import dask.dataframe as dd
 
-    from ._objects import ObjectFrameReader
+    from zv_dask.read.objects import ObjectFrameReader
 
     func = ObjectFrameReader(reader, arrays)
     meta = func.meta()
@@ -243,7 +243,7 @@ def objects_frame(reader: LevelReader, arrays, ranges: list):
 
 def decoded_categories(codes, categories, fill_code=None):
     """A dask array of category values (object dtype) from one of codes."""
-    from ._decode import decode_categories
+    from zv_dask.format.decode import decode_categories
 
     cats = tuple(categories)
     return codes.map_blocks(decode_categories, cats, fill_code, dtype=object)
@@ -263,7 +263,7 @@ class _ObjectRowsReader:
                 self.reader.level.level, self.arr.path, self.mask)
 
     def __call__(self, rows):
-        from ._objects import absent_sentinel
+        from zv_dask.read.objects import absent_sentinel
 
         start, stop = rows
         v = self.reader.read_rows(self.arr, start, stop)

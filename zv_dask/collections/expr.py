@@ -1,13 +1,13 @@
 """The dask-expr expression behind ``ZVStore.to_dask_dataframe``: the one module that
 touches dask's expression internals (tested with the dask versions pinned in
-pyproject.toml; ``_graph`` falls back to ``from_map`` when they are missing).
+pyproject.toml; ``collections.build`` falls back to ``from_map`` when they are missing).
 
 Like ``dd.read_parquet``, the expression absorbs what the optimizer hands it:
 
 - a column projection: only the arrays the requested columns need are fetched;
 - a ``Filter`` whose predicate (or some of its top-level ``&`` terms) compares
   columns with scalars: the terms become a plain-value predicate (see
-  ``_predicates``), axis terms prune partitions at optimize time with no IO, and every
+  ``plan.predicates``), axis terms prune partitions at optimize time with no IO, and every
   term is applied exactly inside the task; the rest stays a dask ``Filter``;
 - ``len()``: from level metadata when nothing restricts the rows, else from blob
   sizes for chunks inside the query box and reads of the boundary chunks only.
@@ -26,13 +26,13 @@ from dask.dataframe.dask_expr._reductions import Len, Sum
 from dask.dataframe.dask_expr._util import _convert_to_list
 from dask.dataframe.dask_expr.io.io import BlockwiseIO
 
-from . import _predicates as P
+from zv_dask.plan import predicates as P
 
 _OPS = {LT: "<", LE: "<=", GT: ">", GE: ">=", EQ: "==", NE: "!="}
 
 
 class ZVFrame(PartitionsFiltered, BlockwiseIO):
-    """Partitions of one zv_dask level read: ``source`` (a ``_scan.FrameSource``),
+    """Partitions of one zv_dask level read: ``source`` (a ``read.scan.FrameSource``),
     projected ``columns`` and a pushed-down ``predicate`` (DNF of plain values)."""
 
     _parameters = ["source", "columns", "predicate", "_partitions", "_series"]

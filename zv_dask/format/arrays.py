@@ -12,9 +12,9 @@ from typing import Mapping
 
 import numpy as np
 
-from . import _meta_check as C
-from ._meta_values import DIRECT_BYTES_CODECS, KNOWN_CODECS, ArrayMeta, FrozenMap, Presence
-from .errors import MetadataError, UnsupportedFormatError
+from zv_dask.errors import MetadataError, UnsupportedFormatError
+from zv_dask.format import checks as C
+from zv_dask.format.values import DIRECT_BYTES_CODECS, KNOWN_CODECS, ArrayMeta, FrozenMap, Presence
 
 SEPARATORS = (".", "/")
 # dtypes a payload can be decoded as: bool, integers, floats (no strings, objects, "S0")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from typing import Mapping
 
-from .errors import MetadataError
+from zv_dask.errors import MetadataError
 
 # Grid indices are linearised into int64 (Presence): shapes and origins stay far below.
 MAX_INDEX = 2**62

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._frames import DecodeProblem, decode_byte_codecs, strip_vlen_frame  # noqa: F401
-from ._fragment_index import (  # noqa: F401  (the fragment index decoder, re-exported)
+from zv_dask.format.frames import DecodeProblem, decode_byte_codecs, strip_vlen_frame  # noqa: F401
+# the fragment index decoder, re-exported
+from zv_dask.format.fragment_index import (  # noqa: F401
     FRAGMENT_MAGIC,
     FragmentIndex,
     _ranges_concat,
 )
-from ._manifests import (  # noqa: F401  (manifest decoders, re-exported)
+from zv_dask.format.manifests import (  # noqa: F401  (manifest decoders, re-exported)
     _MAX_BLOCK_FRAGMENTS,
     OwnerTable,
     decode_manifest,

@@ -1,4 +1,4 @@
-"""numpy -> bytes of one cell, the inverse of :mod:`zv_dask._decode`.  Pure: no IO.
+"""numpy -> bytes of one cell, the inverse of :mod:`zv_dask.format.decode`.  Pure: no IO.
 
 Layouts are the reference writer's (checked byte for byte in the tests): a cell file
 is zarr's one-item ``vlen-bytes`` frame around the payload, optionally zstd-compressed;

@@ -9,7 +9,7 @@ import struct
 
 import numpy as np
 
-from ._frames import DecodeProblem
+from zv_dask.format.frames import DecodeProblem
 
 FRAGMENT_MAGIC = 0x5A564647
 _FRAGMENT_HEADER = struct.Struct("<IHHII")

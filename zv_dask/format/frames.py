@@ -99,7 +99,7 @@ def decode_byte_codecs(raw: bytes, codecs: tuple, max_out: int | None = None) ->
                 codec = numcodecs.GZip()
             elif name == "blosc":
                 codec = numcodecs.Blosc()
-            else:  # pragma: no cover - _metadata only routes known names here
+            else:  # pragma: no cover - format.metadata only routes known names here
                 raise DecodeProblem(f"unknown codec {name!r}")
             out = codec.decode(out)
         except DecodeProblem:

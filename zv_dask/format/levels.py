@@ -1,7 +1,7 @@
 """A level's documents -> :class:`LevelMeta`: geometry, attributes, object index, refusals.
 
-Pure: takes already parsed arrays (``_meta_arrays``) and the validated root
-(``_meta_root``); every value read from ``zarr_vectors_level`` or the object index
+Pure: takes already parsed arrays (``format.arrays``) and the validated root
+(``format.root``); every value read from ``zarr_vectors_level`` or the object index
 attributes is checked before use.
 """
 
@@ -12,8 +12,8 @@ from typing import Mapping
 
 import numpy as np
 
-from . import _meta_check as C
-from ._meta_values import (
+from zv_dask.format import checks as C
+from zv_dask.format.values import (
     FrozenMap,
     KNOWN_MANIFEST_LAYOUTS,
     ArrayMeta,
@@ -23,7 +23,7 @@ from ._meta_values import (
     Presence,
     RootInfo,
 )
-from .errors import MetadataError, UnsupportedFormatError
+from zv_dask.errors import MetadataError, UnsupportedFormatError
 
 _LV = "zarr_vectors_level."
 
@@ -78,7 +78,7 @@ def level_geometry(root: RootInfo, level_attrs: Mapping, level: int, store: str)
     ...     "multiscales": [{"datasets": [{"path": "0", "coordinateTransformations": [
     ...         {"type": "scale", "scale": [1, 1]},
     ...         {"type": "translation", "translation": [1000, 2000]}]}]}]}}
-    >>> from ._meta_root import parse_root
+    >>> from zv_dask.format.root import parse_root
     >>> level_geometry(parse_root(doc, "demo"), {}, 0, "demo")[1]
     array([10., 10.])
     """
@@ -119,7 +119,7 @@ def attribute_info(arr: ArrayMeta, name: str, store: str, level: int,
 
     Examples
     --------
-    >>> from ._meta_arrays import parse_array
+    >>> from zv_dask.format.arrays import parse_array
     >>> doc = {"zarr_format": 3, "node_type": "array", "shape": [1],
     ...        "data_type": "variable_length_bytes",
     ...        "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": [1]}},
@@ -194,8 +194,8 @@ def build_level(
 
     Examples
     --------
-    >>> from ._meta_root import parse_root
-    >>> from ._meta_arrays import parse_array, parse_presence
+    >>> from zv_dask.format.root import parse_root
+    >>> from zv_dask.format.arrays import parse_array, parse_presence
     >>> root = parse_root({"zarr_format": 3, "node_type": "group", "attributes": {
     ...     "zarr_vectors": {"zv_version": "0.9.2", "chunk_shape": [1.0],
     ...                      "bounds": [[0], [2]]},

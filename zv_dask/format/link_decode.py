@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from ._link_meta import LinkArray
+    from zv_dask.format.link_meta import LinkArray
 
 
 def decode_records(payload, link: LinkArray) -> np.ndarray:

@@ -2,7 +2,7 @@
 
 Discovering them reads ``zarr.json`` documents and lists the ``links`` and
 ``link_attributes`` groups through the store location (metadata only); the layout is
-described in :mod:`zv_dask._links`.
+described in :mod:`zv_dask.read.links`.
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ from typing import Mapping
 
 import numpy as np
 
-from . import _meta_check as C
-from . import _metadata as M
-from ._meta_values import FrozenMap
-from .errors import MetadataError, UnsupportedFormatError
+from zv_dask.errors import MetadataError, UnsupportedFormatError
+from zv_dask.format import checks as C
+from zv_dask.format import metadata as M
+from zv_dask.format.values import FrozenMap
 
 
 @dataclass(frozen=True, eq=False)

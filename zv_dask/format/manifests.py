@@ -9,8 +9,8 @@ import struct
 
 import numpy as np
 
-from ._fragment_index import _ranges_concat
-from ._frames import DecodeProblem
+from zv_dask.format.fragment_index import _ranges_concat
+from zv_dask.format.frames import DecodeProblem
 
 # Fragments a manifest's range blocks may name when the level records no vertex
 # count to bound them (each expands to 8 * (sid_ndim + 1) bytes).

@@ -1,15 +1,15 @@
 """``zarr.json`` documents -> frozen metadata values (the one import point).
 
 Every format-version rule and every refusal lives in the modules re-exported here,
-each with one job: ``_meta_values`` (the values), ``_meta_check`` (typed checks of
-untrusted JSON values), ``_meta_root`` (root document), ``_meta_arrays`` (array
-documents, presence lists), ``_meta_levels`` (levels, attributes, object index).
+each with one job: ``format.values`` (the values), ``format.checks`` (typed checks of
+untrusted JSON values), ``format.root`` (root document), ``format.arrays`` (array
+documents, presence lists), ``format.levels`` (levels, attributes, object index).
 All pure: they take parsed JSON documents and never do IO.
 """
 
 from __future__ import annotations
 
-from ._meta_arrays import (  # noqa: F401
+from zv_dask.format.arrays import (  # noqa: F401
     SEPARATORS,
     parse_array,
     parse_dtype,
@@ -17,14 +17,14 @@ from ._meta_arrays import (  # noqa: F401
     parse_presence,
     presence_from_coords,
 )
-from ._meta_levels import (  # noqa: F401
+from zv_dask.format.levels import (  # noqa: F401
     attribute_info,
     build_level,
     level_geometry,
     parse_level_attrs,
 )
-from ._meta_root import build_store, check_version, parse_root  # noqa: F401
-from ._meta_values import (  # noqa: F401
+from zv_dask.format.root import build_store, check_version, parse_root  # noqa: F401
+from zv_dask.format.values import (  # noqa: F401
     DIRECT_BYTES_CODECS,
     KNOWN_CAPABILITIES,
     KNOWN_CODECS,
@@ -39,4 +39,4 @@ from ._meta_values import (  # noqa: F401
     RootInfo,
     StoreMeta,
 )
-from .errors import MetadataError, NotAZVStoreError, UnsupportedFormatError  # noqa: F401
+from zv_dask.errors import MetadataError, NotAZVStoreError, UnsupportedFormatError  # noqa: F401

@@ -11,8 +11,8 @@ from typing import Mapping
 
 import numpy as np
 
-from . import _meta_check as C
-from ._meta_values import (
+from zv_dask.format import checks as C
+from zv_dask.format.values import (
     FrozenMap,
     KNOWN_CAPABILITIES,
     KNOWN_GEOMETRIES,
@@ -21,7 +21,7 @@ from ._meta_values import (
     RootInfo,
     StoreMeta,
 )
-from .errors import MetadataError, NotAZVStoreError, UnsupportedFormatError
+from zv_dask.errors import MetadataError, NotAZVStoreError, UnsupportedFormatError
 
 # The reference writer stamps "0.9.0", "0.9.1" or "0.9.2" (constants.FORMAT_VERSION); the
 # 0.9 patch releases share one data layout, so any canonical 0.9.N is read.

@@ -1,7 +1,7 @@
 """The frozen metadata values a store is parsed into, and the format's known names.
 
-Pure data: parsing and every refusal live in ``_meta_root``, ``_meta_levels`` and
-``_meta_arrays``; ``_metadata`` re-exports all of it.
+Pure data: parsing and every refusal live in ``format.root``, ``format.levels`` and
+``format.arrays``; ``format.metadata`` re-exports all of it.
 """
 
 from __future__ import annotations

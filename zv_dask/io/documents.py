@@ -1,4 +1,4 @@
-"""Read a store's metadata documents through a :class:`~zv_dask._store.StoreLocation`
+"""Read a store's metadata documents through a :class:`~zv_dask.io.location.StoreLocation`
 and parse them (no chunk data): the root, level groups, array documents and,
 where no presence list is recorded, a listing of the chunk files.
 """
@@ -11,8 +11,13 @@ from typing import Mapping
 
 import numpy as np
 
-from . import _metadata as M
-from .errors import IncompleteStoreError, LevelNotFoundError, MetadataError, StoreNotFoundError
+from zv_dask.errors import (
+    IncompleteStoreError,
+    LevelNotFoundError,
+    MetadataError,
+    StoreNotFoundError,
+)
+from zv_dask.format import metadata as M
 
 
 class _Consolidated:
@@ -32,7 +37,7 @@ class _Consolidated:
 def read_metadata(loc) -> M.StoreMeta:
     """Read the ``zarr.json`` documents of a store and parse them (no chunk data).
 
-    ``loc`` is a :class:`~zv_dask._store.StoreLocation` (not imported here: that
+    ``loc`` is a :class:`~zv_dask.io.location.StoreLocation` (not imported here: that
     module imports this one).
 
     Requests: the root document; then, unless it holds consolidated metadata, the level

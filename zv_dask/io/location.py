@@ -3,9 +3,9 @@
 A :class:`StoreLocation` is small and picklable (URL + storage options); the
 filesystem behind it is created lazily once per process, so dask workers open
 each store once.  Storage options (credentials) never appear in reprs.  The IO
-lives in this module and its three parts: ``_store_reads`` (fetching objects under
-the retry policy), ``_store_meta`` (reading the metadata documents) and
-``_store_policy`` (transient failures, cancellation; no IO).  Everything else
+lives in this module and its three parts: ``io.reads`` (fetching objects under
+the retry policy), ``io.documents`` (reading the metadata documents) and
+``io.policy`` (transient failures, cancellation; no IO).  Everything else
 imports them from here.
 """
 
@@ -20,12 +20,12 @@ from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from typing import Iterable, Mapping, Sequence
 
-from . import _metadata as M
-from ._store_meta import read_metadata
-from ._store_policy import (BlobRefused, ReadCancelled, _scrub, cancel_scope,  # noqa: F401
+from zv_dask.format import metadata as M
+from zv_dask.io.documents import read_metadata
+from zv_dask.io.policy import (BlobRefused, ReadCancelled, _scrub, cancel_scope,  # noqa: F401
                             check_cancelled, display_url, is_transient)
-from ._store_reads import _MISSING_ERRORS, LOCAL_SEQUENTIAL_BATCH, ObjectReads
-from .errors import MetadataError, StoreNotFoundError
+from zv_dask.errors import MetadataError, StoreNotFoundError
+from zv_dask.io.reads import _MISSING_ERRORS, LOCAL_SEQUENTIAL_BATCH, ObjectReads
 
 __all__ = ["BlobRefused", "LOCAL_SEQUENTIAL_BATCH", "ReadCancelled", "StoreLocation",
            "cancel_scope", "cell_key", "check_cancelled", "display_url", "forget_open",

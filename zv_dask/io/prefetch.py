@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections import deque
 
-from ._store import ReadCancelled, cancel_scope
+from zv_dask.io.location import ReadCancelled, cancel_scope
 
 
 def iterate(coords, one, prefetch: int, n_workers):
@@ -28,7 +28,7 @@ class _Prefetch:
 
     Results are held only until taken.  :meth:`cancel` never waits: queued work is
     dropped, and reads still running in a thread stop before their next attempt or
-    backoff (:func:`~zv_dask._store.cancel_scope`).
+    backoff (:func:`~zv_dask.io.location.cancel_scope`).
     """
 
     def __init__(self, coords: list, one, prefetch: int, n_workers: int):

@@ -1,6 +1,6 @@
 """Writing bytes to a store location: the IO half of ``to_zv``.
 
-Builds on :class:`~zv_dask._store.StoreLocation` (same filesystem, same storage
+Builds on :class:`~zv_dask.io.location.StoreLocation` (same filesystem, same storage
 options, same bounded retry of transient failures as reads).  Objects are put
 concurrently and blindly: no existence check (no HEAD) before a PUT.  Every write is
 of bytes that depend only on the input rows, so a re-run task writes the same bytes.
@@ -13,8 +13,8 @@ import random
 import time
 from typing import Mapping
 
-from ._store import StoreLocation, _scrub, is_transient
-from .errors import StoreExistsError, StoreWriteError
+from zv_dask.errors import StoreExistsError, StoreWriteError
+from zv_dask.io.location import StoreLocation, _scrub, is_transient
 
 ROOT_DOC = "zarr.json"
 LOCAL_SEQUENTIAL_PUTS = 32

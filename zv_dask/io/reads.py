@@ -1,4 +1,4 @@
-"""Object reads of a :class:`~zv_dask._store.StoreLocation`: many objects at once
+"""Object reads of a :class:`~zv_dask.io.location.StoreLocation`: many objects at once
 (concurrently, size-bounded), sizes, and the bounded retry policy every read goes
 through.  A mixin: the location supplies the filesystem, root and settings.
 """
@@ -9,9 +9,9 @@ import os
 import stat
 from typing import Sequence
 
-from ._store_policy import (_SCOPE, BlobRefused, ReadCancelled, _empty_range, _scrub,
+from zv_dask.io.policy import (_SCOPE, BlobRefused, ReadCancelled, _empty_range, _scrub,
                             _too_large, check_cancelled, is_transient)
-from .errors import StoreReadError, ZVError
+from zv_dask.errors import StoreReadError, ZVError
 
 LOCAL_SEQUENTIAL_BATCH = 128
 _MISSING_ERRORS = (FileNotFoundError, IsADirectoryError, NotADirectoryError, KeyError)
@@ -187,7 +187,7 @@ class ObjectReads:
 
         Examples
         --------
-        >>> from zv_dask._store import StoreLocation
+        >>> from zv_dask.io.location import StoreLocation
         >>> loc = StoreLocation("memory://demo.zarrvectors")
         >>> loc.retry(lambda: 42, "0/vertices/c/0/0/0")
         42

@@ -4,7 +4,7 @@ A predicate is in disjunctive normal form: a tuple of conjunctions, each a tuple
 terms ``(column, op, value)`` with ``op`` one of ``< <= > >= == !=``; ``None`` keeps
 every row and ``()`` keeps none.  Terms on axis columns also narrow the chunks a
 query needs: each conjunction becomes a closed box (strict bounds moved one float64
-step inwards) and a chunk is kept when :func:`zv_dask._plan.plan_cells` plans it for
+step inwards) and a chunk is kept when :func:`zv_dask.plan.select.plan_cells` plans it for
 one of the boxes.  Rows are always filtered exactly with the same pandas comparison a
 ``dask`` ``Filter`` would run, so pruning only has to be conservative, never exact.
 """
@@ -18,7 +18,7 @@ from numbers import Real
 
 import numpy as np
 
-from . import _plan
+from zv_dask.plan import select as _select
 
 OPS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,
        "==": operator.eq, "!=": operator.ne}
@@ -192,7 +192,7 @@ def narrows(box_list) -> bool:
 
 def cells_in_boxes(lm, box_list) -> np.ndarray:
     """Sorted linear indices of the non-empty cells that can hold a row of some box."""
-    parts = [_plan.plan_cells(lm, box) for box in box_list]
+    parts = [_select.plan_cells(lm, box) for box in box_list]
     if not parts:
         return np.zeros(0, np.int64)
     return np.unique(np.concatenate(parts)) if len(parts) > 1 else parts[0]
@@ -215,7 +215,7 @@ def interior(lm, coords: np.ndarray, box_list) -> np.ndarray:
     lead = lm.rank - len(lm.chunk_shape)
     origin = np.asarray(lm.presence.origin, np.int64)
     for lo, hi in box_list:
-        ranges = _plan.bbox_index_ranges(lm, (lo, hi))
+        ranges = _select.bbox_index_ranges(lm, (lo, hi))
         if ranges is None:
             continue
         ok = np.ones(len(coords), bool)

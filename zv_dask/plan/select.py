@@ -24,8 +24,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._metadata import AttributeInfo, LevelMeta, Presence, StoreMeta
-from .errors import ArrayNotFoundError, LevelNotFoundError, QueryError
+from zv_dask.errors import ArrayNotFoundError, LevelNotFoundError, QueryError
+from zv_dask.format.metadata import AttributeInfo, LevelMeta, Presence, StoreMeta
 
 
 def select_level(meta: StoreMeta, target_resolution: float) -> int:

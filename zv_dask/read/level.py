@@ -11,12 +11,18 @@ from typing import Sequence
 
 import numpy as np
 
-from . import _decode as dec
-from ._metadata import ArrayMeta, AttributeInfo, LevelMeta, Presence
-from ._read_objects import (  # noqa: F401 - caches re-exported (store, tests)
+from zv_dask.format import decode as dec
+from zv_dask.format.metadata import ArrayMeta, AttributeInfo, LevelMeta, Presence
+from zv_dask.read.object_arrays import (  # noqa: F401 - caches re-exported (store, tests)
     _OWNER_LOCK, _OWNER_TABLES, ObjectArrays, drop_process_caches)
-from ._store import BlobRefused, StoreLocation, cell_key, is_transient
-from .errors import ChunkDecodeError, ChunkMissingError, StoreReadError, UnsupportedFormatError, ZVError
+from zv_dask.errors import (
+    ChunkDecodeError,
+    ChunkMissingError,
+    StoreReadError,
+    UnsupportedFormatError,
+    ZVError,
+)
+from zv_dask.io.location import BlobRefused, StoreLocation, cell_key, is_transient
 
 _NO_CELLS = np.zeros(0, np.int64)
 POSITIONS = "vertices"

@@ -25,11 +25,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _metadata as M
-from . import _plan
-from ._link_decode import decode_records, endpoints, lehmer_permutations  # noqa: F401
-from ._link_meta import LinkArray, LinkFamily, load_family, parse_segment  # noqa: F401
-from .errors import ChunkDecodeError
+from zv_dask.errors import ChunkDecodeError
+from zv_dask.format import metadata as M
+from zv_dask.format.link_decode import decode_records, endpoints, lehmer_permutations  # noqa: F401
+from zv_dask.format.link_meta import LinkArray, LinkFamily, load_family, parse_segment  # noqa: F401
+from zv_dask.plan import select as _select
 
 EDGE_COLUMNS = ("source", "target")
 
@@ -70,7 +70,7 @@ class RowStarts:
 
 def cells_in_bbox(cells: np.ndarray, lm: M.LevelMeta, bbox) -> np.ndarray:
     """Mask of the cells whose chunk box meets the closed bbox (pure; the planner's rule)."""
-    return _plan.cells_in_bbox(lm, cells, bbox)
+    return _select.cells_in_bbox(lm, cells, bbox)
 
 
 # --------------------------------------------------------------------------- tasks

@@ -1,7 +1,7 @@
 """Object-level arrays of one level (``object_index/*``): rows read through zarr, and
 the fragment -> object owner table decoded once per process and level.
 
-:class:`ObjectArrays` is mixed into :class:`~zv_dask._read.LevelReader`, whose
+:class:`ObjectArrays` is mixed into :class:`~zv_dask.read.level.LevelReader`, whose
 location, level metadata, ``_err`` and ``_retry`` it uses.
 """
 
@@ -11,9 +11,9 @@ import threading
 
 import numpy as np
 
-from . import _decode as dec
-from ._metadata import ArrayMeta
-from .errors import ArrayNotFoundError, ChunkDecodeError, UnsupportedFormatError
+from zv_dask.errors import ArrayNotFoundError, ChunkDecodeError, UnsupportedFormatError
+from zv_dask.format import decode as dec
+from zv_dask.format.metadata import ArrayMeta
 
 _OWNER_TABLES: dict = {}  # (store token, open id, level) -> OwnerTable, per process
 _OWNER_LOCKS: dict = {}

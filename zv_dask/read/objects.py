@@ -2,7 +2,7 @@
 
 An object's geometry is the rows of each fragment its manifest lists, concatenated
 in manifest order (block by block, fragment by fragment); fragment numbers are local
-to the block's cell.  IO goes through :class:`~zv_dask._read.LevelReader` only.
+to the block's cell.  IO goes through :class:`~zv_dask.read.level.LevelReader` only.
 
 Absent object attributes: the writers fill rows of objects that have no value (for
 example objects dropped from a coarse pyramid level) with an "absent" sentinel, the
@@ -17,10 +17,10 @@ from typing import Sequence
 
 import numpy as np
 
-from . import _decode as dec
-from ._metadata import ArrayMeta, LevelMeta
-from ._read import LevelReader, decode_categorical_columns
-from .errors import ArrayNotFoundError, ChunkDecodeError, QueryError
+from zv_dask.errors import ArrayNotFoundError, ChunkDecodeError, QueryError
+from zv_dask.format import decode as dec
+from zv_dask.format.metadata import ArrayMeta, LevelMeta
+from zv_dask.read.level import LevelReader, decode_categorical_columns
 
 INDEX_NAME = "object_id"
 

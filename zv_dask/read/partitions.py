@@ -12,10 +12,10 @@ from typing import Sequence
 
 import numpy as np
 
-from . import _decode as dec
-from ._metadata import AttributeInfo
-from ._read import LevelReader, clip_columns
-from .errors import ChunkDecodeError
+from zv_dask.errors import ChunkDecodeError
+from zv_dask.format import decode as dec
+from zv_dask.format.metadata import AttributeInfo
+from zv_dask.read.level import LevelReader, clip_columns
 
 
 def column_schema(axes, attributes: Sequence[AttributeInfo], widths: dict, object_ids: bool,

@@ -1,5 +1,5 @@
 """What a dataframe partition task runs, and the query-independent facts a dataframe
-expression plans with.  No dask import: the expression (``_expr``) only carries these.
+expression plans with.  No dask import: the expression (``collections.expr``) only carries these.
 
 :class:`Scan` reads one partition with a pushed-down predicate in two steps: the
 columns the predicate uses first, then, only for cells where some row matched, the
@@ -16,12 +16,12 @@ import pickle
 
 import numpy as np
 
-from . import _predicates as P
-from ._partition_reader import PartitionReader
-from ._partitioning import CellGroups
-from ._read import POSITIONS
-from ._store import cell_key
-from .errors import StoreReadError
+from zv_dask.errors import StoreReadError
+from zv_dask.io.location import cell_key
+from zv_dask.plan import predicates as P
+from zv_dask.plan.partitioning import CellGroups
+from zv_dask.read.level import POSITIONS
+from zv_dask.read.partitions import PartitionReader
 
 _VLEN_HEADER = 8  # bytes before the rows of an uncompressed vertex blob
 
@@ -31,7 +31,7 @@ class Scan:
 
     ``spec`` is a tuple of cell coordinates (or ``(coords, selection)`` for an
     object selection); ``columns`` the requested columns (``None``: all);
-    ``predicate`` a DNF from :mod:`zv_dask._predicates` applied exactly.
+    ``predicate`` a DNF from :mod:`zv_dask.plan.predicates` applied exactly.
 
     Examples
     --------
@@ -201,7 +201,7 @@ def _row_counts(cells) -> list:
 class FrameSource:
     """Everything a dataframe expression plans with: the partition function, the full
     level metadata (presence included, for pruning), the plan's bbox and the
-    partitions before any predicate (from ``_graph.partition_specs``).
+    partitions before any predicate (from ``collections.build.partition_specs``).
 
     Tokenized by value, so equal queries give equal task names.
     """

@@ -14,8 +14,8 @@ import functools
 import numpy as np
 import pandas as pd
 
-from .errors import QueryError
-from ._moments import (  # noqa: F401  (public: the building blocks of describe)
+from zv_dask.errors import QueryError
+from zv_dask.stats.moments import (  # noqa: F401  (public: the building blocks of describe)
     PARTIAL_FIELDS,
     STAT_ROWS,
     CellMoments,
@@ -25,8 +25,9 @@ from ._moments import (  # noqa: F401  (public: the building blocks of describe)
     merge_moments,
     partial_moments,
 )
-from ._moments import _finite_range
-from ._stats_source import (  # noqa: F401  (public: register_store, auto_chunks_per_partition)
+from zv_dask.stats.moments import _finite_range
+# public here: register_store, auto_chunks_per_partition
+from zv_dask.stats.source import (  # noqa: F401
     TARGET_ROWS_PER_PARTITION,
     _frame,
     _grid_box,
@@ -36,7 +37,7 @@ from ._stats_source import (  # noqa: F401  (public: register_store, auto_chunks
     auto_chunks_per_partition,
     register_store,
 )
-from ._stats_space import block_bounds, bounds, density  # noqa: F401  (public)
+from zv_dask.stats.space import block_bounds, bounds, density  # noqa: F401  (public)
 
 
 # --------------------------------------------------------------------------- describe
@@ -99,8 +100,8 @@ def describe(source, columns=None, level=None, bbox=None, target_resolution=None
 
 def _store_partials(store, columns, level, bbox, target_resolution):
     """A dask DataFrame of per-partition partials of ``columns`` over a store's level."""
-    from . import _graph
-    from ._partition_reader import PartitionReader
+    from zv_dask.collections import build as _build
+    from zv_dask.read.partitions import PartitionReader
 
     lv = store._plan(level, None, target_resolution, []).level
     known = store.metadata.levels[lv].attributes
@@ -112,7 +113,7 @@ def _store_partials(store, columns, level, bbox, target_resolution):
                            bool(reader.level.shared_fragments))
     cpp = auto_chunks_per_partition(store, plan.level, len(plan.cells))
     meta = _partials_frame(np.zeros((0, len(PARTIAL_FIELDS))), [])
-    return _graph.from_partition_function(CellMoments(part, columns), plan, meta, cpp,
+    return _build.from_partition_function(CellMoments(part, columns), plan, meta, cpp,
                                           label="zv-moments")
 
 

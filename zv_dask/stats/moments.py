@@ -14,7 +14,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from .errors import QueryError
+from zv_dask.errors import QueryError
 
 PARTIAL_FIELDS = ["n", "sum", "mean", "m2", "min", "max"]
 STAT_ROWS = ["count", "mean", "std", "min", "max", "sum"]

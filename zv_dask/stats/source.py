@@ -11,7 +11,7 @@ import os
 import numpy as np
 import pandas as pd
 
-from .errors import QueryError
+from zv_dask.errors import QueryError
 
 
 def _is_dataframe(obj) -> bool:
@@ -115,7 +115,7 @@ def _numeric_columns(meta: pd.DataFrame) -> list:
 def _grid_box(store, bbox):
     """The box a grid (histogram of an axis, density) covers: the bbox, with the store's
     bounding box on every open (infinite) side and where there is no bbox."""
-    from ._plan import normalize_bbox
+    from zv_dask.plan.select import normalize_bbox
 
     lo, hi = store.bounding_box
     lo, hi = np.asarray(lo, np.float64), np.asarray(hi, np.float64)

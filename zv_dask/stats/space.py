@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._moments import _finish_bounds, _one_block_bounds, _voxel_count, voxel_edges
-from ._stats_source import _grid_box, _is_dataframe, _positions, _store
-from .errors import QueryError
+from zv_dask.errors import QueryError
+from zv_dask.stats.moments import _finish_bounds, _one_block_bounds, _voxel_count, voxel_edges
+from zv_dask.stats.source import _grid_box, _is_dataframe, _positions, _store
 
 
 def bounds(source, level=None, bbox=None, target_resolution=None):

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import _encode as E
-from ._write_plan import WriteSpec, level0_chunks
+from zv_dask.format import encode as E
+from zv_dask.write.plan import WriteSpec, level0_chunks
 
 
 @dataclass

@@ -20,8 +20,8 @@ import warnings
 
 import numpy as np
 
-from ._write_plan import WriteSpec, level0_chunks
-from .errors import WriteInputError
+from zv_dask.errors import WriteInputError
+from zv_dask.write.plan import WriteSpec, level0_chunks
 
 _ZSTD_DEFAULT = {"name": "zstd", "configuration": {"level": 0, "checksum": False}}
 _BLOSC_DEFAULT = {"name": "blosc", "configuration": {
@@ -141,7 +141,7 @@ class CellRecoder:
 
     Unsharded: each batch is encoded and returned at once.  Sharded: cells are held
     until :meth:`flush`, which encodes every shard once (so a task must hold every cell
-    of its shards: the shuffle groups rows by :func:`~zv_dask._write_plan.group_keys`).
+    of its shards: the shuffle groups rows by :func:`~zv_dask.write.plan.group_keys`).
     """
 
     def __init__(self, spec):

@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 
-from . import _encode as E
-from ._write_plan import WriteSpec
+from zv_dask.format import encode as E
+from zv_dask.write.plan import WriteSpec
 
 ZV_VERSION = "0.9.2"
 _NAME_SUFFIXES = (".zarrvectors", ".zv", ".zarr")

@@ -18,12 +18,12 @@ import sys
 import numpy as np
 import pandas as pd
 
-from . import _write_plan as P
-from ._encode import category_codes
-from ._write_block import build_block
-from ._write_codecs import CellRecoder, group_count, group_keys
-from ._write_docs import documents, dumps, root_document
-from ._write_store import ROOT_DOC, StoreWriter
+from zv_dask.format.encode import category_codes
+from zv_dask.io.puts import ROOT_DOC, StoreWriter
+from zv_dask.write import plan as P
+from zv_dask.write.block import build_block
+from zv_dask.write.codecs import CellRecoder, group_count, group_keys
+from zv_dask.write.documents import documents, dumps, root_document
 
 _SUMMARY_META = pd.DataFrame({"level": pd.Series(dtype="int64"), "array": pd.Series(dtype=object),
                               "key": pd.Series(dtype=object), "n": pd.Series(dtype="int64")})

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import InvalidPointsError, WriteInputError
+from zv_dask.errors import InvalidPointsError, WriteInputError
 
 RESERVED_COLUMNS = ("object_id",)
 KEY_COLUMN = "_zv_block"
@@ -59,7 +59,7 @@ class WriteSpec:
     shard_shape: tuple | None = None  # level-0 cells per shard and axis
     level0_codecs: str = ""         # JSON codecs document of level-0 grid arrays (zarr's)
     recode_compressors: str = ""    # JSON compressors when level-0 cells go through zarr
-                                    # (see _write_codecs); "" when the builder frames them
+                                    # (see write.codecs); "" when the builder frames them
 
     @property
     def recode(self) -> bool:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from . import _write_plan as P
-from ._store import StoreLocation
-from ._write_codecs import resolve as resolve_codecs
-from ._write_docs import store_name
-from ._write_graph import compute_options, prepass, to_dask_frame, write_graph
-from ._write_store import StoreWriter
-from .errors import WriteInputError
+from zv_dask.errors import WriteInputError
+from zv_dask.io.location import StoreLocation
+from zv_dask.io.puts import StoreWriter
+from zv_dask.write import plan as P
+from zv_dask.write.codecs import resolve as resolve_codecs
+from zv_dask.write.documents import store_name
+from zv_dask.write.graph import compute_options, prepass, to_dask_frame, write_graph
 
 
 def to_zv(df, path_or_url, *, chunk_shape, bin_shape=None, bounds=None, levels=1, axes=None,
@@ -129,6 +129,6 @@ def to_zv(df, path_or_url, *, chunk_shape, bin_shape=None, bounds=None, levels=1
     if not compute:
         return job
     job.compute(**compute_options())
-    from .store import open_zv
+    from zv_dask.store import open_zv
 
     return open_zv(path_or_url, storage_options=storage_options)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from xarray.backends import BackendEntrypoint
 
-from ._xarray import _path, _store, _store_attrs, read_zv
+from zv_dask.xarray.datasets import _path, _store, _store_attrs, read_zv
 
 
 class ZarrVectorsBackendEntrypoint(BackendEntrypoint):

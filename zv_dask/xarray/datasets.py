@@ -1,5 +1,5 @@
 """xarray views of a store: :func:`read_zv` (the ``zarr_vectors`` backend engine is in
-:mod:`zv_dask._xarray_backend`).
+:mod:`zv_dask.xarray.backend`).
 
 xarray is an optional dependency (``pip install zv_dask[xarray]``); it is imported
 inside the functions only, so ``import zv_dask`` does not import it.
@@ -18,7 +18,7 @@ OBJECT = "object"
 
 
 def _store(path_or_url, storage_options=None):
-    from .store import ZVStore, open_zv
+    from zv_dask.store import ZVStore, open_zv
 
     if isinstance(path_or_url, ZVStore):
         return path_or_url
@@ -108,7 +108,7 @@ def read_zv(path_or_url, level=None, bbox=None, target_resolution=None, attribut
     store = _store(path_or_url, storage_options)
     if objects:
         if bbox is not None or target_resolution is not None:
-            from .errors import QueryError
+            from zv_dask.errors import QueryError
 
             raise QueryError("objects=True takes a level only (no bbox/target_resolution)",
                              store=store.url)
@@ -116,7 +116,7 @@ def read_zv(path_or_url, level=None, bbox=None, target_resolution=None, attribut
     import pandas as pd
     import xarray as xr
 
-    from . import _graph
+    from zv_dask.collections import build as _build
 
     plan = store._plan(level, bbox, target_resolution, attributes)
     lm = store.metadata.levels[plan.level]
@@ -124,17 +124,17 @@ def read_zv(path_or_url, level=None, bbox=None, target_resolution=None, attribut
     lengths = store._cell_lengths(plan)
     n = int(sum(lengths))
     D = store.spatial_dims
-    pos = _graph.to_array(reader, plan, "positions", None, lengths, D, lm.vertices.dtype)
+    pos = _build.to_array(reader, plan, "positions", None, lengths, D, lm.vertices.dtype)
     widths = store._widths(plan.level, plan.attributes)
     multi = {w for a in plan.attributes if (w := widths[a.name]) > 1}
     data_vars = {"positions": ((VERTEX, AXIS), pos)}
     for a in plan.attributes:
         w = widths[a.name]
         dtype = np.dtype(np.int64) if a.is_categorical else a.dtype
-        arr = _graph.to_array(reader, plan, a.name, a, lengths, w, dtype)
+        arr = _build.to_array(reader, plan, a.name, a, lengths, w, dtype)
         var_attrs = {}
         if a.is_categorical:
-            arr = _graph.decoded_categories(arr, a.categories, a.fill_code)
+            arr = _build.decoded_categories(arr, a.categories, a.fill_code)
             var_attrs["categories"] = list(a.categories)
         dims = (VERTEX,) if w == 1 else (VERTEX, "channel" if len(multi) == 1
                                          else f"{a.name}_channel")
@@ -142,10 +142,10 @@ def read_zv(path_or_url, level=None, bbox=None, target_resolution=None, attribut
     coords = {VERTEX: pd.RangeIndex(n, name=VERTEX), AXIS: list(store.axes)}
     if plan.object_ids:
         one = np.dtype(np.int64)
-        coords["object_id"] = (VERTEX, _graph.to_array(reader, plan, "object_ids", None,
+        coords["object_id"] = (VERTEX, _build.to_array(reader, plan, "object_ids", None,
                                                        lengths, 1, one))
         if lm.shared_fragments:
-            coords["owner_count"] = (VERTEX, _graph.to_array(reader, plan, "owner_count", None,
+            coords["owner_count"] = (VERTEX, _build.to_array(reader, plan, "owner_count", None,
                                                              lengths, 1, one))
     attrs = _store_attrs(store, plan.level)
     if plan.bbox is not None:
@@ -157,7 +157,8 @@ def read_zv(path_or_url, level=None, bbox=None, target_resolution=None, attribut
 def _objects_dataset(store, level, attributes):
     import xarray as xr
 
-    from . import _graph, _objects
+    from zv_dask.collections import build as _build
+    from zv_dask.read import objects as _objects
 
     lm = store._object_level(level)
     arrays = _objects.object_attribute_arrays(lm, attributes, store.url)
@@ -168,7 +169,7 @@ def _objects_dataset(store, level, attributes):
     for name, arr in arrays:
         sentinel = _objects.absent_sentinel(arr)
         dtype = np.dtype(np.float64) if sentinel is not None else _objects._numpy_dtype(arr)
-        v = _graph.object_rows_array(reader, arr, ranges, dtype, mask=True)
+        v = _build.object_rows_array(reader, arr, ranges, dtype, mask=True)
         dims = (OBJECT,) + tuple(f"{name}_column" for _ in arr.shape[1:2])
         var_attrs = {} if sentinel is None else {"absent_sentinel": int(sentinel)}
         data_vars[name] = (dims, v, var_attrs)
@@ -178,7 +179,7 @@ def _objects_dataset(store, level, attributes):
 
 
 def _path(filename_or_obj):
-    from .store import ZVStore
+    from zv_dask.store import ZVStore
 
     if isinstance(filename_or_obj, ZVStore):
         return filename_or_obj

@@ -1,0 +1,1 @@
+"""The only builder of dask collections: dataframes, arrays and object frames from a plan and a reader."""

@@ -1,0 +1,1 @@
+"""``to_zv``: plan, encode and put a Zarr Vectors store from a dask DataFrame."""
