@@ -537,3 +537,82 @@ def test_filtered_len_sizes_chunks_from_list_pages_not_heads(s3, local_path):
     assert len(lists) == 1 and "0%2Fvertices" in lists[0], lists
     chunk_gets = [r for r in proxy.requests("GET") if "/c/" in r]
     assert 0 < len(chunk_gets) < len(store.chunks(0))
+
+
+# ------------------------------------------------------------------ the CLI on S3
+
+
+def _cli_s3_args(proxy):
+    return ["--storage-option", f"endpoint_url={proxy.url}",
+            "--storage-option", f"key={ACCESS_KEY}", "--storage-option", f"secret={SECRET_KEY}",
+            "--storage-option", "skip_instance_cache=true"]
+
+
+def test_cli_reads_s3_with_storage_options(s3, local_path, capsys):
+    from zv_dask.cli import main
+
+    _, proxy = s3
+    url = f"s3://{BUCKET}/points_small.zarrvectors"
+    assert main(["stats", url, "--level", "1", *_cli_s3_args(proxy)]) == 0
+    remote = capsys.readouterr().out.splitlines()
+    assert main(["stats", local_path("points_small"), "--level", "1"]) == 0
+    local = capsys.readouterr().out.splitlines()
+    assert remote[0] == f"store  {url}" and remote[1:] == local[1:]
+    assert main(["info", url, *_cli_s3_args(proxy)]) == 0
+    assert "points_small.zarrvectors" in capsys.readouterr().out
+
+
+def test_cli_takes_s3_credentials_from_the_environment(s3):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    server, _ = s3
+    exe = Path(sys.executable).parent / "zv-dask"
+    env = dict(os.environ, AWS_ACCESS_KEY_ID=ACCESS_KEY, AWS_SECRET_ACCESS_KEY=SECRET_KEY,
+               AWS_ENDPOINT_URL=server.url, AWS_DEFAULT_REGION="us-east-1")
+    r = subprocess.run([str(exe), "info", f"s3://{BUCKET}/points_2d.zarrvectors"], env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "points_2d.zarrvectors" in r.stdout and "2-D" in r.stdout
+
+
+def test_cli_missing_bucket_is_one_line_in_cli_words(s3, capsys):
+    from zv_dask.cli import main
+
+    _, proxy = s3
+    assert main(["info", "s3://no-such-bucket/x.zarrvectors", *_cli_s3_args(proxy)]) == 1
+    captured = capsys.readouterr()
+    err = captured.err.splitlines()
+    assert len(err) == 1 and err[0].startswith("zv-dask: error: ") and captured.out == ""
+    assert "--storage-option" in err[0] and "storage_options" not in err[0]
+    assert SECRET_KEY not in captured.err
+
+
+def test_cli_retries_flag_sets_the_attempts_and_the_advice_names_it(s3, capsys):
+    from zv_dask.cli import main
+
+    _, proxy = s3
+    proxy.reset()
+    proxy.rules.append(Rule(r"/1/vertices/c/1/0/1$", 500))
+    try:
+        code = main(["stats", f"s3://{BUCKET}/points_small.zarrvectors", "--level", "1",
+                     "--columns", "x", "--scheduler", "sync", "--retries", "1",
+                     *_cli_s3_args(proxy)])
+    finally:
+        proxy.rules.clear()
+    err = capsys.readouterr().err
+    assert code == 1 and len(err.splitlines()) == 1
+    assert "after 2 attempts" in err and "raise --retries" in err and "retries=" not in err
+    assert len(proxy.requests("GET", "/1/vertices/c/1/0/1")) == 2
+
+
+def test_cli_storage_option_values_are_checked(capsys):
+    from zv_dask.cli import main
+
+    with pytest.raises(SystemExit) as ei:
+        main(["info", "--storage-option", "no-equals-sign"])
+    assert ei.value.code == 2 and "KEY=VALUE" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as ei:
+        main(["info", "--retries", "-1"])
+    assert ei.value.code == 2 and ">= 0" in capsys.readouterr().err

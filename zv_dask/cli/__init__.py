@@ -23,10 +23,17 @@ traceback), 2 a usage error, 3 ``export`` refused OUT (nothing written or delete
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 
 from zv_dask.cli import convert, export, info, stats
-from zv_dask.cli.common import UsageError, glue_bbox, parse_bbox
+from zv_dask.cli.common import (
+    UsageError,
+    add_storage_args,
+    glue_bbox,
+    parse_bbox,
+    storage_options,
+)
 from zv_dask.cli.export import export_frame, part_name, partition_index
 from zv_dask.cli.info import info_text
 from zv_dask.cli.outdir import PARTITION_INDEX, OutputRefusedError
@@ -79,13 +86,44 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module in COMMANDS:
         p = module.add_parser(sub)
+        if getattr(module, "OPENS_STORE", True):
+            add_storage_args(p)
         p.set_defaults(_zv_module=module, _zv_parser=p)
     return parser
 
 
+# Python advice in the library's messages -> the flag a command-line user types
+_CLI_WORDS = (
+    (re.compile(r"\bto_zv\(\.\.\., overwrite=True\)"), "zv-dask convert ... --overwrite"),
+    (re.compile(r"\boverwrite=True\b"), "--overwrite"),
+    (re.compile(r"\bmax_overhead=None\b"), "--max-overhead none"),
+    (re.compile(r"\bbounds=\(\[min\.\.\.\], \[max\.\.\.\]\)"), "--bounds MIN... MAX..."),
+    (re.compile(r"\b(axes|attributes)=\[\.\.\.\]"), r"--\1 ..."),
+    (re.compile(r"\bretries=(?=\W|$)"), "--retries"),
+    (re.compile(r"\b(chunk_shape|bin_shape|shard_shape)\b(?==|\W|$)"),
+     lambda m: "--" + m.group(1).replace("_", "-")),
+    (re.compile(r"\bstorage_options\b"), "--storage-option (or the AWS_* variables)"),
+)
+
+
+def cli_words(message: str) -> str:
+    """A library message with its Python keyword advice in command-line flags.
+
+    Examples
+    --------
+    >>> cli_words("something already exists here; pass overwrite=True to replace it")
+    'something already exists here; pass --overwrite to replace it'
+    >>> cli_words("still failing after 5 attempts; retry later or raise retries=")
+    'still failing after 5 attempts; retry later or raise --retries'
+    """
+    for pattern, replacement in _CLI_WORDS:
+        message = pattern.sub(replacement, message)
+    return message
+
+
 def error_line(exc: BaseException) -> str:
     """``zv-dask: error: <message>`` on one line (the message names store, level,
-    array and chunk where they apply).
+    array and chunk where they apply; Python advice is given as the CLI flag).
 
     Examples
     --------
@@ -94,7 +132,7 @@ def error_line(exc: BaseException) -> str:
     'zv-dask: error: store s.zarrvectors: bad box swap the corners'
     """
     message = " ".join(str(exc).split()) or type(exc).__name__
-    return f"zv-dask: error: {message}"
+    return f"zv-dask: error: {cli_words(message)}"
 
 
 def _run(args):
@@ -105,7 +143,8 @@ def _run(args):
     if not getattr(module, "OPENS_STORE", True):
         return module.run(args, None)
     args.store_url = args.store or example_store()
-    with open_zv(args.store_url) as store:
+    with open_zv(args.store_url, storage_options=storage_options(args),
+                 retries=args.retries) as store:
         return module.run(args, store)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import sys
 import textwrap
 
@@ -134,6 +135,74 @@ def add_store_arg(p, required=False):
         p.add_argument("store", metavar="STORE", nargs="?", default=None,
                        help="path or URL of a .zarrvectors store (default: the example "
                             "store shipped with zv_dask)")
+
+
+def storage_option_arg(text: str) -> tuple:
+    """``--storage-option KEY=VALUE`` -> ``(KEY, value)``; VALUE is JSON when it parses
+    (``true``, ``3``, ``{"region_name": "eu-west-1"}``), else the plain string.
+
+    Examples
+    --------
+    >>> storage_option_arg("endpoint_url=http://127.0.0.1:9000")
+    ('endpoint_url', 'http://127.0.0.1:9000')
+    >>> storage_option_arg('client_kwargs={"region_name": "eu-west-1"}')
+    ('client_kwargs', {'region_name': 'eu-west-1'})
+    """
+    key, sep, value = text.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: give KEY=VALUE, e.g. --storage-option endpoint_url=http://host:9000")
+    try:
+        return key, json.loads(value)
+    except ValueError:
+        return key, value
+
+
+def add_storage_args(p):
+    """--storage-option KEY=VALUE (repeatable) / --anon / --retries: how STORE is reached."""
+    g = p.add_argument_group(
+        "remote stores",
+        para("fsspec options of an s3://, gs://, ... STORE.  Credentials also come from "
+             "the usual environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, "
+             "AWS_SESSION_TOKEN, AWS_ENDPOINT_URL, AWS_PROFILE for S3); they are never "
+             "printed."))
+    g.add_argument("--storage-option", dest="storage_option", action="append",
+                   type=storage_option_arg, default=[], metavar="KEY=VALUE",
+                   help="one fsspec storage option (repeatable; VALUE may be JSON), e.g. "
+                        "endpoint_url=http://127.0.0.1:9000 or "
+                        "client_kwargs='{\"region_name\": \"eu-west-1\"}'")
+    g.add_argument("--anon", action="store_true",
+                   help="read without credentials (public buckets); the same as "
+                        "--storage-option anon=true")
+    g.add_argument("--retries", type=_retries_arg, default=4, metavar="N",
+                   help="retries of an object read after a transient failure (timeout, "
+                        "5xx, dropped connection) before giving up (default 4)")
+
+
+def _retries_arg(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a whole number >= 0")
+    return n
+
+
+def storage_options(args) -> dict | None:
+    """The fsspec storage options the arguments ask for (None when none are given).
+
+    Examples
+    --------
+    >>> p = argparse.ArgumentParser(); add_storage_args(p)
+    >>> storage_options(p.parse_args(["--anon", "--storage-option", "requester_pays=true"]))
+    {'requester_pays': True, 'anon': True}
+    """
+    options = dict(getattr(args, "storage_option", None) or [])
+    if getattr(args, "anon", False):
+        options["anon"] = True
+    return options or None
 
 
 def add_query_args(p):
