@@ -115,3 +115,10 @@ def test_faces_equal_read_mesh():
     owner = s.read()["object_ids"]
     assert (owner[f] == owner[f[:, :1]]).all()
     assert sorted(s.objects().compute().index) == [0, 1]
+
+
+def test_example_store_docstring_examples_run():
+    import doctest
+
+    result = doctest.testmod(zv_dask, optionflags=doctest.ELLIPSIS)
+    assert result.attempted >= 3 and result.failed == 0
