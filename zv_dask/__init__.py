@@ -56,22 +56,60 @@ from zv_dask.write.writer import to_zv
 from zv_dask.xarray.datasets import read_zv
 
 
-def example_store() -> str:
-    """Path of the small example store shipped inside the package.
+EXAMPLE_KINDS = ("points", "streamlines", "graph", "skeleton", "mesh")
 
-    Written once by the reference ``zarr-vectors`` writer: 5,000 3-D points in
-    0..2000, chunk 500, bin 125, attributes ``intensity`` (float32), ``label``
-    (int32) and ``region`` (categorical), and a 3-level pyramid.
+
+def example_store(kind: str = "points") -> str:
+    """Path of a small example store shipped inside the package.
+
+    The stores were written once by the reference ``zarr-vectors`` writers
+    (``scripts/make_example_store.py``, fixed seeds) and are committed, so they need
+    nothing but zv_dask at run time.  All live in 0..2000 on every axis, chunk 500:
+
+    - ``"points"`` (``point_cloud``): 5,000 points, bin 125, attributes ``intensity``
+      (float32), ``label`` (int32) and ``region`` (categorical) on level 0; levels 1 and
+      2 (504 and 63 points) hold positions only, as the reference ``build_pyramid``
+      writes them;
+    - ``"streamlines"`` (``streamline``): 40 streamlines (1,559 vertices), 2 levels,
+      vertex attribute ``fa`` (level 0), object attributes ``mean_fa``, ``length``;
+    - ``"graph"`` (``graph``): 3 clusters of 200 vertices (objects 0-2) joined to their
+      nearest neighbours, vertex attribute ``degree``, link attribute ``length``, object
+      attribute ``cluster_size``; 1 level;
+    - ``"skeleton"`` (``skeleton``): 2 trees of 300 nodes (objects 0, 1), vertex
+      attribute ``radius``; edges are (child, parent); 1 level;
+    - ``"mesh"`` (``mesh``): 2 UV spheres (976 vertices, 1,840 triangles, objects 0, 1),
+      vertex attribute ``curv``, object attribute ``area``; 1 level.
+
+    Parameters
+    ----------
+    kind : str, default "points"
+        One of ``"points"``, ``"streamlines"``, ``"graph"``, ``"skeleton"``, ``"mesh"``.
+
+    Returns
+    -------
+    str
+        The local path of the store (read it with :func:`open_zv`; do not write to it).
+
+    Raises
+    ------
+    ValueError
+        (a :class:`ZVError`, :class:`QueryError`) for another ``kind``, listing the kinds.
 
     Examples
     --------
     >>> import zv_dask
     >>> zv_dask.example_store().endswith("example.zarrvectors")
     True
+    >>> zv_dask.open_zv(zv_dask.example_store("mesh")).geometry_type
+    'mesh'
     """
     from pathlib import Path
 
-    return str(Path(__file__).parent / "data" / "example.zarrvectors")
+    if kind not in EXAMPLE_KINDS:
+        raise QueryError(f"example_store: unknown kind {kind!r}; choose one of "
+                         + ", ".join(repr(k) for k in EXAMPLE_KINDS))
+    name = "example" if kind == "points" else f"example_{kind}"
+    return str(Path(__file__).parent / "data" / f"{name}.zarrvectors")
 
 
 __all__ = [
