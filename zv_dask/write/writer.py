@@ -9,6 +9,7 @@ from zv_dask.write import plan as P
 from zv_dask.write.codecs import resolve as resolve_codecs
 from zv_dask.write.documents import store_name
 from zv_dask.write.graph import compute_options, prepass, to_dask_frame, write_graph
+from zv_dask.write.sources import refuse_own_input
 
 
 def to_zv(df, path_or_url, *, chunk_shape, bin_shape=None, bounds=None, levels=1, axes=None,
@@ -107,9 +108,9 @@ def to_zv(df, path_or_url, *, chunk_shape, bin_shape=None, bounds=None, levels=1
     given = P.check_bounds(bounds, len(ax), name)
     # codecs checked on a grid of one shard now, before any pass over the data
     resolve_codecs(compressor, shard_shape, len(ax), None, name)
+    refuse_own_input(ddf, loc._spec, name)
     writer = StoreWriter(loc)
-    if not overwrite:
-        writer.refuse_existing()
+    writer.check_target(overwrite)  # cheap, before the pass over the data
     cat_cols = {n: m[0] for n, m, kind, _ in planned if kind == "cat"}
     stats = prepass(ddf, ax, str(dtype), given, cat_cols)
     final_bounds = P.resolve_bounds(stats, given, ax, name)
@@ -121,14 +122,22 @@ def to_zv(df, path_or_url, *, chunk_shape, bin_shape=None, bounds=None, levels=1
         dtype=str(dtype), attributes=P.attribute_specs(planned, cats),
         axis_names=tuple(str(a) for a in ax),
         **resolve_codecs(compressor, shard_shape, len(ax), grid_shape, name))
-    if overwrite:
-        writer.clear()
-    else:
-        writer.refuse_existing()
-    job = write_graph(ddf, spec, writer, stats["counts"])
+    writer.lock()  # one writer at a time; checked again under the lock
+    try:
+        writer.check_target(overwrite)
+        if overwrite:
+            writer.clear()
+        job = write_graph(ddf, spec, writer, stats["counts"])
+    except BaseException:
+        writer.unlock(failed=True)
+        raise
     if not compute:
         return job
-    job.compute(**compute_options())
+    try:
+        job.compute(**compute_options())
+    except BaseException:  # a failed or cancelled write lets the next one in
+        writer.unlock(failed=True)
+        raise
     from zv_dask.store import open_zv
 
     return open_zv(path_or_url, storage_options=storage_options)
