@@ -30,6 +30,7 @@ class StoreWriter:
         self.loc = location
         self.writer_id = writer_id or uuid.uuid4().hex
         self.locked = locked  # the lock is released after the root document is put
+        self.made_root = False  # the lock created the target folder (removed on failure)
 
     def __reduce__(self):
         return (StoreWriter, (self.loc, self.writer_id, self.locked))
@@ -154,6 +155,7 @@ class StoreWriter:
     def lock(self) -> None:
         """Take the target's write lock (exclusive create) or raise
         :class:`StoreExistsError` naming its holder."""
+        self.made_root = self.loc._local and not os.path.lexists(self.loc.root)
         try:
             holder = T.try_lock(self.loc, self.writer_id)
         except Exception as exc:
@@ -166,12 +168,12 @@ class StoreWriter:
 
     def unlock(self, failed: bool = False) -> None:
         """Release the lock if still ours; after a failure also remove the folder the
-        lock created when nothing else was written into it."""
+        lock created, when nothing else was written into it."""
         if not self.locked:
             return
         T.unlock(self.loc, self.writer_id)
         self.locked = False
-        if failed and self.loc._local:
+        if failed and getattr(self, "made_root", False):
             try:
                 os.rmdir(self.loc.root)  # only succeeds when empty
             except OSError:
