@@ -217,3 +217,50 @@ def test_a_failed_write_releases_its_lock(tmp_path):
         zv_dask.to_zv(ddf, target, chunk_shape=50)
     assert not (target / LOCK_NAME).exists()
     assert zv_dask.to_zv(_df(), target, chunk_shape=50, overwrite=True).vertex_count(0) == 600
+
+
+# -- the same on S3 (moto_server): the lock is a conditional PUT -----------------------
+
+
+@pytest.fixture(scope="module")
+def s3():
+    pytest.importorskip("s3fs")
+    from s3server import ACCESS_KEY, SECRET_KEY, MotoServer
+
+    server = MotoServer()
+    try:
+        server.client().create_bucket(Bucket="zv-targets")
+        yield server, {"endpoint_url": server.url, "key": ACCESS_KEY, "secret": SECRET_KEY,
+                       "skip_instance_cache": True}
+    finally:
+        server.stop()
+
+
+def test_s3_one_writer_at_a_time_and_no_store_inside_a_store(s3):
+    server, opts = s3
+    url = "s3://zv-targets/pts.zarrvectors"
+    zv_dask.to_zv(_df(300, seed=3), url, chunk_shape=50, storage_options=opts)
+    a = zv_dask.to_zv(_df(800, seed=1), url, chunk_shape=10, overwrite=True, compute=False,
+                      storage_options=opts)
+    c = server.client()
+    held = json.loads(c.get_object(Bucket="zv-targets",
+                                   Key=f"pts.zarrvectors/{LOCK_NAME}")["Body"].read())
+    with pytest.raises(StoreExistsError, match="another to_zv is writing here") as ei:
+        zv_dask.to_zv(_df(700, seed=2), url, chunk_shape=10, overwrite=True,
+                      storage_options=opts)
+    assert ei.value.holder["writer"] == held["writer"]
+    a.compute()
+    keys = [o["Key"] for o in c.list_objects_v2(Bucket="zv-targets",
+                                                Prefix="pts.zarrvectors/")["Contents"]]
+    assert f"pts.zarrvectors/{LOCK_NAME}" not in keys
+    s = zv_dask.open_zv(url, storage_options=opts)
+    assert s.vertex_count(0) == 800
+    assert set(np.unique(s.read()["attributes"]["v"]).tolist()) == {1.0}
+    with pytest.raises(StoreExistsError, match="inside a Zarr Vectors store"):
+        zv_dask.to_zv(_df(5), url + "/0", chunk_shape=1, overwrite=True, storage_options=opts)
+    # a lock put by another host's writer: the conditional PUT fails, the write is refused
+    c.put_object(Bucket="zv-targets", Key=f"other.zarrvectors/{LOCK_NAME}",
+                 Body=json.dumps({"writer": "w9", "host": "elsewhere", "pid": 1}).encode())
+    with pytest.raises(StoreExistsError, match="writer w9"):
+        zv_dask.to_zv(_df(), "s3://zv-targets/other.zarrvectors", chunk_shape=50,
+                      storage_options=opts)
