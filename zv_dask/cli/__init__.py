@@ -49,9 +49,9 @@ exit codes: 0 success
             1 zv_dask error (bad store, level, column, bbox corners, damaged chunk)
             2 usage error (unknown option, wrong number of --bbox values, --level
               together with --target-resolution)
-            3 export or convert refused OUT (is, holds or lies inside the store or
-              SOURCE; not empty without --overwrite; not a previous export or store;
-              another writer is writing there): nothing was written
+            3 export refused OUT, or convert did (is, holds or lies inside the
+              store or SOURCE; not empty without --overwrite; not a previous export
+              or store; another writer is writing there): nothing was written
             130 interrupted (Ctrl-C)
 
 examples:
