@@ -63,6 +63,6 @@ def test_convert_csv_with_bounds_and_refusal_of_an_existing_target(tmp_path, cap
     np.testing.assert_allclose(got["positions"][np.argsort(got["attributes"]["w"])],
                                xy.astype(np.float32))
     capsys.readouterr()
-    assert main(args) == 1
-    assert "overwrite" in capsys.readouterr().err
+    assert main(args) == 3  # OUT refused, as export refuses it
+    assert "--overwrite" in capsys.readouterr().err
     assert main(args + ["--overwrite"]) == 0

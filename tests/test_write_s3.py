@@ -58,6 +58,11 @@ def test_s3_write_equals_local_with_one_put_per_object_and_no_head(s3, tmp_path)
     store = zv_dask.to_zv(_df(), url, chunk_shape=1000, bin_shape=250, levels=2,
                           storage_options=_options(proxy))
     puts = proxy.requests("PUT")
+    # the first PUT takes the write lock; it is deleted once the root document is written
+    assert ".zv-write.lock" in puts[0] and len(proxy.requests("PUT", ".zv-write.lock")) == 1
+    assert proxy.requests("DELETE", ".zv-write.lock") and \
+        proxy.log.index(proxy.requests("DELETE", ".zv-write.lock")[0]) > proxy.log.index(puts[-1])
+    puts = puts[1:]
     want = files(local)
     from urllib.parse import unquote
 

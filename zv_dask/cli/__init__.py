@@ -10,13 +10,14 @@ exposes:
 * ``add_parser(subparsers)`` - registers the subcommand, returns its parser;
 * ``run(args, store)`` - does the work and returns the text to print.  It raises a
   :class:`~zv_dask.errors.ZVError` for bad input or data (exit 1; 3 when ``export``
-  refuses OUT) and :class:`UsageError` for arguments only the store can reject (exit 2).
+  or ``convert`` refuses OUT) and :class:`UsageError` for arguments only the store can reject (exit 2).
 
 Adding a command (e.g. ``convert``) is a new ``zv_dask/cli/<name>.py`` module plus one
 entry in :data:`COMMANDS`.
 
 Exit codes: 0 success, 1 a zv_dask error (``zv-dask: error: ...``, one line, no
-traceback), 2 a usage error, 3 ``export`` refused OUT (nothing written or deleted),
+traceback), 2 a usage error, 3 ``export`` or ``convert`` refused OUT (nothing written or
+deleted),
 130 interrupted.
 """
 
@@ -55,8 +56,9 @@ exit codes: 0 success
             1 zv_dask error (bad store, level, column, bbox corners, damaged chunk)
             2 usage error (unknown option, wrong number of --bbox values, --level
               together with --target-resolution)
-            3 export refused OUT (is, holds or lies inside the store; not empty
-              without --overwrite; not a previous export): nothing was written
+            3 export refused OUT, or convert did (is, holds or lies inside the
+              store or SOURCE; not empty without --overwrite; not a previous export
+              or store; another writer is writing there): nothing was written
             130 interrupted (Ctrl-C)
 
 examples:

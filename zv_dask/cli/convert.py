@@ -7,8 +7,10 @@ adds it, :func:`run` runs it (it writes a store instead of opening one).
 from __future__ import annotations
 
 import argparse
+import math
 
 from zv_dask.cli.common import _scheduler_arg, compute_with_progress, scheduler
+from zv_dask.cli.outdir import OutputRefusedError
 
 NAME = "convert"
 OPENS_STORE = False
@@ -69,6 +71,71 @@ def _compressor_arg(text: str):
     return None if text == "none" else text
 
 
+_GLOB = ("*", "?", "[")
+_CLI_TERMS = (("overwrite=True", "--overwrite"), ("pass bounds=", "pass --bounds"),
+              ("chunk_shape", "--chunk-shape"), ("bin_shape", "--bin-shape"),
+              ("shard_shape", "--shard-shape"), ("axes=[...]", "--axes ..."))
+
+
+def cli_terms(message: str) -> str:
+    """A ``to_zv`` message with its Python options spelled as this command's options.
+
+    Examples
+    --------
+    >>> cli_terms("pass overwrite=True to replace it")
+    'pass --overwrite to replace it'
+    """
+    for py, cli in _CLI_TERMS:
+        message = message.replace(py, cli)
+    return message
+
+
+def source_files(source: str) -> list:
+    """The files a glob SOURCE matches (``[source]`` for a plain path or URL); raises
+    :class:`~zv_dask.errors.StoreNotFoundError` when there is nothing to read."""
+    import fsspec
+
+    from zv_dask.errors import StoreNotFoundError
+
+    try:
+        fs, path = fsspec.core.url_to_fs(source)
+        if any(c in path for c in _GLOB):
+            found = [fs.unstrip_protocol(f) if "://" in source else f for f in fs.glob(path)]
+            if not found:
+                raise StoreNotFoundError(f"SOURCE {source} matches no files; check the "
+                                         "pattern (quote it so the shell leaves it alone)")
+            return found
+        if not fs.exists(path):
+            raise StoreNotFoundError(f"SOURCE {source} does not exist; check the path")
+    except (ImportError, ValueError, OSError) as exc:
+        if isinstance(exc, StoreNotFoundError):
+            raise
+        raise StoreNotFoundError(f"cannot reach SOURCE {source} ({type(exc).__name__}: "
+                                 f"{exc})") from None
+    return [source]
+
+
+def check_out(out: str, source: str, files: list) -> None:
+    """Refuse an OUT that is, holds or lies inside SOURCE (``--overwrite`` would delete
+    the input before it is read); the other OUT rules are ``to_zv``'s."""
+    from zv_dask.io.paths import relation
+
+    for src in dict.fromkeys([source] + files):
+        rel = relation(out, src)
+        if rel is not None:
+            what = {"is": "is", "holds": "holds", "inside": "lies inside"}[rel]
+            raise OutputRefusedError(f"OUT {out} {what} SOURCE {src}; write the store to a "
+                                     "path outside the source")
+
+
+def _positive(name: str, values) -> None:
+    from zv_dask.errors import WriteInputError
+
+    if values is not None and not all(math.isfinite(v) and v > 0 for v in values):
+        raise WriteInputError(f"{name} takes positive finite numbers, got "
+                              f"{' '.join(f'{v:g}' for v in values)}")
+
+
 def read_source(source: str):
     """A dask DataFrame for a Parquet or CSV source."""
     import dask.dataframe as dd
@@ -79,9 +146,32 @@ def read_source(source: str):
     return dd.read_parquet(source)
 
 
+def _read_errors() -> tuple:
+    """Exception types of a SOURCE that does not parse (pyarrow, pandas' CSV parser)."""
+    import pandas as pd
+
+    out = [pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError]
+    try:
+        import pyarrow
+
+        out.append(pyarrow.ArrowException)
+    except ImportError:  # pragma: no cover - pyarrow is a dask[dataframe] dependency
+        pass
+    return tuple(out)
+
+
+def _unreadable(source: str, exc: BaseException):
+    from zv_dask.errors import WriteInputError
+
+    first = " ".join(str(exc).split())[:300]
+    return WriteInputError(f"cannot read SOURCE {source} ({type(exc).__name__}: {first}); "
+                           "check that it is Parquet (a file, directory or glob) or CSV "
+                           "(.csv, .csv.gz, .txt)")
+
+
 def run(args, store=None) -> str:
     """Run ``convert``; returns the text to print."""
-    from zv_dask.errors import WriteInputError
+    from zv_dask.errors import StoreExistsError, WriteInputError, ZVError
     from zv_dask.write.writer import to_zv
 
     bounds = None
@@ -91,19 +181,42 @@ def run(args, store=None) -> str:
                                   f"every axis; got {len(args.bounds)} values", store=args.out)
         h = len(args.bounds) // 2
         bounds = (args.bounds[:h], args.bounds[h:])
+    _positive("--chunk-shape", args.chunk_shape)
+    _positive("--bin-shape", args.bin_shape)
+    check_out(args.out, args.source, source_files(args.source))
     chunk = args.chunk_shape[0] if len(args.chunk_shape) == 1 else args.chunk_shape
     bins = None if args.bin_shape is None else (
         args.bin_shape[0] if len(args.bin_shape) == 1 else args.bin_shape)
     shards = None if args.shard_shape is None else (
         args.shard_shape[0] if len(args.shard_shape) == 1 else tuple(args.shard_shape))
-    with scheduler(args.scheduler) as client:
-        df = read_source(args.source)
-        job = to_zv(df, args.out, chunk_shape=chunk, bin_shape=bins, bounds=bounds,
-                    levels=args.levels, axes=args.axes, attributes=args.attributes,
-                    compressor=args.compressor, shard_shape=shards, dtype=args.dtype,
-                    overwrite=args.overwrite,
-                    compute=False)
-        summary = compute_with_progress(job, client)
+    unreadable = _read_errors()
+    try:
+        with scheduler(args.scheduler) as client:
+            try:
+                df = read_source(args.source)
+            except (ValueError, OSError) + unreadable as exc:
+                raise _unreadable(args.source, exc) from None
+            job = to_zv(df, args.out, chunk_shape=chunk, bin_shape=bins, bounds=bounds,
+                        levels=args.levels, axes=args.axes, attributes=args.attributes,
+                        compressor=args.compressor, shard_shape=shards, dtype=args.dtype,
+                        overwrite=args.overwrite,
+                        compute=False)
+            summary = compute_with_progress(job, client)
+    except StoreExistsError as exc:  # OUT refused: nothing was written or deleted
+        raise OutputRefusedError(cli_terms(str(exc))) from None
+    except ZVError as exc:
+        if cli_terms(exc.message) == exc.message:
+            raise
+        raise type(exc)(cli_terms(exc.message), store=exc.store, level=exc.level,
+                        array=exc.array, chunk=exc.chunk) from None
+    except unreadable as exc:
+        raise _unreadable(args.source, exc) from None
+    except (OverflowError, MemoryError, ValueError) as exc:  # the grid, not the input
+        raise WriteInputError(
+            f"could not lay out the chunk grid ({type(exc).__name__}: {exc}); a tiny "
+            "--chunk-shape or --bin-shape against the data's extent (or huge --bounds) "
+            "gives more cells than can be indexed: choose larger cells", store=args.out
+        ) from None
     lines = [f"wrote {summary['url']}"]
     for lv, (n, c) in enumerate(zip(summary["vertex_count"], summary["chunks"])):
         lines.append(f"  level {lv}: {n} vertices in {c} chunks")

@@ -18,11 +18,11 @@ deleted.
 from __future__ import annotations
 
 import json
-import os
 import posixpath
 import re
 
 from zv_dask.errors import QueryError
+from zv_dask.io.paths import normalised, relation
 
 PARTITION_INDEX = "_zv_partitions.json"
 INDEX_FORMAT = "zv_dask parquet export"
@@ -31,30 +31,6 @@ _PART_FILE = re.compile(r"part\.[0-9]{6,}\.parquet")
 
 class OutputRefusedError(QueryError):
     """``export`` refused its output location; nothing was written or deleted."""
-
-
-_SCHEME_ALIASES = {"s3a": "s3", "gcs": "gs", "local": "file"}
-
-
-def normalised(location: str) -> tuple:
-    """``(scheme, absolute path)`` of a path or URL, without touching any filesystem:
-    local paths resolved (symlinks, ``..``, relative), URL paths without ``.``/``..``
-    segments, trailing ``/``, credentials or query.
-
-    Examples
-    --------
-    >>> normalised("s3a://bucket/data/./cells.zarrvectors/")
-    ('s3', '/bucket/data/cells.zarrvectors')
-    """
-    s = str(location).split("::")[-1]  # chained URLs: the last one holds the data
-    scheme, sep, rest = s.partition("://")
-    scheme = _SCHEME_ALIASES.get(scheme.lower(), scheme.lower()) if sep else "file"
-    if scheme == "file":
-        return "file", os.path.realpath(os.path.expanduser(rest if sep else s))
-    rest = rest.split("?", 1)[0].split("#", 1)[0]
-    head, _, tail = rest.partition("/")
-    head = head.rsplit("@", 1)[-1]  # user:secret@host -> host
-    return scheme, posixpath.normpath("/" + f"{head}/{tail}".strip("/"))
 
 
 def _filesystem(out: str):
@@ -70,34 +46,18 @@ def _filesystem(out: str):
     return fs, path.rstrip("/")
 
 
-def _parts(path: str) -> tuple:
-    return tuple(p for p in path.replace(os.sep, "/").split("/") if p)
-
-
 def store_relation(out: str, store: str):
-    """How OUT relates to the store: ``"is"``, ``"holds"``, ``"inside"`` or ``None``.
+    """How OUT relates to the store: ``"is"``, ``"holds"``, ``"inside"`` or ``None``
+    (:func:`zv_dask.io.paths.relation`).
 
     Examples
     --------
     >>> store_relation("s3://b/data", "s3://b/data/cells.zarrvectors/")
     'holds'
-    >>> store_relation("s3://b/data/cells.zarrvectors/./x", "s3://b/data/cells.zarrvectors")
-    'inside'
     >>> store_relation("s3://b/other", "s3://b/data/cells.zarrvectors") is None
     True
     """
-    p_out, a = normalised(out)
-    p_store, b = normalised(store)
-    if p_out != p_store:
-        return None
-    a, b = _parts(a), _parts(b)
-    if a == b:
-        return "is"
-    if b[:len(a)] == a:
-        return "holds"
-    if a[:len(b)] == b:
-        return "inside"
-    return None
+    return relation(out, store)
 
 
 def previous_export(fs, path: str, names) -> list | None:

@@ -9,6 +9,7 @@ from zv_dask.write import plan as P
 from zv_dask.write.codecs import resolve as resolve_codecs
 from zv_dask.write.documents import store_name
 from zv_dask.write.graph import compute_options, prepass, to_dask_frame, write_graph
+from zv_dask.write.sources import refuse_own_input
 
 
 def to_zv(df, path_or_url, *, chunk_shape, bin_shape=None, bounds=None, levels=1, axes=None,
@@ -68,13 +69,15 @@ def to_zv(df, path_or_url, *, chunk_shape, bin_shape=None, bounds=None, levels=1
     storage_options : dict, optional
         fsspec options (credentials, ``endpoint_url``); never shown in messages.
     overwrite : bool
-        False: refuse a non-empty target and touch nothing.  True: remove what is there
-        (its root document first, so it never opens as a mix of old and new) once the
-        input has passed its checks.
+        False: refuse a non-empty target and touch nothing.  True: replace a ZV store,
+        or the leftovers of an interrupted write, once the input has passed its checks
+        (its root document goes first, so it never opens as a mix of old and new).  A
+        file, or a folder holding anything else, is refused either way.
     compute : bool
         False: return a ``dask.delayed`` that writes the store and yields a summary
-        dict.  The input checks (one pass over the axis and categorical columns) and an
-        ``overwrite=True`` removal still happen now.
+        dict.  The input checks (one pass over the axis and categorical columns), the
+        write lock and an ``overwrite=True`` removal still happen now; a delayed that
+        is never computed, or fails, leaves the lock (see Notes).
     dtype : {"float32", "float64"}
         Stored position type (the reference's ``dtype``); positions are cast before
         they are assigned to cells.
@@ -82,6 +85,33 @@ def to_zv(df, path_or_url, *, chunk_shape, bin_shape=None, bounds=None, levels=1
     Returns
     -------
     ZVStore or dask.delayed.Delayed
+
+    Raises
+    ------
+    WriteInputError
+        Bad options or columns; or the target is, holds or lies inside a location the
+        DataFrame reads (its own input: nothing is touched).
+    StoreExistsError
+        The target is not empty (``overwrite=False``), is a file or foreign files
+        (``overwrite=True``), lies inside a ZV store, or another writer holds its lock.
+
+    Notes
+    -----
+    Targets.  Before anything is written or removed: the frame's inputs found in its
+    expression (zv_dask's own readers, ``dd.read_parquet`` paths, the files of
+    ``fsspec`` readers such as ``dd.read_csv``; not data a user function opens itself)
+    must not be, hold or lie inside the target; no parent of the target may be a ZV
+    store (a root ``zarr.json`` with ``zarr_vectors`` attributes) or being written.
+
+    One writer at a time.  The writer creates ``<target>/.zv-write.lock`` (its id,
+    host, pid and start time) exclusively, before it clears or writes anything, and
+    removes it after the root document: locally with ``O_EXCL``, on object stores
+    with fsspec's ``mode="create"`` (S3: a conditional PUT ``If-None-Match: *``),
+    elsewhere with check-then-put, which is not atomic.  A second writer gets
+    :class:`~zv_dask.errors.StoreExistsError` naming the holder; the first one's
+    store is complete and whole.  A failed ``compute=True`` write releases the lock;
+    a lock left by an exited process of this host is taken over; any other must be
+    deleted by hand once its writer is known to be gone (the error names the file).
 
     Examples
     --------
@@ -107,9 +137,9 @@ def to_zv(df, path_or_url, *, chunk_shape, bin_shape=None, bounds=None, levels=1
     given = P.check_bounds(bounds, len(ax), name)
     # codecs checked on a grid of one shard now, before any pass over the data
     resolve_codecs(compressor, shard_shape, len(ax), None, name)
+    refuse_own_input(ddf, loc._spec, name)
     writer = StoreWriter(loc)
-    if not overwrite:
-        writer.refuse_existing()
+    writer.check_target(overwrite)  # cheap, before the pass over the data
     cat_cols = {n: m[0] for n, m, kind, _ in planned if kind == "cat"}
     stats = prepass(ddf, ax, str(dtype), given, cat_cols)
     final_bounds = P.resolve_bounds(stats, given, ax, name)
@@ -121,14 +151,22 @@ def to_zv(df, path_or_url, *, chunk_shape, bin_shape=None, bounds=None, levels=1
         dtype=str(dtype), attributes=P.attribute_specs(planned, cats),
         axis_names=tuple(str(a) for a in ax),
         **resolve_codecs(compressor, shard_shape, len(ax), grid_shape, name))
-    if overwrite:
-        writer.clear()
-    else:
-        writer.refuse_existing()
-    job = write_graph(ddf, spec, writer, stats["counts"])
+    writer.lock()  # one writer at a time; checked again under the lock
+    try:
+        writer.check_target(overwrite)
+        if overwrite:
+            writer.clear()
+        job = write_graph(ddf, spec, writer, stats["counts"])
+    except BaseException:
+        writer.unlock(failed=True)
+        raise
     if not compute:
         return job
-    job.compute(**compute_options())
+    try:
+        job.compute(**compute_options())
+    except BaseException:  # a failed or cancelled write lets the next one in
+        writer.unlock(failed=True)
+        raise
     from zv_dask.store import open_zv
 
     return open_zv(path_or_url, storage_options=storage_options)
