@@ -24,13 +24,13 @@ deleted),
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 
 from zv_dask.cli import convert, export, info, stats
 from zv_dask.cli.common import (
     UsageError,
     add_storage_args,
+    cli_words,
     glue_bbox,
     parse_bbox,
     storage_options,
@@ -92,35 +92,6 @@ def build_parser() -> argparse.ArgumentParser:
             add_storage_args(p)
         p.set_defaults(_zv_module=module, _zv_parser=p)
     return parser
-
-
-# Python advice in the library's messages -> the flag a command-line user types
-_CLI_WORDS = (
-    (re.compile(r"\bto_zv\(\.\.\., overwrite=True\)"), "zv-dask convert ... --overwrite"),
-    (re.compile(r"\boverwrite=True\b"), "--overwrite"),
-    (re.compile(r"\bmax_overhead=None\b"), "--max-overhead none"),
-    (re.compile(r"\bbounds=\(\[min\.\.\.\], \[max\.\.\.\]\)"), "--bounds MIN... MAX..."),
-    (re.compile(r"\b(axes|attributes)=\[\.\.\.\]"), r"--\1 ..."),
-    (re.compile(r"\bretries=(?=\W|$)"), "--retries"),
-    (re.compile(r"\b(chunk_shape|bin_shape|shard_shape)\b(?==|\W|$)"),
-     lambda m: "--" + m.group(1).replace("_", "-")),
-    (re.compile(r"\bstorage_options\b"), "--storage-option (or the AWS_* variables)"),
-)
-
-
-def cli_words(message: str) -> str:
-    """A library message with its Python keyword advice in command-line flags.
-
-    Examples
-    --------
-    >>> cli_words("something already exists here; pass overwrite=True to replace it")
-    'something already exists here; pass --overwrite to replace it'
-    >>> cli_words("still failing after 5 attempts; retry later or raise retries=")
-    'still failing after 5 attempts; retry later or raise --retries'
-    """
-    for pattern, replacement in _CLI_WORDS:
-        message = pattern.sub(replacement, message)
-    return message
 
 
 def error_line(exc: BaseException) -> str:

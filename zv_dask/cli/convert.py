@@ -72,24 +72,6 @@ def _compressor_arg(text: str):
 
 
 _GLOB = ("*", "?", "[")
-_CLI_TERMS = (("overwrite=True", "--overwrite"), ("pass bounds=", "pass --bounds"),
-              ("chunk_shape", "--chunk-shape"), ("bin_shape", "--bin-shape"),
-              ("shard_shape", "--shard-shape"), ("axes=[...]", "--axes ..."))
-
-
-def cli_terms(message: str) -> str:
-    """A ``to_zv`` message with its Python options spelled as this command's options.
-
-    Examples
-    --------
-    >>> cli_terms("pass overwrite=True to replace it")
-    'pass --overwrite to replace it'
-    """
-    for py, cli in _CLI_TERMS:
-        message = message.replace(py, cli)
-    return message
-
-
 def source_files(source: str) -> list:
     """The files a glob SOURCE matches (``[source]`` for a plain path or URL); raises
     :class:`~zv_dask.errors.StoreNotFoundError` when there is nothing to read."""
@@ -171,7 +153,7 @@ def _unreadable(source: str, exc: BaseException):
 
 def run(args, store=None) -> str:
     """Run ``convert``; returns the text to print."""
-    from zv_dask.errors import StoreExistsError, WriteInputError, ZVError
+    from zv_dask.errors import StoreExistsError, WriteInputError
     from zv_dask.write.writer import to_zv
 
     bounds = None
@@ -203,12 +185,7 @@ def run(args, store=None) -> str:
                         compute=False)
             summary = compute_with_progress(job, client)
     except StoreExistsError as exc:  # OUT refused: nothing was written or deleted
-        raise OutputRefusedError(cli_terms(str(exc))) from None
-    except ZVError as exc:
-        if cli_terms(exc.message) == exc.message:
-            raise
-        raise type(exc)(cli_terms(exc.message), store=exc.store, level=exc.level,
-                        array=exc.array, chunk=exc.chunk) from None
+        raise OutputRefusedError(str(exc)) from None
     except unreadable as exc:
         raise _unreadable(args.source, exc) from None
     except (OverflowError, MemoryError, ValueError) as exc:  # the grid, not the input
