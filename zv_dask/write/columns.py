@@ -148,7 +148,7 @@ def _refuse_type(name, dtype, store: str):
                "strings as a category")
     else:
         how = "convert it to numbers or to a category"
-    raise WriteInputError(f"column {name!r} has dtype {dtype}, which ZV attributes cannot "
+    raise WriteInputError(f"attribute {name!r} has dtype {dtype}, which ZV attributes cannot "
                           f"hold (bool, int, uint, float or categories): {how}", store=store)
 
 
