@@ -30,14 +30,29 @@ _SUMMARY_META = pd.DataFrame({"level": pd.Series(dtype="int64"), "array": pd.Ser
 
 
 def to_dask_frame(df):
-    """A dask DataFrame for a dask or pandas one (pandas: partitions of 1 M rows)."""
+    """A dask DataFrame for a dask or pandas one (pandas: partitions of 1 M rows).
+
+    Object columns stay object: dask's string conversion would store an object
+    column of ints as string categories ('3', not 3)."""
+    import dask
     import dask.dataframe as dd
 
     if isinstance(df, pd.DataFrame):
-        return dd.from_pandas(df, chunksize=max(1, 1_000_000), sort=False)
+        with dask.config.set({"dataframe.convert-string": False}):
+            return dd.from_pandas(df, chunksize=max(1, 1_000_000), sort=False)
     if isinstance(df, dd.DataFrame):
         return df
     return None
+
+
+def missing_counts(ddf, columns) -> dict:
+    """Rows holding <NA> per column (one pass over those columns only; none if empty)."""
+    import dask
+
+    if not columns:
+        return {}
+    counts = ddf[list(dict.fromkeys(columns))].isna().sum()
+    return {k: int(v) for k, v in dask.compute(counts, **compute_options())[0].items()}
 
 
 def prepass(ddf, axes, dtype: str, bounds, cat_columns: dict) -> dict:
@@ -103,10 +118,17 @@ def _attribute_arrays(block, spec: P.WriteSpec) -> dict:
             out[at.name] = category_codes(block[at.columns[0]], at.categories,
                                           np.dtype(at.dtype), at.fill_code)
         elif at.width:
-            out[at.name] = np.stack([block[c].to_numpy(dtype=at.dtype) for c in at.columns], 1)
+            out[at.name] = np.stack([_values(block[c], at.dtype) for c in at.columns], 1)
         else:
-            out[at.name] = block[at.columns[0]].to_numpy(dtype=at.dtype)
+            out[at.name] = _values(block[at.columns[0]], at.dtype)
     return out
+
+
+def _values(s, dtype: str) -> np.ndarray:
+    # <NA> of a nullable float column is NaN (int/bool ones with <NA> were refused)
+    if np.dtype(dtype).kind == "f":
+        return s.to_numpy(dtype=dtype, na_value=np.nan)
+    return s.to_numpy(dtype=dtype)
 
 
 def write_partition(frame, spec: P.WriteSpec, writer: StoreWriter) -> pd.DataFrame:

@@ -1,6 +1,7 @@
 """What ``to_zv`` will write, decided before anything is written.  Pure: no IO, no dask.
 
-Column roles (axes, attributes, multi-column and categorical attributes), the grid
+Column roles (axes, attributes, multi-column and categorical attributes; see
+:mod:`zv_dask.write.columns`, whose names are re-exported here), the grid
 arithmetic the reference writer uses (float64 ``floor(p / bin)``, chunk = bin // bins
 per chunk, inclusive bounds), the pyramid's bin shapes and the block size that lets
 one task build every level of the chunks under it, and the checks on positions
@@ -10,36 +11,23 @@ one task build every level of the chunks under it, and the checks on positions
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from zv_dask.errors import InvalidPointsError, WriteInputError
+from zv_dask.write.columns import (  # noqa: F401  (column roles live there)
+    RESERVED_COLUMNS,
+    AttrSpec,
+    attribute_specs,
+    plan_columns,
+)
 
-RESERVED_COLUMNS = ("object_id",)
 KEY_COLUMN = "_zv_block"
 GROUP_COLUMN = "_zv_group"      # shuffle key of a sharded write: whole blocks and shards
 SEQ_COLUMN = "_zv_seq"
 # rows of partition i get sequence numbers i * 2**40 + row: input order survives the shuffle
 SEQ_STRIDE = 1 << 40
-_MULTI = re.compile(r"^(.*)_(\d+)$")
-
-
-@dataclass(frozen=True)
-class AttrSpec:
-    """One vertex attribute: its source columns and how it is stored."""
-
-    name: str
-    columns: tuple
-    dtype: str                      # stored element type (codes dtype when categorical)
-    width: int = 0                  # 0: scalar column; C: (N, C) from name_0..name_{C-1}
-    categories: tuple | None = None
-    fill_code: int | None = None    # code of missing values (categorical with gaps)
-
-    @property
-    def categorical(self) -> bool:
-        return self.categories is not None
 
 
 @dataclass(frozen=True)
@@ -165,126 +153,6 @@ def check_bounds(bounds, ndim: int, store: str):
 
 
 # ----------------------------------------------------------------------------- columns
-
-
-def _kind(dtype) -> str:
-    """'num', 'bool', 'cat' or 'other' for a pandas/numpy dtype."""
-    import pandas as pd
-
-    if isinstance(dtype, pd.CategoricalDtype):
-        return "cat"
-    if pd.api.types.is_bool_dtype(dtype):
-        return "bool"
-    if pd.api.types.is_numeric_dtype(dtype):
-        return "num"
-    if pd.api.types.is_string_dtype(dtype) or pd.api.types.is_object_dtype(dtype):
-        return "cat"
-    return "other"
-
-
-def _numpy_dtype(dtype) -> np.dtype:
-    np_dtype = getattr(dtype, "numpy_dtype", None)  # pandas nullable / arrow numeric
-    return np.dtype(np_dtype if np_dtype is not None else dtype)
-
-
-def plan_columns(dtypes: dict, axes, attributes, store: str) -> tuple:
-    """Decide axis and attribute columns from ``{column: dtype}``.
-
-    Returns ``(axes, [(name, columns, kind, numpy dtype or None)])``; categories are
-    filled in later from the data.  Raises :class:`WriteInputError` naming the column.
-    """
-    cols = list(dtypes)
-    for bad in RESERVED_COLUMNS:
-        if bad in cols and (attributes is None or bad in attributes):
-            raise WriteInputError(
-                f"column {bad!r} is not supported yet (objects are a later step); drop it "
-                "or pass attributes=[...] without it", store=store)
-    if axes is None:
-        axes = ("x", "y", "z") if "z" in cols else ("x", "y")
-    axes = tuple(axes)
-    if len(axes) < 1:
-        raise WriteInputError(f"axes must name the position columns, got {axes!r}", store=store)
-    if len(set(axes)) != len(axes):
-        raise WriteInputError(f"axes repeat a column: {axes!r}", store=store)
-    for a in axes:
-        if a not in dtypes:
-            raise WriteInputError(f"axis column {a!r} is missing; the DataFrame has {cols}. "
-                                  "Pass axes=[...] naming the position columns", store=store)
-        if _kind(dtypes[a]) != "num":
-            raise WriteInputError(f"axis column {a!r} has dtype {dtypes[a]}, not numeric",
-                                  store=store)
-    rest = [c for c in cols if c not in axes and not str(c).startswith("_zv_")]
-    groups: dict = {}
-    for c in rest:
-        m = _MULTI.match(str(c))
-        if m and m.group(1) not in dtypes:
-            groups.setdefault(m.group(1), {})[int(m.group(2))] = c
-    multi = {}
-    for base, members in groups.items():
-        idx = sorted(members)
-        if idx == list(range(len(idx))) and len(idx) >= 2:
-            multi[base] = tuple(members[i] for i in idx)
-    in_multi = {c for cs in multi.values() for c in cs}
-    available = {c: (c,) for c in rest if c not in in_multi}
-    available.update(multi)
-    if attributes is None:
-        names = [c for c in rest if c not in in_multi] + list(multi)
-        names = [n for n in names if n not in RESERVED_COLUMNS]
-    else:
-        names = list(attributes)
-        for n in names:
-            if n in axes:
-                raise WriteInputError(f"{n!r} is an axis column, not an attribute", store=store)
-            if n not in available:
-                raise WriteInputError(f"attribute {n!r} is not a column (nor {n}_0, {n}_1, ...)"
-                                      f" of the DataFrame; it has {cols}", store=store)
-    out = []
-    for n in names:
-        members = available[n]
-        kinds = {_kind(dtypes[c]) for c in members}
-        if "other" in kinds:
-            raise WriteInputError(f"attribute {n!r} has dtype {dtypes[members[0]]}, which "
-                                  "cannot be stored; convert it to a number or a category",
-                                  store=store)
-        if len(members) > 1:
-            if kinds != {"num"} and kinds != {"bool"}:
-                raise WriteInputError(f"multi-column attribute {n!r} must be numeric", store=store)
-            dts = {_numpy_dtype(dtypes[c]) for c in members}
-            if len(dts) > 1:
-                raise WriteInputError(f"columns of {n!r} have different dtypes {sorted(map(str, dts))}"
-                                      "; cast them to one", store=store)
-        kind = kinds.pop()
-        dt = None if kind == "cat" else _numpy_dtype(dtypes[members[0]])
-        out.append((str(n), tuple(members), kind, dt))
-    return axes, out
-
-
-def attribute_specs(planned, categories: dict) -> tuple:
-    """AttrSpecs once the categorical values present in the data are known."""
-    specs = []
-    for name, members, kind, dt in planned:
-        if kind == "cat":
-            cats, missing = categories.get(name, ((), False))
-            code = _code_dtype(len(cats), missing)
-            specs.append(AttrSpec(name, members, code.name, 0, tuple(cats),
-                                  -1 if missing else None))
-        else:
-            specs.append(AttrSpec(name, members, np.dtype(dt).name,
-                                  len(members) if len(members) > 1 else 0))
-    return tuple(specs)
-
-
-def _code_dtype(n: int, has_fill: bool) -> np.dtype:
-    # the reference's choice: smallest unsigned type, signed when a fill code is needed
-    if has_fill:
-        for t in (np.int8, np.int16):
-            if n <= np.iinfo(t).max:
-                return np.dtype(t)
-        return np.dtype(np.int32)
-    for t in (np.uint8, np.uint16):
-        if n <= np.iinfo(t).max:
-            return np.dtype(t)
-    return np.dtype(np.uint32)
 
 
 def category_value(v):

@@ -5,10 +5,12 @@ from __future__ import annotations
 from zv_dask.errors import WriteInputError
 from zv_dask.io.location import StoreLocation
 from zv_dask.io.puts import StoreWriter
+from zv_dask.write import columns as C
 from zv_dask.write import plan as P
 from zv_dask.write.codecs import resolve as resolve_codecs
 from zv_dask.write.documents import store_name
-from zv_dask.write.graph import compute_options, prepass, to_dask_frame, write_graph
+from zv_dask.write.graph import (compute_options, missing_counts, prepass, to_dask_frame,
+                                  write_graph)
 from zv_dask.write.sources import refuse_own_input
 
 
@@ -34,10 +36,14 @@ def to_zv(df, path_or_url, *, chunk_shape, bin_shape=None, bounds=None, levels=1
     ----------
     df : dask.dataframe.DataFrame or pandas.DataFrame
         One row per point, in any order.  Axis columns are ``axes``; every other column
-        is a vertex attribute unless ``attributes`` lists which.  Columns
-        ``name_0 ... name_{C-1}`` become one ``(N, C)`` attribute ``name``; categorical
-        and string columns become dictionary-encoded attributes.  An ``object_id``
-        column is refused (objects are not supported yet).
+        is a vertex attribute unless ``attributes`` lists which, stored under its own
+        name (never dropped or renamed).  Columns ``name_0 ... name_{C-1}`` become one
+        ``(N, C)`` attribute ``name``; categorical, string and object columns become
+        dictionary-encoded attributes.  The rules (which columns merge, which names
+        and dtypes are refused, what ``<NA>`` becomes) are those of
+        :func:`zv_dask.write.columns.plan_columns`; a refused column raises
+        :class:`~zv_dask.errors.WriteInputError` before anything is read or written.
+        An ``object_id`` column is refused (objects are not supported yet).
     path_or_url : str or os.PathLike
         Local path or fsspec URL (``s3://...``).
     chunk_shape : float or sequence of float
@@ -52,7 +58,8 @@ def to_zv(df, path_or_url, *, chunk_shape, bin_shape=None, bounds=None, levels=1
     axes : sequence of str, optional
         Position columns; default ``x, y`` and ``z`` when present.
     attributes : sequence of str, optional
-        Attribute names to store (default: every non-axis column).
+        Attribute names to store (default: every non-axis column); a multi-column
+        attribute is asked for by its stored name (``"rgb"``, not ``"rgb_0"``).
     compressor : None, "none", False, "zstd", "blosc" or list of dict
         Byte codecs of level-0 cells, as the reference's ``compressor``: ``"zstd"`` is
         zstd level 0, ``"blosc"`` blosc(zstd, bitshuffle, level 5), a list gives zarr
@@ -75,9 +82,10 @@ def to_zv(df, path_or_url, *, chunk_shape, bin_shape=None, bounds=None, levels=1
         file, or a folder holding anything else, is refused either way.
     compute : bool
         False: return a ``dask.delayed`` that writes the store and yields a summary
-        dict.  The input checks (one pass over the axis and categorical columns), the
-        write lock and an ``overwrite=True`` removal still happen now; a delayed that
-        is never computed, or fails, leaves the lock (see Notes).
+        dict.  The input checks (one pass over the axis and categorical columns, and
+        one over nullable integer/bool/axis columns when there are any), the write
+        lock and an ``overwrite=True`` removal still happen now; a delayed that is
+        never computed, or fails, leaves the lock (see Notes).
     dtype : {"float32", "float64"}
         Stored position type (the reference's ``dtype``); positions are cast before
         they are assigned to cells.
@@ -132,7 +140,7 @@ def to_zv(df, path_or_url, *, chunk_shape, bin_shape=None, bounds=None, levels=1
                               store=name)
     if str(dtype) not in ("float32", "float64"):
         raise WriteInputError(f"dtype must be 'float32' or 'float64', got {dtype!r}", store=name)
-    ax, planned = P.plan_columns(dict(ddf.dtypes.items()), axes, attributes, name)
+    ax, planned = P.plan_columns(list(ddf.dtypes.items()), axes, attributes, name)
     cs, bs = P.check_shapes(chunk_shape, bin_shape, len(ax), levels, name)
     given = P.check_bounds(bounds, len(ax), name)
     # codecs checked on a grid of one shard now, before any pass over the data
@@ -140,6 +148,8 @@ def to_zv(df, path_or_url, *, chunk_shape, bin_shape=None, bounds=None, levels=1
     refuse_own_input(ddf, loc._spec, name)
     writer = StoreWriter(loc)
     writer.check_target(overwrite)  # cheap, before the pass over the data
+    dtypes = dict(ddf.dtypes.items())
+    C.refuse_missing(missing_counts(ddf, C.missing_columns(dtypes, ax, planned)), dtypes, ax, name)
     cat_cols = {n: m[0] for n, m, kind, _ in planned if kind == "cat"}
     stats = prepass(ddf, ax, str(dtype), given, cat_cols)
     final_bounds = P.resolve_bounds(stats, given, ax, name)
@@ -148,7 +158,7 @@ def to_zv(df, path_or_url, *, chunk_shape, bin_shape=None, bounds=None, levels=1
     spec = P.WriteSpec(
         store_name=store_name(str(path_or_url)), axes=ax, chunk_shape=cs,
         bin_shape=None if bin_shape is None else bs, bounds=final_bounds, levels=int(levels),
-        dtype=str(dtype), attributes=P.attribute_specs(planned, cats),
+        dtype=str(dtype), attributes=P.attribute_specs(planned, cats, name),
         axis_names=tuple(str(a) for a in ax),
         **resolve_codecs(compressor, shard_shape, len(ax), grid_shape, name))
     writer.lock()  # one writer at a time; checked again under the lock
