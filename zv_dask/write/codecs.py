@@ -195,6 +195,12 @@ def group_keys(pos: np.ndarray, spec: WriteSpec) -> np.ndarray:
     return np.ravel_multi_index(tuple(comp.T), shape).astype(np.int64)
 
 
+def group_coords(chunks: np.ndarray, spec: WriteSpec) -> np.ndarray:
+    """Group coordinates ``(N, D)`` of level-0 chunk coordinates (the sparse form of
+    :func:`group_keys`: no product of the group grid, which may not fit int64)."""
+    return _group_coords(np.asarray(chunks, np.int64), spec)[0]
+
+
 def group_count(spec: WriteSpec) -> int:
     origin, shape = spec.grid()
     corners = np.array([origin, np.asarray(origin) + np.asarray(shape) - 1], np.int64)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from zv_dask.errors import InvalidPointsError, WriteInputError
+from zv_dask.write.grid import check_bins_per_chunk
 
 RESERVED_COLUMNS = ("object_id",)
 KEY_COLUMN = "_zv_block"
@@ -138,6 +139,8 @@ def check_shapes(chunk_shape, bin_shape, ndim: int, levels, store: str) -> tuple
                 raise WriteInputError(
                     f"bin_shape {bs} must divide chunk_shape {cs} a whole number of times "
                     "per axis", store=store)
+    if bs is not None:
+        check_bins_per_chunk(cs, bs, store)
     if not isinstance(levels, (int, np.integer)) or isinstance(levels, bool) or levels < 1:
         raise WriteInputError(f"levels must be an integer >= 1, got {levels!r}", store=store)
     if levels > 16:

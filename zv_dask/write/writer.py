@@ -5,15 +5,17 @@ from __future__ import annotations
 from zv_dask.errors import WriteInputError
 from zv_dask.io.location import StoreLocation
 from zv_dask.io.puts import StoreWriter
+from zv_dask.write import grid as G
 from zv_dask.write import plan as P
 from zv_dask.write.codecs import resolve as resolve_codecs
 from zv_dask.write.documents import store_name
+from zv_dask.write.estimate import check_max_overhead, check_overhead
 from zv_dask.write.graph import compute_options, prepass, to_dask_frame, write_graph
 
 
 def to_zv(df, path_or_url, *, chunk_shape, bin_shape=None, bounds=None, levels=1, axes=None,
           attributes=None, compressor=None, shard_shape=None, storage_options=None,
-          overwrite=False, compute=True, dtype="float32"):
+          overwrite=False, compute=True, dtype="float32", max_overhead=100):
     """Write a point cloud held in a dask or pandas DataFrame as a ZV store.
 
     The store is the one the reference writer makes for the same points and options
@@ -105,14 +107,18 @@ def to_zv(df, path_or_url, *, chunk_shape, bin_shape=None, bounds=None, levels=1
     ax, planned = P.plan_columns(dict(ddf.dtypes.items()), axes, attributes, name)
     cs, bs = P.check_shapes(chunk_shape, bin_shape, len(ax), levels, name)
     given = P.check_bounds(bounds, len(ax), name)
+    if given is not None:
+        G.check_cell_range(given, cs, bs, ax, name)
+    max_overhead = check_max_overhead(max_overhead, name)
     # codecs checked on a grid of one shard now, before any pass over the data
     resolve_codecs(compressor, shard_shape, len(ax), None, name)
     writer = StoreWriter(loc)
     if not overwrite:
         writer.refuse_existing()
     cat_cols = {n: m[0] for n, m, kind, _ in planned if kind == "cat"}
-    stats = prepass(ddf, ax, str(dtype), given, cat_cols)
+    stats = prepass(ddf, ax, str(dtype), given, cat_cols, binning=G.binning(cs, bs))
     final_bounds = P.resolve_bounds(stats, given, ax, name)
+    G.check_cell_range(final_bounds, cs, bs, ax, name)
     cats = {n: (P.sorted_categories(v), miss) for n, (v, miss) in stats["cats"].items()}
     grid_shape = P.grid_layout(final_bounds, cs)[1]
     spec = P.WriteSpec(
@@ -121,11 +127,12 @@ def to_zv(df, path_or_url, *, chunk_shape, bin_shape=None, bounds=None, levels=1
         dtype=str(dtype), attributes=P.attribute_specs(planned, cats),
         axis_names=tuple(str(a) for a in ax),
         **resolve_codecs(compressor, shard_shape, len(ax), grid_shape, name))
+    check_overhead(spec, stats["chunk_rows"], max_overhead, name)  # before clear()
     if overwrite:
         writer.clear()
     else:
         writer.refuse_existing()
-    job = write_graph(ddf, spec, writer, stats["counts"])
+    job = write_graph(ddf, spec, writer, stats["chunks"], stats["counts"])
     if not compute:
         return job
     job.compute(**compute_options())
