@@ -48,6 +48,9 @@ def add_parser(sub):
                         "\"configuration\": {\"level\": 5}}]'")
     p.add_argument("--shard-shape", type=int, nargs="+",
                    help="level-0 cells per shard (one value, or one per axis)")
+    p.add_argument("--max-overhead", type=_overhead_arg, default=100,
+                   help="refuse a layout estimated above 256 MiB and this many times the "
+                        "rows' bytes (default 100; none: never refuse)")
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     p.add_argument("--scheduler", type=_scheduler_arg, default="threads",
                    help="threads (default), processes, sync, or a scheduler address")
@@ -67,6 +70,19 @@ def _compressor_arg(text: str):
         raise argparse.ArgumentTypeError(
             f"--compressor must be none, zstd, blosc or a JSON list, got {text!r}")
     return None if text == "none" else text
+
+
+def _overhead_arg(text: str):
+    """A number > 0, or ``none``."""
+    if text.strip().lower() == "none":
+        return None
+    try:
+        v = float(text)
+    except ValueError:
+        v = 0.0
+    if not v > 0 or v == float("inf"):
+        raise argparse.ArgumentTypeError(f"--max-overhead must be a number > 0 or none, got {text!r}")
+    return v
 
 
 def read_source(source: str):
@@ -101,7 +117,7 @@ def run(args, store=None) -> str:
         job = to_zv(df, args.out, chunk_shape=chunk, bin_shape=bins, bounds=bounds,
                     levels=args.levels, axes=args.axes, attributes=args.attributes,
                     compressor=args.compressor, shard_shape=shards, dtype=args.dtype,
-                    overwrite=args.overwrite,
+                    overwrite=args.overwrite, max_overhead=args.max_overhead,
                     compute=False)
         summary = compute_with_progress(job, client)
     lines = [f"wrote {summary['url']}"]

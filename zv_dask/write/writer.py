@@ -27,7 +27,10 @@ def to_zv(df, path_or_url, *, chunk_shape, bin_shape=None, bounds=None, levels=1
     Rows reach their chunk through a dask shuffle on a block key (the p2p shuffle on
     ``distributed``); one task encodes and writes every cell of every level of a block
     of ``2**(levels-1)`` chunks per axis (fewer when the bin is smaller than the chunk),
-    so a worker holds one block at a time, never a whole level.  Documents are written
+    so a worker holds one block at a time, never a whole level.  Time and memory follow the
+    points and the non-empty chunks, not the grid: two points 10^12 cells apart are
+    cheap.  Bin indices ``floor(p / bin)`` must fit in ``|i| < 2**62``; bounds or
+    positions beyond it raise :class:`~zv_dask.errors.WriteInputError`.  Documents are written
     by a final task, the root ``zarr.json`` last: until it exists the location does not
     open (``open_zv`` raises :class:`~zv_dask.errors.IncompleteStoreError`).
 
@@ -80,6 +83,15 @@ def to_zv(df, path_or_url, *, chunk_shape, bin_shape=None, bounds=None, levels=1
     dtype : {"float32", "float64"}
         Stored position type (the reference's ``dtype``); positions are cast before
         they are assigned to cells.
+    max_overhead : float or None
+        Every non-empty level-0 chunk stores one 16-byte fragment per bin, empty bins
+        included (the format), so a fine ``bin_shape`` can cost far more than the
+        points.  After the checks pass over the input and before anything is written
+        or removed, the store's size (all levels, uncompressed) is estimated from the
+        non-empty chunks; above 256 MiB *and* ``max_overhead`` times the rows' bytes
+        (positions and attributes as stored) the write is refused with
+        :class:`~zv_dask.errors.WriteInputError` giving the estimate.  ``None``: never
+        refuse.
 
     Returns
     -------
@@ -127,7 +139,8 @@ def to_zv(df, path_or_url, *, chunk_shape, bin_shape=None, bounds=None, levels=1
         dtype=str(dtype), attributes=P.attribute_specs(planned, cats),
         axis_names=tuple(str(a) for a in ax),
         **resolve_codecs(compressor, shard_shape, len(ax), grid_shape, name))
-    check_overhead(spec, stats["chunk_rows"], max_overhead, name)  # before clear()
+    # before clear(): a refused layout leaves the target as it was
+    check_overhead(spec, stats["chunk_rows"], max_overhead, name, stats["chunks"])
     if overwrite:
         writer.clear()
     else:
