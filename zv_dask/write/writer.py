@@ -22,7 +22,10 @@ def to_zv(df, path_or_url, *, chunk_shape, bin_shape=None, bounds=None, levels=1
     (``zarr_vectors.types.points.write_points`` followed, when ``levels > 1``, by
     ``build_pyramid(factors=[(2, 1)] * (levels - 1))``): the same chunk cells
     ``floor(p / bin) // bins_per_chunk`` (absolute, negative allowed), row order,
-    fragment indexes, documents, metavertices and cross-level links.
+    fragment indexes, documents, metavertices and cross-level links.  One exception:
+    with ``dtype="float64"`` and ``levels > 1`` the reference's link pass re-reads
+    level-k float64 positions as float32 and drops the links of the vertices it then
+    misplaces; every fine vertex here is linked to its metavertex (the rest is equal).
 
     Rows reach their chunk through a dask shuffle on a block key (the p2p shuffle on
     ``distributed``); one task encodes and writes every cell of every level of a block
