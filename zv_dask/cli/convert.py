@@ -50,6 +50,9 @@ def add_parser(sub):
                         "\"configuration\": {\"level\": 5}}]'")
     p.add_argument("--shard-shape", type=int, nargs="+",
                    help="level-0 cells per shard (one value, or one per axis)")
+    p.add_argument("--max-overhead", type=_overhead_arg, default=100,
+                   help="refuse a layout estimated above 256 MiB and this many times the "
+                        "rows' bytes (default 100; none: never refuse)")
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     p.add_argument("--scheduler", type=_scheduler_arg, default="threads",
                    help="threads (default), processes, sync, or a scheduler address")
@@ -72,6 +75,8 @@ def _compressor_arg(text: str):
 
 
 _GLOB = ("*", "?", "[")
+
+
 def source_files(source: str) -> list:
     """The files a glob SOURCE matches (``[source]`` for a plain path or URL); raises
     :class:`~zv_dask.errors.StoreNotFoundError` when there is nothing to read."""
@@ -116,6 +121,20 @@ def _positive(name: str, values) -> None:
     if values is not None and not all(math.isfinite(v) and v > 0 for v in values):
         raise WriteInputError(f"{name} takes positive finite numbers, got "
                               f"{' '.join(f'{v:g}' for v in values)}")
+
+
+def _overhead_arg(text: str):
+    """A number > 0, or ``none``."""
+    if text.strip().lower() == "none":
+        return None
+    try:
+        v = float(text)
+    except ValueError:
+        v = 0.0
+    if not v > 0 or v == float("inf"):
+        raise argparse.ArgumentTypeError(
+            f"--max-overhead must be a number > 0 or none, got {text!r}")
+    return v
 
 
 def read_source(source: str):
@@ -181,19 +200,13 @@ def run(args, store=None) -> str:
             job = to_zv(df, args.out, chunk_shape=chunk, bin_shape=bins, bounds=bounds,
                         levels=args.levels, axes=args.axes, attributes=args.attributes,
                         compressor=args.compressor, shard_shape=shards, dtype=args.dtype,
-                        overwrite=args.overwrite,
+                        overwrite=args.overwrite, max_overhead=args.max_overhead,
                         compute=False)
             summary = compute_with_progress(job, client)
     except StoreExistsError as exc:  # OUT refused: nothing was written or deleted
         raise OutputRefusedError(str(exc)) from None
     except unreadable as exc:
         raise _unreadable(args.source, exc) from None
-    except (OverflowError, MemoryError, ValueError) as exc:  # the grid, not the input
-        raise WriteInputError(
-            f"could not lay out the chunk grid ({type(exc).__name__}: {exc}); a tiny "
-            "--chunk-shape or --bin-shape against the data's extent (or huge --bounds) "
-            "gives more cells than can be indexed: choose larger cells", store=args.out
-        ) from None
     lines = [f"wrote {summary['url']}"]
     for lv, (n, c) in enumerate(zip(summary["vertex_count"], summary["chunks"])):
         lines.append(f"  level {lv}: {n} vertices in {c} chunks")

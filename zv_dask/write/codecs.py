@@ -98,8 +98,7 @@ def resolve(compressor, shard_shape, ndim: int, grid_shape, store: str) -> dict:
     if not comps and shards is None:  # the default: no zarr import (0.2 s, ~6 MB)
         return {"compressor": None, "shard_shape": None, "level0_codecs": PLAIN_CODECS,
                 "recode_compressors": ""}
-    if grid_shape is None:  # an early check: one shard (or one cell)
-        grid_shape = shards or (1,) * ndim
+    grid_shape = shards or (1,) * ndim  # the codec document does not depend on the grid
     try:
         arr, data = _memory_array(grid_shape, comps, shards)
         doc = json.loads(data["zarr.json"].to_bytes())
@@ -146,7 +145,12 @@ class CellRecoder:
 
     def __init__(self, spec):
         self.spec = spec
-        self.arr, self.data = _memory_array(spec.grid()[1], json.loads(spec.recode_compressors),
+        # cells are encoded a tile at a time on an array of one tile (one shard when
+        # sharded): zarr's selection costs grow with the array's chunk grid, which may
+        # have 10^12 cells; a shard's or a cell's bytes do not depend on the array size
+        self.outer = spec.shard_shape or (1,) * spec.ndim
+        self.tile = spec.shard_shape or tuple(min(16, n) for n in spec.grid()[1])
+        self.arr, self.data = _memory_array(self.tile, json.loads(spec.recode_compressors),
                                             spec.shard_shape)
         self.held: dict = {}
 
@@ -176,8 +180,16 @@ class CellRecoder:
     def _encode(self, cells: dict) -> dict:
         out = {}
         for array, lst in cells.items():
-            for key, b in _encode_cells(self.arr, self.data, lst).items():
-                out[f"0/{array}/{key}"] = b
+            tiles: dict = {}
+            for idx, payload in lst:
+                t = tuple(i // n for i, n in zip(idx, self.tile))
+                local = tuple(i - a * n for i, a, n in zip(idx, t, self.tile))
+                tiles.setdefault(t, []).append((local, payload))
+            for t, part in tiles.items():
+                for key, b in _encode_cells(self.arr, self.data, part).items():
+                    k = [int(v) for v in key[2:].split("/")]
+                    g = (a * n // o + v for a, n, o, v in zip(t, self.tile, self.outer, k))
+                    out[f"0/{array}/c/" + "/".join(map(str, g))] = b
         return out
 
 
@@ -193,6 +205,12 @@ def group_keys(pos: np.ndarray, spec: WriteSpec) -> np.ndarray:
         return np.zeros(0, np.int64)
     comp, shape = _group_coords(chunks, spec)
     return np.ravel_multi_index(tuple(comp.T), shape).astype(np.int64)
+
+
+def group_coords(chunks: np.ndarray, spec: WriteSpec) -> np.ndarray:
+    """Group coordinates ``(N, D)`` of level-0 chunk coordinates (the sparse form of
+    :func:`group_keys`: no product of the group grid, which may not fit int64)."""
+    return _group_coords(np.asarray(chunks, np.int64), spec)[0]
 
 
 def group_count(spec: WriteSpec) -> int:

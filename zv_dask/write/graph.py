@@ -22,7 +22,9 @@ from zv_dask.format.encode import category_codes
 from zv_dask.io.puts import ROOT_DOC, StoreWriter
 from zv_dask.write import plan as P
 from zv_dask.write.block import build_block
-from zv_dask.write.codecs import CellRecoder, group_count, group_keys
+from zv_dask.errors import WriteInputError
+from zv_dask.write import grid as G
+from zv_dask.write.codecs import CellRecoder, group_coords
 from zv_dask.write.documents import documents, dumps, root_document
 
 _SUMMARY_META = pd.DataFrame({"level": pd.Series(dtype="int64"), "array": pd.Series(dtype=object),
@@ -55,34 +57,55 @@ def missing_counts(ddf, columns) -> dict:
     return {k: int(v) for k, v in dask.compute(counts, **compute_options())[0].items()}
 
 
-def prepass(ddf, axes, dtype: str, bounds, cat_columns: dict) -> dict:
+def prepass(ddf, axes, dtype: str, bounds, cat_columns: dict, binning=None) -> dict:
     """Counts, NaN/inf and out-of-bounds examples, extent and categories of the input
-    (one pass reading only the axis and categorical columns)."""
+    (one pass reading only the axis and categorical columns).  With ``binning`` (base
+    bin, bins per chunk) also ``chunks`` and ``chunk_rows``: the non-empty level-0
+    chunks and their rows, so nothing later is sized by the grid."""
     import dask
 
     cols = list(dict.fromkeys(list(axes) + list(cat_columns.values())))
     parts = ddf[cols].to_delayed()
-    fn = dask.delayed(P.partition_stats, pure=True)
-    stats = dask.compute(*[fn(p, tuple(axes), dtype, bounds, cat_columns) for p in parts],
-                         **compute_options())
-    out = P.merge_stats(list(stats))
-    out["counts"] = [int(s["n"]) for s in stats]  # rows per partition: input-order offsets
+    fn = dask.delayed(_partition_facts, pure=True)
+    stats = dask.compute(*[fn(p, tuple(axes), dtype, bounds, cat_columns, binning)
+                           for p in parts], **compute_options())
+    out = P.merge_stats([s for s, _ in stats])
+    out["counts"] = [int(s["n"]) for s, _ in stats]  # rows per partition: input-order offsets
+    if binning is not None:
+        out["chunks"], out["chunk_rows"] = G.merge_chunk_counts([c for _, c in stats])
     return out
 
 
-def _add_keys(frame, spec: P.WriteSpec, labels, offsets, partition_info=None):
+def _partition_facts(frame, axes, dtype, bounds, cat_columns, binning):
+    st = P.partition_stats(frame, axes, dtype, bounds, cat_columns)
+    if binning is None:
+        return st, None
+    return st, G.chunk_counts(P.positions_of(frame, axes, dtype), *binning)
+
+
+def _add_keys(frame, spec: P.WriteSpec, labels, blocks, offsets, partition_info=None):
     i = (partition_info or {}).get("number", 0)
     if offsets is not None:  # global row number, 4 bytes a row in the shuffle
         seq = offsets[i] + np.arange(len(frame), dtype=offsets.dtype)
     else:
         seq = np.int64(i) * P.SEQ_STRIDE + np.arange(len(frame), dtype=np.int64)
     pos = P.positions_of(frame, spec.axes, spec.dtype)
-    keys = P.block_keys(pos, spec)
+    chunks = P.level0_chunks(pos, spec)[0]
+    # rank among the non-empty blocks (groups) the pre-pass found: sized by the data
+    keys, found = G.ranks(blocks[0], np.floor_divide(chunks, np.asarray(spec.block_chunks)))
+    if spec.shard_shape is not None:
+        groups, found_g = G.ranks(blocks[1], group_coords(chunks, spec))
+        found = found and found_g
+    if not found:
+        raise WriteInputError(
+            f"partition {i} has rows in a chunk the pre-pass did not see: the input changed "
+            "between the two passes over it; persist it (ddf.persist()) or write from "
+            "stored data", store=spec.store_name)
     out = frame.assign(**{
         P.KEY_COLUMN: keys if spec.shard_shape is not None else labels[keys],
         P.SEQ_COLUMN: seq})
     if spec.shard_shape is not None:  # shuffle whole shards (and blocks) to one task
-        out[P.GROUP_COLUMN] = labels[group_keys(pos, spec)]
+        out[P.GROUP_COLUMN] = labels[groups]
     return out
 
 
@@ -213,24 +236,30 @@ def _seq_offsets(counts, npartitions: int):
     return np.concatenate(([0], np.cumsum(counts)[:-1])).astype(np.int32)
 
 
-def write_graph(ddf, spec: P.WriteSpec, writer: StoreWriter, counts=None):
-    """The delayed write: shuffle rows to their blocks, write blocks, then documents."""
+def write_graph(ddf, spec: P.WriteSpec, writer: StoreWriter, chunks, counts=None):
+    """The delayed write: shuffle rows to their blocks, write blocks, then documents.
+
+    ``chunks`` are the non-empty level-0 chunks (the pre-pass's); the shuffle keys are
+    ranks among their blocks, so the graph is sized by the data, not the grid."""
     import dask
 
     cols = list(dict.fromkeys(list(spec.axes) + [c for at in spec.attributes for c in at.columns]))
     src = ddf[cols]
-    on, n_blocks = P.KEY_COLUMN, int(np.prod(spec.block_grid()[1]))
+    chunks = chunks if len(chunks) else np.zeros((0, spec.ndim), np.int64)
+    blocks = (G.sorted_keys(np.floor_divide(chunks, np.asarray(spec.block_chunks))), None)
+    on, n_blocks = P.KEY_COLUMN, len(blocks[0])
     if spec.shard_shape is not None:
-        on, n_blocks = P.GROUP_COLUMN, group_count(spec)
+        blocks = (blocks[0], G.sorted_keys(group_coords(chunks, spec)))
+        on, n_blocks = P.GROUP_COLUMN, len(blocks[1])
     nparts = max(1, min(ddf.npartitions, n_blocks))
-    labels = _balanced_labels(n_blocks, nparts, on)
+    labels = _balanced_labels(max(1, n_blocks), nparts, on)
     offsets = _seq_offsets(counts, ddf.npartitions)
     meta = src._meta.assign(**{
         P.KEY_COLUMN: np.zeros(0, np.int64 if spec.shard_shape is not None else labels.dtype),
         P.SEQ_COLUMN: np.zeros(0, np.int64 if offsets is None else offsets.dtype)})
     if spec.shard_shape is not None:
         meta[P.GROUP_COLUMN] = np.zeros(0, labels.dtype)
-    keyed = src.map_partitions(_add_keys, spec, labels, offsets, meta=meta)
+    keyed = src.map_partitions(_add_keys, spec, labels, blocks, offsets, meta=meta)
     shuffled = keyed.shuffle(on=on, npartitions=nparts, shuffle_method=_shuffle_method())
     written = shuffled.map_partitions(write_partition, spec, writer, meta=_SUMMARY_META,
                                       enforce_metadata=False)

@@ -22,6 +22,7 @@ from zv_dask.write.columns import (  # noqa: F401  (column roles live there)
     attribute_specs,
     plan_columns,
 )
+from zv_dask.write.grid import check_bins_per_chunk
 
 KEY_COLUMN = "_zv_block"
 GROUP_COLUMN = "_zv_group"      # shuffle key of a sharded write: whole blocks and shards
@@ -126,6 +127,8 @@ def check_shapes(chunk_shape, bin_shape, ndim: int, levels, store: str) -> tuple
                 raise WriteInputError(
                     f"bin_shape {bs} must divide chunk_shape {cs} a whole number of times "
                     "per axis", store=store)
+    if bs is not None:
+        check_bins_per_chunk(cs, bs, store)
     if not isinstance(levels, (int, np.integer)) or isinstance(levels, bool) or levels < 1:
         raise WriteInputError(f"levels must be an integer >= 1, got {levels!r}", store=store)
     if levels > 16:

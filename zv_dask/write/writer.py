@@ -6,9 +6,11 @@ from zv_dask.errors import WriteInputError
 from zv_dask.io.location import StoreLocation
 from zv_dask.io.puts import StoreWriter
 from zv_dask.write import columns as C
+from zv_dask.write import grid as G
 from zv_dask.write import plan as P
 from zv_dask.write.codecs import resolve as resolve_codecs
 from zv_dask.write.documents import store_name
+from zv_dask.write.estimate import check_max_overhead, check_overhead
 from zv_dask.write.graph import (compute_options, missing_counts, prepass, to_dask_frame,
                                   write_graph)
 from zv_dask.write.sources import refuse_own_input
@@ -16,19 +18,25 @@ from zv_dask.write.sources import refuse_own_input
 
 def to_zv(df, path_or_url, *, chunk_shape, bin_shape=None, bounds=None, levels=1, axes=None,
           attributes=None, compressor=None, shard_shape=None, storage_options=None,
-          overwrite=False, compute=True, dtype="float32"):
+          overwrite=False, compute=True, dtype="float32", max_overhead=100):
     """Write a point cloud held in a dask or pandas DataFrame as a ZV store.
 
     The store is the one the reference writer makes for the same points and options
     (``zarr_vectors.types.points.write_points`` followed, when ``levels > 1``, by
     ``build_pyramid(factors=[(2, 1)] * (levels - 1))``): the same chunk cells
     ``floor(p / bin) // bins_per_chunk`` (absolute, negative allowed), row order,
-    fragment indexes, documents, metavertices and cross-level links.
+    fragment indexes, documents, metavertices and cross-level links.  One exception:
+    with ``dtype="float64"`` and ``levels > 1`` the reference's link pass re-reads
+    level-k float64 positions as float32 and drops the links of the vertices it then
+    misplaces; every fine vertex here is linked to its metavertex (the rest is equal).
 
     Rows reach their chunk through a dask shuffle on a block key (the p2p shuffle on
     ``distributed``); one task encodes and writes every cell of every level of a block
     of ``2**(levels-1)`` chunks per axis (fewer when the bin is smaller than the chunk),
-    so a worker holds one block at a time, never a whole level.  Documents are written
+    so a worker holds one block at a time, never a whole level.  Time and memory follow the
+    points and the non-empty chunks, not the grid: two points 10^12 cells apart are
+    cheap.  Bin indices ``floor(p / bin)`` must fit in ``|i| < 2**62``; bounds or
+    positions beyond it raise :class:`~zv_dask.errors.WriteInputError`.  Documents are written
     by a final task, the root ``zarr.json`` last: until it exists the location does not
     open (``open_zv`` raises :class:`~zv_dask.errors.IncompleteStoreError`).
 
@@ -89,6 +97,15 @@ def to_zv(df, path_or_url, *, chunk_shape, bin_shape=None, bounds=None, levels=1
     dtype : {"float32", "float64"}
         Stored position type (the reference's ``dtype``); positions are cast before
         they are assigned to cells.
+    max_overhead : float or None
+        Every non-empty level-0 chunk stores one 16-byte fragment per bin, empty bins
+        included (the format), so a fine ``bin_shape`` can cost far more than the
+        points.  After the checks pass over the input and before anything is written
+        or removed, the store's size (all levels, uncompressed) is estimated from the
+        non-empty chunks; above 256 MiB *and* ``max_overhead`` times the rows' bytes
+        (positions and attributes as stored) the write is refused with
+        :class:`~zv_dask.errors.WriteInputError` giving the estimate.  ``None``: never
+        refuse.
 
     Returns
     -------
@@ -143,6 +160,9 @@ def to_zv(df, path_or_url, *, chunk_shape, bin_shape=None, bounds=None, levels=1
     ax, planned = P.plan_columns(list(ddf.dtypes.items()), axes, attributes, name)
     cs, bs = P.check_shapes(chunk_shape, bin_shape, len(ax), levels, name)
     given = P.check_bounds(bounds, len(ax), name)
+    if given is not None:
+        G.check_cell_range(given, cs, bs, ax, name)
+    max_overhead = check_max_overhead(max_overhead, name)
     # codecs checked on a grid of one shard now, before any pass over the data
     resolve_codecs(compressor, shard_shape, len(ax), None, name)
     refuse_own_input(ddf, loc._spec, name)
@@ -151,8 +171,9 @@ def to_zv(df, path_or_url, *, chunk_shape, bin_shape=None, bounds=None, levels=1
     dtypes = dict(ddf.dtypes.items())
     C.refuse_missing(missing_counts(ddf, C.missing_columns(dtypes, ax, planned)), dtypes, ax, name)
     cat_cols = {n: m[0] for n, m, kind, _ in planned if kind == "cat"}
-    stats = prepass(ddf, ax, str(dtype), given, cat_cols)
+    stats = prepass(ddf, ax, str(dtype), given, cat_cols, binning=G.binning(cs, bs))
     final_bounds = P.resolve_bounds(stats, given, ax, name)
+    G.check_cell_range(final_bounds, cs, bs, ax, name)
     cats = {n: (P.sorted_categories(v), miss) for n, (v, miss) in stats["cats"].items()}
     grid_shape = P.grid_layout(final_bounds, cs)[1]
     spec = P.WriteSpec(
@@ -161,12 +182,14 @@ def to_zv(df, path_or_url, *, chunk_shape, bin_shape=None, bounds=None, levels=1
         dtype=str(dtype), attributes=P.attribute_specs(planned, cats, name),
         axis_names=tuple(str(a) for a in ax),
         **resolve_codecs(compressor, shard_shape, len(ax), grid_shape, name))
+    # before the lock and clear(): a refused layout leaves the target as it was
+    check_overhead(spec, stats["chunk_rows"], max_overhead, name, stats["chunks"])
     writer.lock()  # one writer at a time; checked again under the lock
     try:
         writer.check_target(overwrite)
         if overwrite:
             writer.clear()
-        job = write_graph(ddf, spec, writer, stats["counts"])
+        job = write_graph(ddf, spec, writer, stats["chunks"], stats["counts"])
     except BaseException:
         writer.unlock(failed=True)
         raise

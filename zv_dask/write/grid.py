@@ -1,0 +1,115 @@
+"""Sparse grid arithmetic of ``to_zv``.  Pure: no IO, no dask.
+
+A grid may have 10^12 cells and hold two points, so nothing here is sized by the grid:
+the pre-pass collects the non-empty level-0 chunks (unique coordinates with their row
+counts), and the shuffle keys are ranks among the non-empty blocks (or shard groups),
+found by binary search over their coordinates.  Cell indices must fit int64; positions,
+bounds or shapes that would overflow are refused with the numbers.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from zv_dask.errors import WriteInputError
+
+# |bin index| limit: room for the grid shape (hi - lo + 1) and block arithmetic in int64
+INDEX_LIMIT = float(2 ** 62)
+# a fragment index counts its fragments in a uint32
+MAX_BINS_PER_CHUNK = 2 ** 32 - 1
+
+
+def binning(chunk_shape, bin_shape) -> tuple:
+    """``(base bin, bins per chunk)`` for checked shapes (bin None: one bin per chunk)."""
+    base = tuple(float(b) for b in (bin_shape if bin_shape is not None else chunk_shape))
+    return base, tuple(int(round(c / b)) for c, b in zip(chunk_shape, base))
+
+
+def check_bins_per_chunk(chunk_shape, bin_shape, store: str) -> None:
+    """Refuse more bins per chunk than a fragment index can count."""
+    bpc = binning(chunk_shape, bin_shape)[1]
+    total = 1
+    for b in bpc:
+        total *= b  # Python ints: no overflow on the way
+    if total > MAX_BINS_PER_CHUNK:
+        raise WriteInputError(
+            f"bin_shape {tuple(bin_shape)} gives {bpc} bins per chunk of chunk_shape "
+            f"{tuple(chunk_shape)}, {total} in all; a chunk holds at most "
+            f"{MAX_BINS_PER_CHUNK} bins (one fragment each). Use a larger bin_shape or a "
+            "smaller chunk_shape", store=store)
+
+
+def check_cell_range(bounds, chunk_shape, bin_shape, axes, store: str) -> None:
+    """Refuse bounds (the data lie inside them) whose bin index does not fit int64."""
+    base = binning(chunk_shape, bin_shape)[0]
+    for a, (lo, hi, b) in enumerate(zip(bounds[0], bounds[1], base)):
+        for v in (lo, hi):
+            idx = float(v) / b
+            if not abs(idx) < INDEX_LIMIT:
+                what = "bin_shape" if bin_shape is not None else "chunk_shape"
+                raise WriteInputError(
+                    f"axis {axes[a]!r}: position or bound {float(v)!r} with {what} {b!r} "
+                    f"gives cell index {idx:.3e}, beyond the int64 range of a grid index "
+                    f"(|index| < 2**62 = {INDEX_LIMIT:.3e}). Use a larger {what} on that "
+                    "axis, shift or rescale the coordinates, or drop the outlying rows",
+                    store=store)
+
+
+def chunk_counts(pos: np.ndarray, base_bin, bins_per_chunk) -> tuple:
+    """Unique level-0 chunk coordinates ``(C, D)`` and their row counts, of the rows
+    with finite positions whose bin index fits (the others are refused later)."""
+    d = pos.shape[1] if pos.ndim == 2 else 0
+    b = pos.astype(np.float64)
+    b /= np.asarray(base_bin, np.float64)
+    np.floor(b, out=b)
+    ok = (np.abs(b) < INDEX_LIMIT).all(axis=1) if len(b) else np.ones(0, bool)
+    bins = b[ok].astype(np.int64)
+    del b
+    bpc = np.asarray(bins_per_chunk, np.int64)
+    chunks = bins if (bpc == 1).all() else np.floor_divide(bins, bpc)
+    if len(chunks) == 0:
+        return np.zeros((0, d), np.int64), np.zeros(0, np.int64)
+    return unique_rows(chunks)
+
+
+def unique_rows(coords: np.ndarray, counts=None) -> tuple:
+    """Unique rows of an int64 ``(N, D)`` array (in :func:`as_void` order) and the
+    rows (or summed ``counts``) of each."""
+    coords = np.ascontiguousarray(coords, np.int64)
+    if len(coords) == 0:
+        return coords.reshape(0, coords.shape[1] if coords.ndim == 2 else 0), np.zeros(0, np.int64)
+    u, inv = np.unique(as_void(coords), return_inverse=True)
+    inv = inv.reshape(-1)
+    w = None if counts is None else np.asarray(counts, np.float64)
+    n = np.bincount(inv, weights=w, minlength=len(u)).astype(np.int64)
+    return u.view(np.int64).reshape(len(u), coords.shape[1]), n
+
+
+def merge_chunk_counts(parts) -> tuple:
+    """One ``(chunks, counts)`` from the per-partition ones (a chunk may span partitions)."""
+    parts = [p for p in parts if len(p[0])]
+    if not parts:
+        return np.zeros((0, 0), np.int64), np.zeros(0, np.int64)
+    return unique_rows(np.concatenate([p[0] for p in parts]),
+                       np.concatenate([p[1] for p in parts]))
+
+
+def as_void(coords: np.ndarray) -> np.ndarray:
+    """One opaque scalar per row: sortable and searchable, whatever the coordinate span."""
+    coords = np.ascontiguousarray(coords, np.int64)
+    return coords.view(np.dtype((np.void, 8 * coords.shape[1]))).reshape(-1)
+
+
+def sorted_keys(coords: np.ndarray) -> np.ndarray:
+    """The sorted distinct rows of ``coords`` as :func:`as_void` scalars."""
+    return np.unique(as_void(coords)) if len(coords) else as_void(coords)
+
+
+def ranks(keys: np.ndarray, coords: np.ndarray) -> tuple:
+    """Rank of each row of ``coords`` among ``keys`` (:func:`sorted_keys`), and whether
+    every row was found."""
+    v = as_void(coords)
+    if len(keys) == 0:
+        return np.zeros(len(v), np.int64), len(v) == 0
+    r = np.minimum(np.searchsorted(keys, v), len(keys) - 1)
+    return r.astype(np.int64), bool((keys[r] == v).all())
