@@ -39,6 +39,7 @@ _CLI_WORDS = (
     (re.compile(r"\bto_zv\(\.\.\., overwrite=True\)"), "zv-dask convert ... --overwrite"),
     (re.compile(r"\boverwrite=True\b"), "--overwrite"),
     (re.compile(r"\bmax_overhead=None\b"), "--max-overhead none"),
+    (re.compile(r"\bmax_overhead="), "--max-overhead "),
     (re.compile(r"\bbounds=\(\[min\.\.\.\], \[max\.\.\.\]\)"), "--bounds MIN... MAX..."),
     (re.compile(r"\b(axes|attributes)=\[\.\.\.\]"), r"--\1 ..."),
     (re.compile(r"\bretries=(?=\W|$)"), "--retries"),

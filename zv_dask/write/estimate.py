@@ -145,6 +145,5 @@ def check_overhead(spec, chunk_rows, max_overhead, store: str, chunks=None,
             f"{max_overhead:g}): every one of the {len(chunk_rows)} non-empty level-0 chunks "
             f"stores a 16-byte fragment for each of its {nbins} bins (bin_shape "
             f"{spec.base_bin} in chunk_shape {spec.chunk_shape}). Use a larger bin_shape "
-            "(or none), or pass max_overhead=None (zv-dask convert --max-overhead none) to "
-            "write it anyway", store=store)
+            "(or none), or pass max_overhead=None to write it anyway", store=store)
     return est
