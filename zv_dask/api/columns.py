@@ -42,8 +42,10 @@ class ColumnMethods:
         import warnings
 
         from zv_dask.errors import ZVWarning
+        every = {a.name: a for a in self._meta.levels[level].attributes.values()}
+        every.update({a.name: a for a in attributes})
         names = attribute_columns(self.axes, [(a.name, widths.get(a.name, a.width))
-                                              for a in attributes])
+                                              for a in every.values()])
         renamed = {a: c for a, c in names.items()
                    if c != ([a] if len(c) == 1 else [f"{a}_{j}" for j in range(len(c))])}
         if not renamed:

@@ -220,7 +220,8 @@ def to_array(reader: LevelReader, plan: ReadPlan, name: str, attribute, lengths,
         coords = [tuple(tuple(int(x) for x in c) for c in g.tolist()) for g in groups]
     key = f"zv-{name.replace('/', '-')}-level{plan.level}-" + tokenize(
         func, coords, None if rows is None else [np.asarray(r, np.int64) for r in rows])
-    trailing = () if width == 1 and name != "positions" else (width,)
+    positions = attribute is None and name == "positions"  # not an attribute so named
+    trailing = () if width == 1 and not positions else (width,)
     # object_ids / owner_count: one int64 value per row
     if not coords:
         return da.zeros((0,) + trailing, dtype=dtype, chunks=((0,),) + tuple((w,) for w in trailing))

@@ -20,16 +20,20 @@ from zv_dask.read.level import LevelReader, attr_key, clip_columns
 
 
 def column_schema(axes, attributes: Sequence[AttributeInfo], widths: dict, object_ids: bool,
-                  owner_count: bool = False):
+                  owner_count: bool = False, every: Sequence[AttributeInfo] = ()):
     """Ordered ``[(column, source, index)]`` of a dataframe: axes, attributes, object_id.
 
     ``source`` is ``"positions"``, an attribute's cell key (:func:`attr_key`) or
     ``"object_ids"``; ``index`` is the column within it (``None`` for a 1-column
     attribute).  Attribute columns are named by :func:`attribute_columns` (an
-    attribute named like an axis or an added column becomes ``attr_<name>``).
+    attribute named like an axis or an added column becomes ``attr_<name>``) over
+    ``every`` attribute of the level, so a selection does not change names.
     """
     out = [(ax, "positions", i) for i, ax in enumerate(axes)]
-    names = attribute_columns(axes, [(a.name, widths.get(a.name, a.width)) for a in attributes])
+    known = {a.name: a for a in every}
+    known.update({a.name: a for a in attributes})
+    names = attribute_columns(axes, [(a.name, widths.get(a.name, a.width))
+                                     for a in known.values()])
     for a in attributes:
         cols = names[a.name]
         if len(cols) == 1 and widths.get(a.name, a.width) == 1:
@@ -63,7 +67,7 @@ class PartitionReader:
         self.owner_count = bool(object_ids and owner_count)
         self.widths = dict(widths)
         self.schema = column_schema(self.axes, self.attributes, self.widths, object_ids,
-                                    self.owner_count)
+                                    self.owner_count, reader.level.attributes.values())
 
     def __dask_tokenize__(self):
         lm = self.reader.level

@@ -133,7 +133,8 @@ def read_zv(path_or_url, level=None, bbox=None, target_resolution=None, attribut
                           rows=rows)
     widths = store._widths(plan.level, plan.attributes)
     multi = {w for a in plan.attributes if (w := widths[a.name]) > 1}
-    names = attribute_columns(store.axes, [(a.name, widths[a.name]) for a in plan.attributes])
+    every = {a.name: a for a in lm.attributes.values()}  # names never follow a selection
+    names = attribute_columns(store.axes, [(n, widths.get(n, a.width)) for n, a in every.items()])
     store._warn_renamed(plan.level, plan.attributes, widths)
     data_vars = {"positions": ((VERTEX, AXIS), pos)}
     for a in plan.attributes:
