@@ -78,10 +78,10 @@ class DaskMethods(ColumnMethods):
         counting from 0).
 
         A handle opened before the store was rewritten never returns rows decoded
-        with the old dtype: the first compute that reads chunks of a level lists its
-        ``vertices`` array once per handle (uncompressed, unsharded vertices; one LIST
-        per 1000 chunks), every task compares each chunk's decoded rows with that
-        listing, and
+        with the old dtype once the handle has listed the level's ``vertices`` array
+        (``"auto"``, :meth:`to_dask_array`, :func:`read_zv`, :meth:`partitions`;
+        uncompressed, unsharded vertices; one LIST per 1000 chunks, once per handle):
+        every task compares each chunk's decoded rows with that listing, and
         a listing that no longer adds up to ``vertex_count`` re-reads the vertices
         document once; either raises :class:`~zv_dask.errors.StoreReadError` ("changed
         since it was opened"): open the store again.  Compressed or sharded vertices,
@@ -145,7 +145,14 @@ class DaskMethods(ColumnMethods):
         self._warn_renamed(plan.level, plan.attributes, widths)
         return _build.to_dataframe(self._reader(plan.level), plan, self.axes, widths, cpp,
                                    selection, level=lm, cell_rows=rows,
-                                   expected=lambda: self._listed_rows(lm.level))
+                                   expected=lambda: self._known_rows(lm.level))
+
+    def _known_rows(self, level: int):
+        """The level's listed rows if this handle listed it already ("auto", arrays,
+        xarray), else ``None``: a frame's tasks check them at no extra IO."""
+        with self._lock:
+            listed = ("listed-rows", level) in self._derived
+        return self._listed_rows(level) if listed else None
 
     def _exact_rows(self, lm: LevelMeta, cells: np.ndarray):
         """Rows of each of ``cells`` when the level's listing ("auto" made it) gave the
