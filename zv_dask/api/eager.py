@@ -12,7 +12,7 @@ from zv_dask.format import decode as dec
 from zv_dask.format.metadata import AttributeInfo, LevelMeta
 from zv_dask.io.prefetch import iterate
 from zv_dask.plan import select as _select
-from zv_dask.read.level import clip_columns, decode_categorical_columns
+from zv_dask.read.level import attr_key, clip_columns, decode_categorical_columns
 
 
 class ReadMethods:
@@ -28,7 +28,7 @@ class ReadMethods:
     def _load(self, level: int, coords: list, attrs: list, positions: bool, object_ids: bool):
         """Decoded unclipped columns per cell, through the LRU cache."""
         names = {"positions"} if positions else set()
-        names |= {a.name for a in attrs}
+        names |= {attr_key(a.name) for a in attrs}
         if object_ids:
             names.add("object_ids")
         out = [None] * len(coords)
@@ -59,7 +59,7 @@ class ReadMethods:
 
     def _select(self, cols: dict, plan: _select.ReadPlan, attrs) -> dict:
         """Clip one cell to the plan's bbox and shape it as an iter_chunks/read item."""
-        keep = ["positions"] + [a.name for a in attrs]
+        keep = ["positions"] + [attr_key(a.name) for a in attrs]
         shared = plan.object_ids and self._meta.levels[plan.level].shared_fragments
         if plan.object_ids:
             keep.append("object_ids")
@@ -68,7 +68,7 @@ class ReadMethods:
         cols = clip_columns({k: cols[k] for k in keep if k in cols}, plan.bbox)
         item = {"positions": cols["positions"],
                 "attributes": decode_categorical_columns(
-                    {a.name: cols[a.name] for a in attrs}, attrs)}
+                    {a.name: cols[attr_key(a.name)] for a in attrs}, attrs)}
         if plan.object_ids:
             item["object_ids"] = cols["object_ids"]
         if shared:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from zv_dask.api.columns import ColumnMethods
 from zv_dask.errors import QueryError
 from zv_dask.format.metadata import AttributeInfo, LevelMeta
 from zv_dask.plan import select as _select
+from zv_dask.read.level import attr_key
 
 
-class DaskMethods:
+class DaskMethods(ColumnMethods):
     """Dask collections and reductions of a :class:`~zv_dask.store.ZVStore`."""
 
     # -- dask collections -----------------------------------------------------------------
@@ -37,7 +39,7 @@ class DaskMethods:
                 if rows and values % rows == 0:
                     return values // rows
         cols = self._reader(lm.level).load([coord], [a], True)[0]  # compressed: read it
-        v = cols[a.name]
+        v = cols[attr_key(a.name)]
         return 1 if v.ndim == 1 else v.shape[1]
 
     def _plan(self, level, bbox, target_resolution, attributes, object_ids=None):
@@ -53,7 +55,9 @@ class DaskMethods:
         becomes ``name_0 ... name_{C-1}``; categoricals as pandas categoricals with the
         store's categories) and ``object_id`` when the level has an object index
         (plus ``owner_count`` on levels with ``shared_fragments``, where
-        ``object_id`` is the smallest of several owners).
+        ``object_id`` is the smallest of several owners).  An attribute named like an
+        axis or one of these columns gets a column of its own (``x`` -> ``attr_x``,
+        see :meth:`column_names`).
         Partitions follow row-major chunk order and only chunks touching ``bbox``
         exist; rows are clipped to it.  Building it reads no chunk and computes
         nothing (``"auto"`` may list the vertex chunks once, see below); column
@@ -72,6 +76,16 @@ class DaskMethods:
         are read.  Needs dask's expression API (dask>=2025.1); without it the frame
         is a plain ``from_map`` frame (same rows, no pushdown, each partition's index
         counting from 0).
+
+        A handle opened before the store was rewritten never returns rows decoded
+        with the old dtype once the handle has listed the level's ``vertices`` array
+        (``"auto"``, :meth:`to_dask_array`, :func:`read_zv`, :meth:`partitions`;
+        uncompressed, unsharded vertices; one LIST per 1000 chunks, once per handle):
+        every task compares each chunk's decoded rows with that listing, and
+        a listing that no longer adds up to ``vertex_count`` re-reads the vertices
+        document once; either raises :class:`~zv_dask.errors.StoreReadError` ("changed
+        since it was opened"): open the store again.  Compressed or sharded vertices,
+        and levels without a recorded ``vertex_count``, are not checked.
 
         Parameters
         ----------
@@ -128,8 +142,17 @@ class DaskMethods:
         lm = self._meta.levels[plan.level]
         rows = (lambda cells: self._exact_rows(lm, cells)) if isinstance(cpp, Partitioning) \
             else None
+        self._warn_renamed(plan.level, plan.attributes, widths)
         return _build.to_dataframe(self._reader(plan.level), plan, self.axes, widths, cpp,
-                                   selection, level=lm, cell_rows=rows)
+                                   selection, level=lm, cell_rows=rows,
+                                   expected=lambda: self._known_rows(lm.level))
+
+    def _known_rows(self, level: int):
+        """The level's listed rows if this handle listed it already ("auto", arrays,
+        xarray), else ``None``: a frame's tasks check them at no extra IO."""
+        with self._lock:
+            listed = ("listed-rows", level) in self._derived
+        return self._listed_rows(level) if listed else None
 
     def _exact_rows(self, lm: LevelMeta, cells: np.ndarray):
         """Rows of each of ``cells`` when the level's listing ("auto" made it) gave the
@@ -194,7 +217,8 @@ class DaskMethods:
         """
         from zv_dask.collections import build as _build
 
-        attrs = [] if name == "positions" else [name]
+        attrs = [] if name == "positions" else [self._stored_name(level, target_resolution,
+                                                                   name)]
         plan = self._plan(level, bbox, target_resolution, attrs, object_ids=False)
         lm = self._meta.levels[plan.level]
         attribute = plan.attributes[0] if plan.attributes else None
@@ -206,8 +230,9 @@ class DaskMethods:
         cpp = self._partitioning(plan, chunks_per_partition, partition_rows)
         groups = _build.nonempty_groups(plan.cells, lm, plan.bbox, cpp)
         lengths = self._block_lengths(lm, plan, groups)
+        rows = [self._cell_rows(lm, g) for g in groups]
         return _build.to_array(self._reader(plan.level), plan, name, attribute, lengths, width,
-                               dtype, cpp, groups)
+                               dtype, cpp, groups, rows=rows)
 
     def _block_lengths(self, lm: LevelMeta, plan, groups) -> list:
         nan = [float("nan")] * len(groups)
@@ -270,7 +295,8 @@ class DaskMethods:
             return None
 
         def make():
-            listing = self._loc.list_sizes(f"{level}/{arr.path}") or {}
+            # the location's listing: tasks counting rows in this process share it
+            listing = self._loc.listed_sizes(f"{level}/{arr.path}") or {}
             idx, sizes = _cell_keys(listing, f"{level}/{arr.path}/{arr.chunk_key_prefix}",
                                     arr.chunk_separator, arr.rank)
             rows = np.full(lm.n_cells, -1, np.int64)
@@ -284,8 +310,35 @@ class DaskMethods:
             row = self.spatial_dims * arr.dtype.itemsize
             good = (pres.linear[pos] == lin) & (sizes >= 8) & ((sizes - 8) % row == 0)
             rows[pos[good]] = (sizes[good] - 8) // row
+            vc = lm.vertex_count
+            if vc and (rows >= 0).all() and int(rows.sum()) != vc:
+                self._check_vertices_unchanged(lm)
             return rows
         return self._memo(("listed-rows", level), make)
+
+    def _check_vertices_unchanged(self, lm: LevelMeta) -> None:
+        """The listing disagrees with ``vertex_count``: a damaged count, or a store
+        rewritten since it was opened.  One re-read of the ``vertices`` document tells
+        them apart; a new dtype (its rows would decode as garbage) raises."""
+        from zv_dask.errors import StoreReadError
+        from zv_dask.format.arrays import parse_array
+
+        arr = lm.vertices
+        doc = self._loc.read_json(f"{lm.level}/{arr.path}/zarr.json")
+        now = None
+        if doc is not None:
+            try:
+                now = parse_array(doc, arr.path, self.url, lm.level).dtype or np.dtype("<f4")
+            except Exception:  # unparseable now: it changed all the same
+                now = None
+        if now is not None and now == arr.dtype:
+            return
+        what = "is gone" if doc is None else f"now holds {now or 'unreadable'} values"
+        raise StoreReadError(
+            f"the level's vertices {what} but held {arr.dtype} when the store was opened: "
+            "the store changed since it was opened (rewritten); its chunks would decode as "
+            "garbage, so open it again (open_zv)", store=self.url, level=lm.level,
+            array=arr.path)
 
     def _cell_rows(self, lm: LevelMeta, cells: np.ndarray, estimate: bool = False):
         """Rows of each cell from the listing (-1 unknown; with ``estimate`` the unknown

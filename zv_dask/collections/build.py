@@ -14,7 +14,7 @@ import numpy as np
 
 from zv_dask.plan.partitioning import CellGroups, Partitioning, row_major_groups
 from zv_dask.plan.select import ReadPlan, cell_boxes, cell_rule
-from zv_dask.read.level import LevelReader, clip_columns
+from zv_dask.read.level import LevelReader, attr_key, clip_columns
 from zv_dask.read.partitions import ObjectPartitionReader, PartitionReader
 from zv_dask.read.scan import FrameSource, Scan
 
@@ -75,7 +75,7 @@ def partition_specs(plan: ReadPlan, chunks_per_partition) -> CellGroups:
 
 def to_dataframe(reader: LevelReader, plan: ReadPlan, axes, widths: dict,
                  chunks_per_partition=1, selection: dict | None = None, level=None,
-                 cell_rows=None):
+                 cell_rows=None, expected=None):
     """A ``dask.dataframe.DataFrame`` over the plan; ``meta`` given, nothing read.
 
     ``selection`` (``{coord: (fragments, object ids)}``, from the manifests of selected
@@ -86,7 +86,9 @@ def to_dataframe(reader: LevelReader, plan: ReadPlan, axes, widths: dict,
     knows its length; otherwise (or without ``level``) a plain ``from_map`` frame.
     ``cell_rows(cells)`` (rows of each cell, -1 where unknown, or ``None``): when
     every row count of a whole-level expression frame is known, rows are labelled by
-    their position in the frame, not from 0 in each partition.
+    their position in the frame, not from 0 in each partition.  ``expected`` (rows of
+    every non-empty cell of the level, -1 unknown, from one listing): tasks check each
+    cell's decoded rows against it, so a store rewritten since raises, never decodes.
     """
     import dask
     import dask.dataframe as dd
@@ -108,7 +110,7 @@ def to_dataframe(reader: LevelReader, plan: ReadPlan, axes, widths: dict,
             if (rows >= 0).all() and int(rows.sum()) == full:
                 specs = specs.with_rows(rows)
         source = FrameSource(Scan(func, selection is not None), level, plan.bbox, axes, specs,
-                             f"zv-level{plan.level}", full)
+                             f"zv-level{plan.level}", full, expected)
         return new_frame(source)
     meta = func.meta()
     if not specs:
@@ -182,18 +184,20 @@ class _BlockReader:
         return ("zv_dask._BlockReader", self.reader.location.token(), self.reader.level.level,
                 self.name, None if self.bbox is None else [b.tolist() for b in self.bbox])
 
-    def __call__(self, coords):
+    def __call__(self, coords, rows=None):
         attrs = [] if self.attribute is None else [self.attribute]
-        ids = self.name in ("object_ids", "owner_count")
+        # an attribute may be named like the reader's own columns
+        ids = self.attribute is None and self.name in ("object_ids", "owner_count")
         need_pos = (self.attribute is None and not ids) or self.bbox is not None
-        cells = self.reader.load(list(coords), attrs, need_pos, ids, in_task=True)
+        cells = self.reader.load(list(coords), attrs, need_pos, ids, in_task=True, rows=rows)
         parts = []
         for cols in cells:
             cols = clip_columns(cols, self.bbox)
             if ids:
                 parts.append(cols[self.name])
                 continue
-            parts.append(cols["positions"] if self.attribute is None else cols[self.attribute.name])
+            parts.append(cols["positions"] if self.attribute is None
+                         else cols[attr_key(self.attribute.name)])
         out = np.concatenate(parts) if len(parts) > 1 else parts[0]
         if self.attribute is not None and self.attribute.is_categorical:
             out = out.astype(np.int64)
@@ -201,9 +205,10 @@ class _BlockReader:
 
 
 def to_array(reader: LevelReader, plan: ReadPlan, name: str, attribute, lengths, width: int,
-             dtype, chunks_per_partition=1, groups=None):
+             dtype, chunks_per_partition=1, groups=None, rows=None):
     """A dask array, one block per partition (or per group of ``groups``, cell
-    arrays as :func:`nonempty_groups` gives); ``lengths`` per block or NaN."""
+    arrays as :func:`nonempty_groups` gives); ``lengths`` per block or NaN; ``rows``
+    per block, each cell's rows when built (-1 unknown), checked in the task."""
     import dask.array as da
     from dask.base import tokenize
     from dask.highlevelgraph import HighLevelGraph
@@ -213,13 +218,19 @@ def to_array(reader: LevelReader, plan: ReadPlan, name: str, attribute, lengths,
         coords = partition_specs(plan, chunks_per_partition)
     else:
         coords = [tuple(tuple(int(x) for x in c) for c in g.tolist()) for g in groups]
-    key = f"zv-{name.replace('/', '-')}-level{plan.level}-" + tokenize(func, coords)
-    trailing = () if width == 1 and name != "positions" else (width,)
+    key = f"zv-{name.replace('/', '-')}-level{plan.level}-" + tokenize(
+        func, coords, None if rows is None else [np.asarray(r, np.int64) for r in rows])
+    positions = attribute is None and name == "positions"  # not an attribute so named
+    trailing = () if width == 1 and not positions else (width,)
     # object_ids / owner_count: one int64 value per row
     if not coords:
         return da.zeros((0,) + trailing, dtype=dtype, chunks=((0,),) + tuple((w,) for w in trailing))
     tail = (0,) * len(trailing)
-    dsk = {(key, i) + tail: (func, c) for i, c in enumerate(coords)}
+    if rows is None:
+        dsk = {(key, i) + tail: (func, c) for i, c in enumerate(coords)}
+    else:
+        dsk = {(key, i) + tail: (func, c, tuple(int(x) for x in r))
+               for i, (c, r) in enumerate(zip(coords, rows))}
     chunks = (tuple(lengths),) + tuple((w,) for w in trailing)
     graph = HighLevelGraph.from_collections(key, dsk, dependencies=())
     return da.Array(graph, key, chunks=chunks, dtype=dtype)

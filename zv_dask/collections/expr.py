@@ -78,13 +78,17 @@ class ZVFrame(PartitionsFiltered, BlockwiseIO):
         # cells inside an exact axis box: no row test, no fetch of unrequested axes
         inside = src.inside_flags(predicate, specs) \
             if predicate is not None and src.countable(predicate) else None
-        return src.scan, cols, predicate, series, specs, inside
+        # each cell's rows at build time (the labels carry them when there are labels)
+        rows = None if getattr(specs, "labelled", False) else src.expected_rows(specs)
+        return src.scan, cols, predicate, series, specs, inside, rows
 
     def _filtered_task(self, name, index):
-        scan, cols, predicate, series, specs, inside = self._task_parts
+        scan, cols, predicate, series, specs, inside, rows = self._task_parts
         extra = {}
         if getattr(specs, "labelled", False):  # rows labelled by their frame position
             extra["labels"] = specs.labels(index)
+        elif rows is not None:
+            extra["rows"] = rows[index]
         if inside is not None and any(inside[index]):
             extra["inside"] = inside[index]
         task = Task(name, scan, specs[index], cols, predicate, _data_producer=True, **extra)
@@ -175,16 +179,22 @@ class ZVCounts(BlockwiseIO):
     def _inside(self):
         return self.source.inside_flags(self.operand("predicate"), self._specs)
 
+    @functools.cached_property
+    def _rows(self):
+        return self.source.expected_rows(self._specs)
+
     def _divisions(self):
         return (None,) * (len(self._specs) + 1)
 
     def _task(self, name, index):
+        rows = None if self._rows is None else self._rows[index]
         return Task(name, _count_series, self.source.scan, self._specs[index],
-                    self.operand("predicate"), self._inside[index], _data_producer=True)
+                    self.operand("predicate"), self._inside[index], rows,
+                    _data_producer=True)
 
 
-def _count_series(scan, spec, predicate, inside):
-    return pd.Series([scan.count(spec, predicate, inside)], dtype="int64")
+def _count_series(scan, spec, predicate, inside, rows=None):
+    return pd.Series([scan.count(spec, predicate, inside, rows)], dtype="int64")
 
 
 def _conjuncts(e):

@@ -309,3 +309,37 @@ def _object_index(attrs, arrays: Mapping, rank: int, where) -> ObjectIndexMeta:
                {**where, "array": "object_index/object_ids"})
     return ObjectIndexMeta(num_objects=n_obj, num_present=present, sid_ndim=sid,
                            layout=layout, manifests=man, object_ids=ids)
+
+
+#: column names the readers add beside the axes (dataframe, xarray)
+ADDED_COLUMNS = ("object_id", "owner_count")
+RENAME_PREFIX = "attr_"
+
+
+def attribute_columns(axes, attributes) -> dict:
+    """``{stored attribute name: its column names}``, collision-free (pure).
+
+    ``attributes`` is ``[(name, width)]``.  An attribute's columns are its name (width
+    1) or ``name_0 ... name_{C-1}``.  Attributes are taken in name order; when one of
+    an attribute's columns is an axis (``x``...), a column the readers add
+    (``object_id``, ``owner_count``), ``positions`` or a column an earlier attribute
+    took, the attribute is renamed ``attr_<name>`` (again ``attr_attr_<name>``... until
+    none collides).  Axes and added columns never change name.
+
+    Examples
+    --------
+    >>> attribute_columns(("x", "y"), [("x", 1), ("attr_x", 1), ("a", 2), ("a_0", 1)])
+    {'a': ['a_0', 'a_1'], 'a_0': ['attr_a_0'], 'attr_x': ['attr_x'], 'x': ['attr_attr_x']}
+    """
+    taken = set(axes) | set(ADDED_COLUMNS) | {"positions"}
+    out = {}
+    for name, width in sorted(attributes, key=lambda a: a[0]):
+        base = name
+        while True:
+            cols = [base] if width == 1 else [f"{base}_{j}" for j in range(width)]
+            if not taken.intersection(cols):
+                break
+            base = RENAME_PREFIX + base
+        taken.update(cols)
+        out[name] = cols
+    return out

@@ -27,6 +27,22 @@ from zv_dask.io.location import BlobRefused, StoreLocation, cell_key, is_transie
 _NO_CELLS = np.zeros(0, np.int64)
 POSITIONS = "vertices"
 FRAGMENTS = "vertex_fragments"
+# keys of a decoded cell that are not attributes; an attribute of one of these names
+# is keyed by its array path instead (see :func:`attr_key`)
+_CELL_KEYS = frozenset({"positions", "object_ids", "owner_count", "fragments"})
+
+
+def attr_key(name: str) -> str:
+    """The key of attribute ``name`` in a decoded cell (:meth:`LevelReader.load`): its
+    name, or ``vertex_attributes/<name>`` when the name is one of the cell's own keys
+    (``positions``, ``object_ids``, ``owner_count``, ``fragments``).
+
+    Examples
+    --------
+    >>> attr_key("intensity"), attr_key("owner_count")
+    ('intensity', 'vertex_attributes/owner_count')
+    """
+    return f"vertex_attributes/{name}" if name in _CELL_KEYS else name
 
 
 class LevelReader(ObjectArrays):
@@ -233,11 +249,13 @@ class LevelReader(ObjectArrays):
 
     def load(self, coords: Sequence[tuple], attributes: Sequence[AttributeInfo],
              positions: bool = True, object_ids: bool = False,
-             fragments: bool = False, in_task: bool = False) -> list[dict]:
-        """Decoded, unclipped columns of each cell: ``positions``, attribute names,
-        ``object_ids``/``owner_count`` with ``object_ids=True``, and the cell's
-        :class:`FragmentIndex` under ``"fragments"`` with ``fragments=True``.
-        ``in_task``: called from a dask task (see :meth:`StoreLocation.get_many`)."""
+             fragments: bool = False, in_task: bool = False, rows=None) -> list[dict]:
+        """Decoded, unclipped columns of each cell: ``positions``, attributes (under
+        :func:`attr_key`), ``object_ids``/``owner_count`` with ``object_ids=True``, and
+        the cell's :class:`FragmentIndex` under ``"fragments"`` with ``fragments=True``.
+        ``in_task``: called from a dask task (see :meth:`StoreLocation.get_many`).
+        ``rows``: per cell, the rows it held when the collection was built (-1
+        unknown); a cell decoding to another count raises :class:`StoreReadError`."""
         owners = self.owner_table() if object_ids else None
         coords = [tuple(int(x) for x in c) for c in coords]
         attributes = list(attributes)
@@ -248,7 +266,9 @@ class LevelReader(ObjectArrays):
                     or all(a.implied_by_key for a in attributes))
         arrays = self.arrays_for(attributes, need_pos, owners is not None or fragments)
         payloads = self.fetch(arrays, coords, in_task)
-        out = [self._decode_cell(c, payloads, attributes, owners) for c in coords]
+        rows = [-1] * len(coords) if rows is None else [int(r) for r in rows]
+        out = [self._decode_cell(c, payloads, attributes, owners, r)
+               for c, r in zip(coords, rows)]
         if fragments:
             for c, cols in zip(coords, out):
                 n = len(cols["positions"]) if "positions" in cols else None
@@ -277,7 +297,20 @@ class LevelReader(ObjectArrays):
 
     # -- object-level arrays (object_index/*, object_attributes/*) ------------------------
 
-    def _decode_cell(self, coord, payloads, attributes, owners) -> dict:
+    def _changed(self, coord, now: int, then: int, array: str) -> StoreReadError:
+        return self._err(
+            StoreReadError, f"the chunk decodes to {now} rows (read as {self._dtype_of(array)}) "
+            f"but held {then} when the collection was built: the store changed since it "
+            "was opened (rewritten, e.g. with another dtype); open it again", array, coord)
+
+    def _dtype_of(self, array: str) -> str:
+        lm = self.level
+        if array == POSITIONS:
+            return str(lm.vertices.dtype)
+        info = next((i for i in lm.attributes.values() if i.path == array), None)
+        return "?" if info is None else str(info.dtype)
+
+    def _decode_cell(self, coord, payloads, attributes, owners, expect: int = -1) -> dict:
         lm = self.level
         out = {}
         vb = payloads.get((POSITIONS, coord))
@@ -286,20 +319,27 @@ class LevelReader(ObjectArrays):
             try:
                 pos = dec.decode_vertices(vb, lm.vertices.dtype, self.ndim)
             except dec.DecodeProblem as exc:
+                if expect >= 0:  # it held whole rows when the collection was built
+                    raise self._changed(coord, f"{len(vb)} bytes, not whole", expect,
+                                        POSITIONS) from None
                 raise self._err(ChunkDecodeError, f"{exc}; the chunk is corrupt or its "
                                 "dtype attribute is wrong", POSITIONS, coord) from None
             out["positions"] = pos
             n = len(pos)
+            if expect >= 0 and n != expect:  # a stale handle: rows of another dtype
+                raise self._changed(coord, n, expect, POSITIONS)
         for info in sorted(attributes, key=lambda a: a.implied_by_key):
             if info.implied_by_key:
-                out[info.name] = np.full(n, coord[0], np.int64)
+                out[attr_key(info.name)] = np.full(n, coord[0], np.int64)
                 continue
             try:
                 col = dec.decode_attribute(payloads[(info.path, coord)], info.dtype, n, info.width)
             except dec.DecodeProblem as exc:
                 raise self._err(ChunkDecodeError, f"{exc}; the attribute chunk does not match "
                                 "the vertex chunk", info.path, coord) from None
-            out[info.name] = col
+            if n is None and expect >= 0 and len(col) != expect:
+                raise self._changed(coord, len(col), expect, info.path)
+            out[attr_key(info.name)] = col
             n = len(col) if n is None else n
         if owners is not None:
             try:
@@ -339,7 +379,8 @@ def decode_categorical_columns(cols: dict, attributes: Sequence[AttributeInfo]) 
     for info in attributes:
         if info.is_categorical and info.name in cols:
             try:
-                cols[info.name] = dec.decode_categories(cols[info.name], info.categories, info.fill_code)
+                cols[info.name] = dec.decode_categories(cols[info.name], info.categories,
+                                                        info.fill_code)
             except dec.DecodeProblem as exc:
                 raise ChunkDecodeError(str(exc), array=info.path) from None
     return cols

@@ -20,7 +20,7 @@ import numpy as np
 from zv_dask.errors import ArrayNotFoundError, ChunkDecodeError, QueryError
 from zv_dask.format import decode as dec
 from zv_dask.format.metadata import ArrayMeta, LevelMeta
-from zv_dask.read.level import LevelReader, decode_categorical_columns
+from zv_dask.read.level import LevelReader, attr_key, decode_categorical_columns
 
 INDEX_NAME = "object_id"
 
@@ -277,7 +277,7 @@ def gather(reader: LevelReader, manifests: list, ids: np.ndarray, attributes, ow
         w = (widths or {}).get(a.name, a.width)
         empty = np.zeros((0,) if w == 1 else (0, w),
                          np.int64 if a.is_categorical else a.dtype)
-        values[a.name] = column(a.name, empty)
+        values[a.name] = column(attr_key(a.name), empty)
     out["attributes"] = decode_categorical_columns(values, attrs)
     if owner_count:
         out["owner_count"] = column("owner_count", np.zeros(0, np.int64))

@@ -14,24 +14,32 @@ import numpy as np
 
 from zv_dask.errors import ChunkDecodeError
 from zv_dask.format import decode as dec
+from zv_dask.format.levels import attribute_columns
 from zv_dask.format.metadata import AttributeInfo
-from zv_dask.read.level import LevelReader, clip_columns
+from zv_dask.read.level import LevelReader, attr_key, clip_columns
 
 
 def column_schema(axes, attributes: Sequence[AttributeInfo], widths: dict, object_ids: bool,
-                  owner_count: bool = False):
+                  owner_count: bool = False, every: Sequence[AttributeInfo] = ()):
     """Ordered ``[(column, source, index)]`` of a dataframe: axes, attributes, object_id.
 
-    ``source`` is ``"positions"``, an attribute name or ``"object_ids"``; ``index`` is
-    the column within it (``None`` for a 1-column attribute).
+    ``source`` is ``"positions"``, an attribute's cell key (:func:`attr_key`) or
+    ``"object_ids"``; ``index`` is the column within it (``None`` for a 1-column
+    attribute).  Attribute columns are named by :func:`attribute_columns` (an
+    attribute named like an axis or an added column becomes ``attr_<name>``) over
+    ``every`` attribute of the level, so a selection does not change names.
     """
     out = [(ax, "positions", i) for i, ax in enumerate(axes)]
+    known = {a.name: a for a in every}
+    known.update({a.name: a for a in attributes})
+    names = attribute_columns(axes, [(a.name, widths.get(a.name, a.width))
+                                     for a in known.values()])
     for a in attributes:
-        w = widths.get(a.name, a.width)
-        if w == 1:
-            out.append((a.name, a.name, None))
+        cols = names[a.name]
+        if len(cols) == 1 and widths.get(a.name, a.width) == 1:
+            out.append((cols[0], attr_key(a.name), None))
         else:
-            out += [(f"{a.name}_{j}", a.name, j) for j in range(w)]
+            out += [(c, attr_key(a.name), j) for j, c in enumerate(cols)]
     if object_ids:
         out.append(("object_id", "object_ids", None))
     if owner_count:
@@ -59,7 +67,7 @@ class PartitionReader:
         self.owner_count = bool(object_ids and owner_count)
         self.widths = dict(widths)
         self.schema = column_schema(self.axes, self.attributes, self.widths, object_ids,
-                                    self.owner_count)
+                                    self.owner_count, reader.level.attributes.values())
 
     def __dask_tokenize__(self):
         lm = self.reader.level
@@ -76,7 +84,7 @@ class PartitionReader:
             return np.zeros(0, self.reader.level.vertices.dtype)
         if src in ("object_ids", "owner_count"):
             return np.zeros(0, np.int64)
-        info = next(a for a in self.attributes if a.name == src)
+        info = next(a for a in self.attributes if attr_key(a.name) == src)
         return np.zeros(0, np.int64 if info.is_categorical else info.dtype)
 
     def _frame(self, data: dict, schema, n_rows=None, blocks=None, slots=None):
@@ -86,7 +94,7 @@ class PartitionReader:
         plain = True
         for c, src, _ in schema:
             v = data[c]
-            info = next((a for a in self.attributes if a.name == src), None)
+            info = next((a for a in self.attributes if attr_key(a.name) == src), None)
             if info is not None and info.is_categorical:
                 codes = np.asarray(v, np.int64).copy()
                 if info.fill_code is not None:
@@ -105,31 +113,33 @@ class PartitionReader:
         # the arrays are fresh and ours: no copy, no consolidation
         return pd.DataFrame(cols, index=index, copy=False)
 
-    def _cells(self, coords, attrs, want_pos: bool, want_ids: bool, selection=None):
-        """(coords, per-cell columns clipped to the bbox) of one partition."""
-        cells = self.reader.load(coords, attrs, want_pos, want_ids, in_task=True)
+    def _cells(self, coords, attrs, want_pos: bool, want_ids: bool, selection=None,
+               rows=None):
+        """(coords, per-cell columns clipped to the bbox) of one partition; ``rows``: per
+        cell, its rows when the frame was built (-1 unknown), checked on decoding."""
+        cells = self.reader.load(coords, attrs, want_pos, want_ids, in_task=True, rows=rows)
         return coords, [clip_columns(cols, self.bbox) for cols in cells]
 
-    def __call__(self, coords, columns=None):
-        return self._build(coords, columns)
+    def __call__(self, coords, columns=None, rows=None):
+        return self._build(coords, columns, rows=rows)
 
     def cell_columns(self, coords, columns=None):
         """(schema, per-cell column dicts clipped to the bbox) without building a frame;
         what reductions use to compute per-chunk partials."""
         schema = self.schema if columns is None else [s for s in self.schema if s[0] in set(columns)]
         sources = {src for _, src, _ in schema}
-        attrs = [a for a in self.attributes if a.name in sources]
+        attrs = [a for a in self.attributes if attr_key(a.name) in sources]
         want_pos = "positions" in sources or self.bbox is not None
         want_ids = "object_ids" in sources or "owner_count" in sources
         return schema, self._cells(coords, attrs, want_pos, want_ids)[1]
 
-    def _build(self, coords, columns=None, selection=None):
+    def _build(self, coords, columns=None, selection=None, rows=None):
         schema = self.schema if columns is None else [s for s in self.schema if s[0] in set(columns)]
         sources = {src for _, src, _ in schema}
-        attrs = [a for a in self.attributes if a.name in sources]
+        attrs = [a for a in self.attributes if attr_key(a.name) in sources]
         want_pos = "positions" in sources or self.bbox is not None
         want_ids = "object_ids" in sources or "owner_count" in sources
-        coords, cells = self._cells(coords, attrs, want_pos, want_ids, selection)
+        coords, cells = self._cells(coords, attrs, want_pos, want_ids, selection, rows)
         return self.assemble(schema, coords, cells)
 
     def assemble(self, schema, coords, cells, n_rows=None):
@@ -196,14 +206,15 @@ class ObjectPartitionReader(PartitionReader):
     shared-fragment levels) still counts every owner of the row.
     """
 
-    def __call__(self, spec, columns=None):
+    def __call__(self, spec, columns=None, rows=None):
         coords, selection = spec
-        return self._build(list(coords), columns, dict(zip(coords, selection)))
+        return self._build(list(coords), columns, dict(zip(coords, selection)), rows)
 
-    def _cells(self, coords, attrs, want_pos: bool, want_ids: bool, selection=None):
+    def _cells(self, coords, attrs, want_pos: bool, want_ids: bool, selection=None,
+               rows=None):
         need_count = want_ids and self.owner_count
         cells = self.reader.load(coords, attrs, True, need_count, fragments=True,
-                                 in_task=True)
+                                 in_task=True, rows=rows)
         out = []
         for coord, cols in zip(coords, cells):
             fi = cols.pop("fragments")

@@ -20,7 +20,7 @@ from zv_dask.errors import StoreReadError
 from zv_dask.io.location import cell_key
 from zv_dask.plan import predicates as P
 from zv_dask.plan.partitioning import CellGroups
-from zv_dask.read.level import POSITIONS
+from zv_dask.read.level import POSITIONS, attr_key
 from zv_dask.read.partitions import PartitionReader
 
 _VLEN_HEADER = 8  # bytes before the rows of an uncompressed vertex blob
@@ -57,12 +57,13 @@ class Scan:
             return coords, dict(zip(coords, sel))
         return [tuple(c) for c in spec], None
 
-    def _load(self, coords, sources, selection):
+    def _load(self, coords, sources, selection, expect=None):
         part = self.part
-        attrs = [a for a in part.attributes if a.name in sources]
+        rows = None if not expect else [expect.get(c, -1) for c in coords]
+        attrs = [a for a in part.attributes if attr_key(a.name) in sources]
         want_pos = "positions" in sources or part.bbox is not None
         want_ids = "object_ids" in sources or "owner_count" in sources
-        return part._cells(coords, attrs, want_pos, want_ids, selection)[1]
+        return part._cells(coords, attrs, want_pos, want_ids, selection, rows)[1]
 
     def _schema(self, columns):
         if columns is None:
@@ -70,17 +71,23 @@ class Scan:
         keep = set(columns)
         return [s for s in self.part.schema if s[0] in keep]
 
-    def __call__(self, spec, columns=None, predicate=None, labels=None, inside=None):
+    def __call__(self, spec, columns=None, predicate=None, labels=None, inside=None,
+                 rows=None):
+        # ``rows``: each cell's rows when the frame was built (-1 unknown; the labels
+        # carry them too): a cell decoding to another count is a store changed since
         coords, selection = self._split(spec)
         part = self.part
         schema = self._schema(columns)
         if not coords:
             return part.assemble(schema, [], [], 0)
+        if rows is None and labels is not None:
+            rows = labels[1]
         if predicate is None and labels is None:
-            return part._build(coords, columns, selection)
+            return part._build(coords, columns, selection, rows)
+        expect = None if rows is None else dict(zip(coords, rows))
         wanted = {src for _, src, _ in schema}
         if predicate is None:
-            cells = self._load(coords, wanted, selection)
+            cells = self._load(coords, wanted, selection, expect)
             frame = part.assemble(schema, coords, cells)
             frame.index = self._row_labels(coords, labels, _row_counts(cells))
             return frame
@@ -92,16 +99,17 @@ class Scan:
         whole = [c for c, f in zip(coords, inside) if f]
         pschema = self._schema(P.columns_of(predicate))
         first = {src for _, src, _ in pschema}
-        tested = self._load(edge, first, selection) if edge else []
+        tested = self._load(edge, first, selection, expect) if edge else []
         edge_sizes = _row_counts(tested)
         mask = P.row_mask(predicate, part.assemble(pschema, edge, tested).__getitem__,
                           sum(edge_sizes))
         bounds = np.cumsum([0] + edge_sizes)
         keep = [i for i in range(len(edge)) if mask[bounds[i]:bounds[i + 1]].any()]
         rest = wanted - first
-        more = self._load([edge[i] for i in keep], rest, selection) if (rest and keep) \
-            else [{}] * len(keep)
-        matched = dict(zip(whole, self._load(whole, wanted, selection) if whole else []))
+        more = self._load([edge[i] for i in keep], rest, selection, expect) \
+            if (rest and keep) else [{}] * len(keep)
+        matched = dict(zip(whole, self._load(whole, wanted, selection, expect)
+                           if whole else []))
         for i, extra in zip(keep, more):
             m = mask[bounds[i]:bounds[i + 1]]
             # only what the frame returns is filtered (not the columns tested alone)
@@ -165,10 +173,12 @@ class Scan:
             o, a = o + k, a + n
         return pd.Index(out, copy=False)
 
-    def count(self, spec, predicate, inside) -> int:
+    def count(self, spec, predicate, inside, rows=None) -> int:
         """Rows of a partition matching ``predicate`` (axis terms only): cells flagged
-        ``inside`` are counted from their vertex blob sizes, the others are read."""
+        ``inside`` are counted from their vertex blob sizes, the others are read
+        (``rows`` as for a call: each cell's rows when the frame was built)."""
         coords, selection = self._split(spec)
+        expect = {} if rows is None else dict(zip(coords, rows))
         lm = self.part.reader.level
         plain = lm.vertices.access == "plain" and selection is None
         sized = [c for c, f in zip(coords, inside) if f] if plain else []
@@ -181,16 +191,21 @@ class Scan:
             # one listing per array and process; a store that cannot be listed: stats
             got = [listed.get(k) for k in keys] if listed is not None else loc.sizes(keys)
             for c, s in zip(sized, got):
+                then = int(expect.get(c, -1))
                 if s is None or s < _VLEN_HEADER or (s - _VLEN_HEADER) % row:
-                    n += len(self([c], [], predicate))  # not a plain blob: read it
-                else:
-                    n += (s - _VLEN_HEADER) // row
+                    n += len(self([c], [], predicate, rows=[then]))  # not plain: read it
+                    continue
+                now = (s - _VLEN_HEADER) // row
+                if then >= 0 and now != then:
+                    raise self.part.reader._changed(c, now, then, POSITIONS)
+                n += now
         done = set(sized)
         rest = [c for c in coords if c not in done]
         if rest:
             sub = (tuple(rest), tuple(selection[c] for c in rest)) if selection is not None \
                 else tuple(rest)
-            n += len(self(sub, [], predicate))
+            n += len(self(sub, [], predicate,
+                          rows=None if rows is None else [expect[c] for c in rest]))
         return int(n)
 
 
@@ -207,7 +222,7 @@ class FrameSource:
     """
 
     def __init__(self, scan: Scan, level, bbox, axes, specs: list, label: str,
-                 full_count=None):
+                 full_count=None, expected=None):
         self.scan = scan
         self.level = level
         self.bbox = bbox
@@ -216,6 +231,10 @@ class FrameSource:
         self.base_specs = specs if isinstance(specs, CellGroups) else list(specs)
         self.label = label
         self.full_count = full_count  # rows of the whole level (no bbox, no selection)
+        # () -> rows of each non-empty cell of the level (presence order, -1 unknown),
+        # called once when the first task with a cell is made (building stays IO-free):
+        # every task checks its cells against them
+        self._expected = expected
         self._memo = {}
 
     def __repr__(self) -> str:
@@ -224,6 +243,7 @@ class FrameSource:
     def __getstate__(self):
         state = dict(self.__dict__)
         state["_memo"] = {}
+        state["_expected"] = None  # holds the store handle: tasks never need it
         return state
 
     def __dask_tokenize__(self):
@@ -260,6 +280,36 @@ class FrameSource:
         if "meta" not in self._memo:
             self._memo["meta"] = self.scan.part.meta()
         return self._memo["meta"]
+
+    def expected_rows(self, specs):
+        """Per partition of ``specs``: each cell's rows when the frame was built (a
+        tuple, -1 unknown), or ``None`` when no row count is known."""
+        if isinstance(specs, CellGroups) and not len(specs.cells) or self._expected is None \
+                or not isinstance(specs, CellGroups) and not any(map(self._coords, specs)):
+            return None
+        if "expected" not in self._memo:
+            got = self._expected()
+            self._memo["expected"] = None if got is None or not (np.asarray(got) >= 0).any() \
+                else np.asarray(got, np.int64)
+        expected = self._memo["expected"]
+        if expected is None:
+            return None
+        pres = self.level.presence
+
+        def rows_of(cells):
+            lin = P.linear_index(self.level, cells)
+            at = np.clip(np.searchsorted(pres.linear, lin), 0, max(len(pres.linear) - 1, 0))
+            hit = pres.linear[at] == lin if len(pres.linear) else np.zeros(len(lin), bool)
+            return np.where(hit, expected[at] if len(expected) else -1, -1)
+
+        if isinstance(specs, CellGroups):
+            return specs.per_partition(rows_of(specs.cells))
+        out = []
+        for spec in specs:
+            coords = self._coords(spec)
+            out.append(tuple(rows_of(np.asarray(coords, np.int64)).tolist())
+                       if len(coords) else ())
+        return out
 
     def _coords(self, spec):
         return spec[0] if self.scan.selection else spec

@@ -11,6 +11,7 @@ import os
 
 import numpy as np
 
+from zv_dask.format.levels import attribute_columns
 
 VERTEX = "vertex"
 AXIS = "axis"
@@ -59,7 +60,9 @@ def read_zv(path_or_url, level=None, bbox=None, target_resolution=None, attribut
     """A store level as a lazy, dask-backed ``xarray.Dataset``.
 
     Dimensions ``vertex`` and ``axis``: ``positions (vertex, axis)`` in the stored
-    dtype, one variable per vertex attribute, ``(vertex,)`` or ``(vertex, channel)``
+    dtype, one variable per vertex attribute (named as its dataframe column, see
+    :meth:`ZVStore.column_names`: ``x`` becomes ``attr_x``, its stored name in the
+    variable's ``attrs["stored_name"]``), ``(vertex,)`` or ``(vertex, channel)``
     (categoricals decoded to their values, object dtype), and ``object_id`` (and, on
     ``shared_fragments`` levels, ``owner_count``) as coordinates along ``vertex``
     when the level has an object index.  ``vertex`` carries a lazy ``RangeIndex``
@@ -122,31 +125,41 @@ def read_zv(path_or_url, level=None, bbox=None, target_resolution=None, attribut
     lm = store.metadata.levels[plan.level]
     reader = store._reader(plan.level)
     lengths = store._cell_lengths(plan)
+    # each cell's rows now: every block checks them (a store rewritten since raises)
+    rows = [(int(r),) for r in store._cell_rows(lm, plan.cells)] if len(plan.cells) else None
     n = int(sum(lengths))
     D = store.spatial_dims
-    pos = _build.to_array(reader, plan, "positions", None, lengths, D, lm.vertices.dtype)
+    pos = _build.to_array(reader, plan, "positions", None, lengths, D, lm.vertices.dtype,
+                          rows=rows)
     widths = store._widths(plan.level, plan.attributes)
     multi = {w for a in plan.attributes if (w := widths[a.name]) > 1}
+    every = {a.name: a for a in lm.attributes.values()}  # names never follow a selection
+    names = attribute_columns(store.axes, [(n, widths.get(n, a.width)) for n, a in every.items()])
+    store._warn_renamed(plan.level, plan.attributes, widths)
     data_vars = {"positions": ((VERTEX, AXIS), pos)}
     for a in plan.attributes:
         w = widths[a.name]
+        # an attribute named like an axis or a coordinate: its renamed column's name
+        var = names[a.name][0] if w == 1 else names[a.name][0][:-len("_0")]
         dtype = np.dtype(np.int64) if a.is_categorical else a.dtype
-        arr = _build.to_array(reader, plan, a.name, a, lengths, w, dtype)
+        arr = _build.to_array(reader, plan, a.name, a, lengths, w, dtype, rows=rows)
         var_attrs = {}
         if a.is_categorical:
             arr = _build.decoded_categories(arr, a.categories, a.fill_code)
             var_attrs["categories"] = list(a.categories)
         dims = (VERTEX,) if w == 1 else (VERTEX, "channel" if len(multi) == 1
-                                         else f"{a.name}_channel")
-        data_vars[a.name] = (dims, arr, var_attrs)
+                                         else f"{var}_channel")
+        if var != a.name:
+            var_attrs["stored_name"] = a.name
+        data_vars[var] = (dims, arr, var_attrs)
     coords = {VERTEX: pd.RangeIndex(n, name=VERTEX), AXIS: list(store.axes)}
     if plan.object_ids:
         one = np.dtype(np.int64)
         coords["object_id"] = (VERTEX, _build.to_array(reader, plan, "object_ids", None,
-                                                       lengths, 1, one))
+                                                       lengths, 1, one, rows=rows))
         if lm.shared_fragments:
             coords["owner_count"] = (VERTEX, _build.to_array(reader, plan, "owner_count", None,
-                                                             lengths, 1, one))
+                                                             lengths, 1, one, rows=rows))
     attrs = _store_attrs(store, plan.level)
     if plan.bbox is not None:
         attrs["bbox_min"] = plan.bbox[0].tolist()
