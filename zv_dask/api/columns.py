@@ -39,9 +39,6 @@ class ColumnMethods:
 
     def _warn_renamed(self, level: int, attributes, widths) -> None:
         """One :class:`ZVWarning` per handle and level naming the renamed attributes."""
-        import warnings
-
-        from zv_dask.errors import ZVWarning
         every = {a.name: a for a in self._meta.levels[level].attributes.values()}
         every.update({a.name: a for a in attributes})
         names = attribute_columns(self.axes, [(a.name, widths.get(a.name, a.width))
