@@ -118,3 +118,28 @@ def test_objects_dataset(store_path):
     s = zv_dask.open_zv(store_path("streamlines"))
     d2 = zv_dask.read_zv(s, level=2, objects=True)
     np.testing.assert_array_equal(d2.mean_fa.values, s.objects(level=2).compute().mean_fa.to_numpy())
+
+
+def test_read_zv_without_xarray_says_how_to_install_it():
+    """xarray is optional: ``import zv_dask`` works without it and ``read_zv`` raises a
+    ZVError naming the package (run where xarray cannot be imported)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['xarray'] = None\n"
+        "import zv_dask\n"
+        "store = zv_dask.example_store()\n"
+        "for call in (lambda: zv_dask.read_zv(store),\n"
+        "             lambda: zv_dask.read_zv(zv_dask.example_store('streamlines'), objects=True)):\n"
+        "    try:\n"
+        "        call()\n"
+        "    except zv_dask.MissingDependencyError as e:\n"
+        "        assert isinstance(e, (zv_dask.ZVError, ImportError)), type(e)\n"
+        "        print(e)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert len(lines) == 2 and all("pip install xarray" in line for line in lines), lines
+    assert "read_zv needs xarray" in lines[0] and "objects=True" in lines[1]

@@ -37,6 +37,7 @@ from zv_dask.errors import (
     InvalidPointsError,
     LevelNotFoundError,
     MetadataError,
+    MissingDependencyError,
     NotAZVStoreError,
     QueryError,
     StoreClosedError,
@@ -115,7 +116,7 @@ def example_store(kind: str = "points") -> str:
 __all__ = [
     "open_zv", "to_zv", "ZVStore", "stats", "read_zv", "read_fragment_index", "FragmentIndex", "example_store",
     "ZVError", "StoreNotFoundError", "NotAZVStoreError", "UnsupportedFormatError",
-    "MetadataError", "LevelNotFoundError", "ArrayNotFoundError", "QueryError",
+    "MetadataError", "MissingDependencyError", "LevelNotFoundError", "ArrayNotFoundError", "QueryError",
     "ChunkMissingError", "ChunkDecodeError", "StoreReadError", "StoreClosedError",
     "ZVWarning",
     "IncompleteStoreError", "StoreExistsError", "WriteInputError", "InvalidPointsError",

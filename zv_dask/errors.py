@@ -105,6 +105,17 @@ class StoreClosedError(ZVError, ValueError):
     """The store object was used after ``close()``."""
 
 
+class MissingDependencyError(ZVError, ImportError):
+    """An optional package a call needs is not installed; the message names it and the
+    command that installs it.
+
+    Examples
+    --------
+    >>> issubclass(MissingDependencyError, ImportError)
+    True
+    """
+
+
 class ZVWarning(UserWarning):
     """Something is inconsistent but the read could still give a complete answer
     (for example a level's row total differs from its recorded ``vertex_count``).

@@ -124,7 +124,8 @@ class StoreLocation(ObjectReads):
             except (ImportError, ValueError) as exc:
                 raise StoreNotFoundError(
                     f"cannot open this URL: {exc}. Install the filesystem package for the "
-                    "protocol (e.g. `pip install zv_dask[s3]` for s3://) or check the URL",
+                    "protocol (e.g. `pip install s3fs` for s3://, or "
+                    "`pip install -e \".[s3]\"` in a clone of zv_dask) or check the URL",
                     store=self.url,
                 ) from None
             if type(fs).__module__.startswith("s3fs") and hasattr(fs, "retries"):

@@ -1,8 +1,9 @@
 """xarray views of a store: :func:`read_zv` (the ``zarr_vectors`` backend engine is in
 :mod:`zv_dask.xarray.backend`).
 
-xarray is an optional dependency (``pip install zv_dask[xarray]``); it is imported
-inside the functions only, so ``import zv_dask`` does not import it.
+xarray is an optional dependency (``pip install xarray``, or ``pip install -e ".[xarray]"``
+in a clone); it is imported inside the functions only (:func:`import_xarray`), so
+``import zv_dask`` does not import it.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import os
 
 import numpy as np
 
+from zv_dask.errors import MissingDependencyError
 from zv_dask.format.levels import attribute_columns
 
 VERTEX = "vertex"
@@ -24,6 +26,18 @@ def _store(path_or_url, storage_options=None):
     if isinstance(path_or_url, ZVStore):
         return path_or_url
     return open_zv(path_or_url, storage_options=storage_options)
+
+
+def import_xarray(what: str):
+    """The ``xarray`` module, or :class:`~zv_dask.errors.MissingDependencyError` saying
+    how to install it (``what`` names the call that needs it)."""
+    try:
+        import xarray
+    except ImportError:
+        raise MissingDependencyError(
+            f"{what} needs xarray, which is not installed: pip install xarray (or "
+            "pip install -e \".[xarray]\" in a clone of zv_dask)") from None
+    return xarray
 
 
 def _store_attrs(store, level=None) -> dict:
@@ -117,9 +131,10 @@ def read_zv(path_or_url, level=None, bbox=None, target_resolution=None, attribut
                              store=store.url)
         return _objects_dataset(store, 0 if level is None else level, attributes)
     import pandas as pd
-    import xarray as xr
 
     from zv_dask.collections import build as _build
+
+    xr = import_xarray("read_zv")
 
     plan = store._plan(level, bbox, target_resolution, attributes)
     lm = store.metadata.levels[plan.level]
@@ -168,7 +183,7 @@ def read_zv(path_or_url, level=None, bbox=None, target_resolution=None, attribut
 
 
 def _objects_dataset(store, level, attributes):
-    import xarray as xr
+    xr = import_xarray("read_zv(objects=True)")
 
     from zv_dask.collections import build as _build
     from zv_dask.read import objects as _objects
