@@ -272,3 +272,23 @@ def test_a_timeout_naming_416_is_not_an_empty_range():
     assert _empty_range(OSError("An error occurred (InvalidRange) when calling GetObject"))
     assert _empty_range(OSError("HTTP 416: Requested Range Not Satisfiable"))
     assert _empty_range(OSError("[Errno 416] requested range"))
+
+
+def test_an_unknown_dataframe_column_names_itself_and_the_columns():
+    """``ddf["nope"]`` (alone, in a list, in a filter, after a filter): a QueryError that
+    is also a KeyError, naming the store, the level, the column and the frame's columns."""
+    import zv_dask
+
+    store = zv_dask.open_zv(zv_dask.example_store())
+    ddf = store.to_dask_dataframe(level=0)
+    for pick in (lambda: ddf["nope"], lambda: ddf[["x", "nope"]],
+                 lambda: ddf[ddf["nope"] > 3], lambda: ddf[ddf.x > 1]["nope"]):
+        with pytest.raises(zv_dask.ColumnNotFoundError) as ei:
+            pick()
+        assert isinstance(ei.value, (zv_dask.QueryError, KeyError))
+        msg = str(ei.value)
+        assert "'nope'" in msg and "x, y, z, intensity, label, region" in msg
+        assert store.url in msg and ei.value.level == 0
+    # known columns still select, filter and compute as before
+    assert len(ddf[ddf["x"] > 1000][["x", "intensity"]].compute()) == \
+        int((store.read(level=0)["positions"][:, 0] > 1000).sum())

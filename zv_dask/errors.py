@@ -89,6 +89,10 @@ class QueryError(ZVError, ValueError):
     """The arguments of a read are malformed (bbox, level, attributes)."""
 
 
+class ColumnNotFoundError(QueryError, KeyError):
+    """A dataframe column that the frame does not have (the message lists those it has)."""
+
+
 class ChunkMissingError(ZVError, FileNotFoundError):
     """A chunk listed in ``nonempty_chunks`` has no data in the store."""
 

@@ -26,6 +26,7 @@ from dask.dataframe.dask_expr._reductions import Len, Sum
 from dask.dataframe.dask_expr._util import _convert_to_list
 from dask.dataframe.dask_expr.io.io import BlockwiseIO
 
+from zv_dask.errors import ColumnNotFoundError
 from zv_dask.plan import predicates as P
 
 _OPS = {LT: "<", LE: "<=", GT: ">", GE: ">=", EQ: "==", NE: "!="}
@@ -119,7 +120,22 @@ class ZVFrame(PartitionsFiltered, BlockwiseIO):
             pushed = self._push_filter(other)
             if pushed is not None:
                 return pushed
+        if not isinstance(other, Expr):
+            self._check_columns(other)
         return super().__getitem__(other)
+
+    def _check_columns(self, key) -> None:
+        """``ddf["nope"]``: a ColumnNotFoundError naming the column and listing the
+        frame's columns (pandas' KeyError names neither the store nor the choices)."""
+        names = list(key) if isinstance(key, (list, tuple)) else [key]
+        have = self.columns
+        missing = [c for c in names if isinstance(c, (str, int)) and c not in have]
+        if missing:
+            reader = self.source.scan.part.reader
+            raise ColumnNotFoundError(
+                f"no column {', '.join(map(repr, missing))} in this frame; its columns are "
+                f"{', '.join(map(str, have))}", store=reader.location.url,
+                level=reader.level.level)
 
     def _push_filter(self, predicate):
         pushed, rest = None, []
