@@ -136,19 +136,35 @@ def test_projection_fetches_only_requested_arrays(store_path, counting):
     counting.clear()
     got = ddf.intensity.mean().compute(scheduler="sync")
     fetched = {p.split(".zarrvectors/")[1].split("/c/")[0] for op, p in counting if op == "get"}
-    assert fetched == {"0/vertex_attributes/intensity"}
+    # (and the document of that array, see test_tasks_never_reread_metadata)
+    assert fetched == {"0/vertex_attributes/intensity", "0/vertex_attributes/intensity/zarr.json"}
     assert np.isclose(got, store.read(attributes=["intensity"])["attributes"]["intensity"].mean())
     # with a bbox the vertices are needed to clip rows, still no other attribute
     box = ([0] * 3, [800] * 3)
     counting.clear()
     store.to_dask_dataframe(level=0, bbox=box)[["label"]].compute(scheduler="sync")
-    fetched = {p.split(".zarrvectors/")[1].split("/c/")[0] for op, p in counting if op == "get"}
+    fetched = {p.split(".zarrvectors/")[1].split("/c/")[0] for op, p in counting
+               if op == "get" and not p.endswith("zarr.json")}
     assert fetched == {"0/vertex_attributes/label", "0/vertices"}
     assert len(ddf) == store.vertex_count(0)
 
 
 def test_tasks_never_reread_metadata(store_path, counting):
+    """Chunk tasks read chunks only.  A handle that has not listed the level re-reads
+    the documents of the arrays a compute decodes, once per compute in one task that
+    every chunk task waits for (a store rewritten since then raises; see
+    tests/test_stale_handles.py); one that listed it checks rows and re-reads nothing."""
     store = zv_dask.open_zv("zvcount://" + store_path("points_2d"))
+    ddf = store.to_dask_dataframe(level=1)
+    assert ddf.npartitions > 1
+    for _ in range(2):
+        counting.clear()
+        ddf.compute(scheduler="threads")
+        gets = [p for op, p in counting if op == "get"]
+        docs = sorted(p.split(".zarrvectors/")[1] for p in gets if p.endswith("zarr.json"))
+        assert len(gets) > len(docs) and docs == ["1/vertices/zarr.json"]
+        assert not [op for op, _ in counting if op == "list"]
+    store.to_dask_array(level=1)  # lists the level
     ddf = store.to_dask_dataframe(level=1)
     counting.clear()
     ddf.compute(scheduler="threads")

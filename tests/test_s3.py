@@ -154,8 +154,10 @@ def test_chunk_reads_one_get_per_needed_array(s3):
     ddf = store.to_dask_dataframe(level=0)
     proxy.reset()
     ddf.intensity.sum().compute(scheduler="threads")
-    assert len(proxy.requests()) == n
-    assert all("/vertex_attributes/intensity/c/" in r for r in proxy.requests())
+    # and that array's document, once: this handle never listed the level
+    doc = f"GET /{BUCKET}/points_small.zarrvectors/0/vertex_attributes/intensity/zarr.json"
+    assert len(proxy.requests()) == n + 1 and proxy.requests().count(doc) == 1
+    assert all("/vertex_attributes/intensity/c/" in r for r in proxy.requests() if r != doc)
 
 
 def test_transient_errors_are_retried(s3, local_path):

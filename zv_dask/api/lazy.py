@@ -9,6 +9,7 @@ from zv_dask.errors import QueryError
 from zv_dask.format.metadata import AttributeInfo, LevelMeta
 from zv_dask.plan import select as _select
 from zv_dask.read.level import attr_key
+from zv_dask.read.unchanged import UnchangedCheck
 
 
 class DaskMethods(ColumnMethods):
@@ -145,14 +146,26 @@ class DaskMethods(ColumnMethods):
         self._warn_renamed(plan.level, plan.attributes, widths)
         return _build.to_dataframe(self._reader(plan.level), plan, self.axes, widths, cpp,
                                    selection, level=lm, cell_rows=rows,
-                                   expected=lambda: self._known_rows(lm.level))
+                                   expected=lambda: self._known_rows(lm.level),
+                                   unchanged=self._unchanged_check(lm, plan.attributes))
+
+    def _has_listed(self, level: int) -> bool:
+        with self._lock:
+            return ("listed-rows", level) in self._derived
 
     def _known_rows(self, level: int):
         """The level's listed rows if this handle listed it already ("auto", arrays,
         xarray), else ``None``: a frame's tasks check them at no extra IO."""
-        with self._lock:
-            listed = ("listed-rows", level) in self._derived
-        return self._listed_rows(level) if listed else None
+        return self._listed_rows(level) if self._has_listed(level) else None
+
+    def _unchanged_check(self, lm: LevelMeta, attributes) -> UnchangedCheck | None:
+        """For a handle that has not listed the level (so tasks cannot check rows): a
+        re-read of the documents of the arrays the frame decodes, once per compute."""
+        if self._has_listed(lm.level) and self._listed_rows(lm.level) is not None:
+            return None
+        arrays = [lm.vertices] + [lm.arrays[a.path] for a in attributes
+                                  if not a.implied_by_key]
+        return UnchangedCheck(self._loc, lm.level, arrays)
 
     def _exact_rows(self, lm: LevelMeta, cells: np.ndarray):
         """Rows of each of ``cells`` when the level's listing ("auto" made it) gave the
@@ -320,25 +333,7 @@ class DaskMethods(ColumnMethods):
         """The listing disagrees with ``vertex_count``: a damaged count, or a store
         rewritten since it was opened.  One re-read of the ``vertices`` document tells
         them apart; a new dtype (its rows would decode as garbage) raises."""
-        from zv_dask.errors import StoreReadError
-        from zv_dask.format.arrays import parse_array
-
-        arr = lm.vertices
-        doc = self._loc.read_json(f"{lm.level}/{arr.path}/zarr.json")
-        now = None
-        if doc is not None:
-            try:
-                now = parse_array(doc, arr.path, self.url, lm.level).dtype or np.dtype("<f4")
-            except Exception:  # unparseable now: it changed all the same
-                now = None
-        if now is not None and now == arr.dtype:
-            return
-        what = "is gone" if doc is None else f"now holds {now or 'unreadable'} values"
-        raise StoreReadError(
-            f"the level's vertices {what} but held {arr.dtype} when the store was opened: "
-            "the store changed since it was opened (rewritten); its chunks would decode as "
-            "garbage, so open it again (open_zv)", store=self.url, level=lm.level,
-            array=arr.path)
+        UnchangedCheck(self._loc, lm.level, [lm.vertices])()
 
     def _cell_rows(self, lm: LevelMeta, cells: np.ndarray, estimate: bool = False):
         """Rows of each cell from the listing (-1 unknown; with ``estimate`` the unknown

@@ -75,7 +75,7 @@ def partition_specs(plan: ReadPlan, chunks_per_partition) -> CellGroups:
 
 def to_dataframe(reader: LevelReader, plan: ReadPlan, axes, widths: dict,
                  chunks_per_partition=1, selection: dict | None = None, level=None,
-                 cell_rows=None, expected=None):
+                 cell_rows=None, expected=None, unchanged=None):
     """A ``dask.dataframe.DataFrame`` over the plan; ``meta`` given, nothing read.
 
     ``selection`` (``{coord: (fragments, object ids)}``, from the manifests of selected
@@ -89,6 +89,8 @@ def to_dataframe(reader: LevelReader, plan: ReadPlan, axes, widths: dict,
     their position in the frame, not from 0 in each partition.  ``expected`` (rows of
     every non-empty cell of the level, -1 unknown, from one listing): tasks check each
     cell's decoded rows against it, so a store rewritten since raises, never decodes.
+    ``unchanged`` (a ``read.unchanged.UnchangedCheck``, for handles that cannot check
+    rows): one task every partition waits for, run once per compute.
     """
     import dask
     import dask.dataframe as dd
@@ -110,7 +112,7 @@ def to_dataframe(reader: LevelReader, plan: ReadPlan, axes, widths: dict,
             if (rows >= 0).all() and int(rows.sum()) == full:
                 specs = specs.with_rows(rows)
         source = FrameSource(Scan(func, selection is not None), level, plan.bbox, axes, specs,
-                             f"zv-level{plan.level}", full, expected)
+                             f"zv-level{plan.level}", full, expected, unchanged)
         return new_frame(source)
     meta = func.meta()
     if not specs:

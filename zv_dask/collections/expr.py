@@ -19,7 +19,7 @@ import functools
 import operator
 
 import pandas as pd
-from dask._task_spec import Task
+from dask._task_spec import Task, TaskRef
 from dask.dataframe.dask_expr._expr import (EQ, GE, GT, LE, LT, NE, And, Between, Expr, Filter,
                                             Index, Literal, Or, PartitionsFiltered, Projection)
 from dask.dataframe.dask_expr._reductions import Len, Sum
@@ -36,8 +36,9 @@ class ZVFrame(PartitionsFiltered, BlockwiseIO):
     """Partitions of one zv_dask level read: ``source`` (a ``read.scan.FrameSource``),
     projected ``columns`` and a pushed-down ``predicate`` (DNF of plain values)."""
 
-    _parameters = ["source", "columns", "predicate", "_partitions", "_series"]
-    _defaults = {"columns": None, "predicate": None, "_partitions": None, "_series": False}
+    _parameters = ["source", "columns", "predicate", "_partitions", "_series", "guard"]
+    _defaults = {"columns": None, "predicate": None, "_partitions": None, "_series": False,
+                 "guard": None}
     _absorb_projections = True
     _filter_passthrough = True
 
@@ -92,10 +93,30 @@ class ZVFrame(PartitionsFiltered, BlockwiseIO):
             extra["rows"] = rows[index]
         if inside is not None and any(inside[index]):
             extra["inside"] = inside[index]
+        extra.update(_after_guard(self.operand("guard")))
         task = Task(name, scan, specs[index], cols, predicate, _data_producer=True, **extra)
         if series is not None:
             return Task(name, operator.getitem, task, series)
         return task
+
+    def _simplify_down(self):
+        # the guard re-reads the documents of the arrays this projection reads, and
+        # none when the frame is pruned to no chunk
+        guard = self.operand("guard")
+        if guard is None:
+            return None
+        narrowed = self._guard_for(self.operand("columns"), self.operand("predicate"))
+        if narrowed is None or narrowed._name != guard._name:
+            return self.substitute_parameters({"guard": narrowed})
+        return None
+
+    def _guard_for(self, columns, predicate):
+        guard = self.operand("guard")
+        if guard is None or not any(map(self.source.reads_cells, self._specs)):
+            return None
+        cols = None if columns is None else _convert_to_list(columns)
+        check = guard.operand("check").only(self.source.scan.arrays_read(cols, predicate))
+        return None if check is None else ZVGuard(check)
 
     def _simplify_up(self, parent, dependents):
         if isinstance(parent, Index):
@@ -167,7 +188,7 @@ class ZVFrame(PartitionsFiltered, BlockwiseIO):
         if pred is None and src.full_count is not None:
             return Literal(int(src.full_count))
         if src.countable(pred):
-            return Sum(ZVCounts(src, pred))
+            return Sum(ZVCounts(src, pred, self._guard_for([], pred)))
         if self.operand("columns") != []:  # count the predicate's columns only
             return Len(self.substitute_parameters({"columns": [], "_series": False}))
         return None
@@ -177,7 +198,8 @@ class ZVCounts(BlockwiseIO):
     """Rows per partition of a ``ZVFrame`` (a Series), from blob sizes where a chunk lies
     inside the query box and from positions on its boundary."""
 
-    _parameters = ["source", "predicate"]
+    _parameters = ["source", "predicate", "guard"]
+    _defaults = {"guard": None}
 
     @functools.cached_property
     def _name(self):
@@ -206,10 +228,38 @@ class ZVCounts(BlockwiseIO):
         rows = None if self._rows is None else self._rows[index]
         return Task(name, _count_series, self.source.scan, self._specs[index],
                     self.operand("predicate"), self._inside[index], rows,
-                    _data_producer=True)
+                    _data_producer=True, **_after_guard(self.operand("guard")))
 
 
-def _count_series(scan, spec, predicate, inside, rows=None):
+class ZVGuard(Expr):
+    """One task that every partition of a frame waits for: ``check()`` (a
+    ``read.unchanged.UnchangedCheck``) raises when the store was rewritten since its
+    handle was opened, before any chunk is decoded with stale metadata."""
+
+    _parameters = ["check"]
+
+    @functools.cached_property
+    def _name(self):
+        return f"zv-unchanged-{self.deterministic_token}"
+
+    @functools.cached_property
+    def _meta(self):
+        return pd.Series([], dtype=bool)
+
+    def _divisions(self):
+        return (None, None)
+
+    def _layer(self):
+        key = (self._name, 0)
+        return {key: Task(key, self.operand("check"))}
+
+
+def _after_guard(guard) -> dict:
+    """The keyword that makes a task depend on ``guard`` (nothing without one)."""
+    return {} if guard is None else {"unchanged": TaskRef((guard._name, 0))}
+
+
+def _count_series(scan, spec, predicate, inside, rows=None, unchanged=None):
     return pd.Series([scan.count(spec, predicate, inside, rows)], dtype="int64")
 
 
@@ -265,4 +315,5 @@ def new_frame(source):
     """A ``dask.dataframe.DataFrame`` backed by a :class:`ZVFrame`."""
     from dask.dataframe.dask_expr._collection import new_collection
 
-    return new_collection(ZVFrame(source))
+    check = source.unchanged
+    return new_collection(ZVFrame(source, guard=None if check is None else ZVGuard(check)))

@@ -65,6 +65,17 @@ class Scan:
         want_ids = "object_ids" in sources or "owner_count" in sources
         return part._cells(coords, attrs, want_pos, want_ids, selection, rows)[1]
 
+    def arrays_read(self, columns=None, predicate=None) -> set:
+        """Paths of the level arrays (``vertices``, attribute arrays) a partition reads
+        for ``columns`` (``None``: all) under ``predicate``."""
+        part = self.part
+        names = None if columns is None else set(columns) | set(P.columns_of(predicate))
+        sources = {src for _, src, _ in self._schema(names)}
+        paths = {part.reader.level.vertices.path} \
+            if "positions" in sources or part.bbox is not None else set()
+        return paths | {a.path for a in part.attributes
+                        if attr_key(a.name) in sources and not a.implied_by_key}
+
     def _schema(self, columns):
         if columns is None:
             return list(self.part.schema)
@@ -72,7 +83,7 @@ class Scan:
         return [s for s in self.part.schema if s[0] in keep]
 
     def __call__(self, spec, columns=None, predicate=None, labels=None, inside=None,
-                 rows=None):
+                 rows=None, unchanged=None):
         # ``rows``: each cell's rows when the frame was built (-1 unknown; the labels
         # carry them too): a cell decoding to another count is a store changed since
         coords, selection = self._split(spec)
@@ -222,7 +233,7 @@ class FrameSource:
     """
 
     def __init__(self, scan: Scan, level, bbox, axes, specs: list, label: str,
-                 full_count=None, expected=None):
+                 full_count=None, expected=None, unchanged=None):
         self.scan = scan
         self.level = level
         self.bbox = bbox
@@ -235,6 +246,9 @@ class FrameSource:
         # called once when the first task with a cell is made (building stays IO-free):
         # every task checks its cells against them
         self._expected = expected
+        # () -> True, run once per compute before any task of the frame when ``expected``
+        # cannot check rows (see read.unchanged)
+        self.unchanged = unchanged
         self._memo = {}
 
     def __repr__(self) -> str:
@@ -313,6 +327,10 @@ class FrameSource:
 
     def _coords(self, spec):
         return spec[0] if self.scan.selection else spec
+
+    def reads_cells(self, spec) -> bool:
+        """Whether a partition of ``spec`` reads any chunk (a pruned one reads none)."""
+        return len(self._coords(spec)) > 0
 
     def _empty_spec(self):
         return ((), ()) if self.scan.selection else ()
