@@ -281,6 +281,11 @@ def test_na_in_a_nullable_axis_is_an_invalid_point(tmp_path):
     (pd.date_range("2020-01-01", periods=N, freq="h", tz="UTC"), r"datetime64.*astype"),
     (pd.to_timedelta(np.arange(N), "s"), r"timedelta64.*astype\('int64'\)"),
     (pd.Series([(1, 2)] * N, dtype=object), r"tuple value"),
+    (pd.Series([[1, 2]] * N, dtype=object), r"list value.*astype\(str\)"),
+    (pd.Series([{"a": 1}] * N, dtype=object), r"dict value"),
+    (pd.Series([np.arange(2)] * N, dtype=object), r"ndarray value"),
+    (pd.Series([b"ab"] * N, dtype=object), r"bytes value.*str.decode"),
+    (pd.Series(["a"] * (N - 1) + [[1]], dtype=object), r"list value"),
 ])
 def test_types_zv_cannot_hold_are_refused_before_writing(tmp_path, values, match):
     df = _base()

@@ -57,7 +57,8 @@ def missing_counts(ddf, columns) -> dict:
     return {k: int(v) for k, v in dask.compute(counts, **compute_options())[0].items()}
 
 
-def prepass(ddf, axes, dtype: str, bounds, cat_columns: dict, binning=None) -> dict:
+def prepass(ddf, axes, dtype: str, bounds, cat_columns: dict, binning=None,
+            store: str | None = None) -> dict:
     """Counts, NaN/inf and out-of-bounds examples, extent and categories of the input
     (one pass reading only the axis and categorical columns).  With ``binning`` (base
     bin, bins per chunk) also ``chunks`` and ``chunk_rows``: the non-empty level-0
@@ -67,7 +68,7 @@ def prepass(ddf, axes, dtype: str, bounds, cat_columns: dict, binning=None) -> d
     cols = list(dict.fromkeys(list(axes) + list(cat_columns.values())))
     parts = ddf[cols].to_delayed()
     fn = dask.delayed(_partition_facts, pure=True)
-    stats = dask.compute(*[fn(p, tuple(axes), dtype, bounds, cat_columns, binning)
+    stats = dask.compute(*[fn(p, tuple(axes), dtype, bounds, cat_columns, binning, store)
                            for p in parts], **compute_options())
     out = P.merge_stats([s for s, _ in stats])
     out["counts"] = [int(s["n"]) for s, _ in stats]  # rows per partition: input-order offsets
@@ -76,8 +77,8 @@ def prepass(ddf, axes, dtype: str, bounds, cat_columns: dict, binning=None) -> d
     return out
 
 
-def _partition_facts(frame, axes, dtype, bounds, cat_columns, binning):
-    st = P.partition_stats(frame, axes, dtype, bounds, cat_columns)
+def _partition_facts(frame, axes, dtype, bounds, cat_columns, binning, store=None):
+    st = P.partition_stats(frame, axes, dtype, bounds, cat_columns, store)
     if binning is None:
         return st, None
     return st, G.chunk_counts(P.positions_of(frame, axes, dtype), *binning)

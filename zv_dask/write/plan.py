@@ -214,8 +214,14 @@ def level0_chunks(pos: np.ndarray, spec: WriteSpec) -> tuple:
 # ----------------------------------------------------------------------------- checks
 
 
-def partition_stats(frame, axes, dtype: str, bounds, cat_columns: dict) -> dict:
-    """Small per-partition facts for the checks: counts, examples, extent, categories."""
+_CATEGORY_TYPES = (str, int, float, np.integer, np.floating, np.bool_)
+
+
+def partition_stats(frame, axes, dtype: str, bounds, cat_columns: dict,
+                    store: str | None = None) -> dict:
+    """Small per-partition facts for the checks: counts, examples, extent, categories.
+    A categorical column holding values that are not strings or numbers (lists, dicts,
+    bytes, ...) raises :class:`WriteInputError` here, before anything is written."""
     pos = positions_of(frame, axes, dtype)
     finite = np.isfinite(pos).all(axis=1) if len(pos) else np.ones(0, bool)
     st = {"n": len(pos), "bad": int((~finite).sum()), "bad_example": None,
@@ -237,7 +243,19 @@ def partition_stats(frame, axes, dtype: str, bounds, cat_columns: dict) -> dict:
     for name, col in cat_columns.items():
         s = frame[col]
         missing = bool(s.isna().any())
-        vals = s.dropna().unique()
+        try:
+            vals = s.dropna().unique()
+        except TypeError:  # unhashable values (lists, dicts, arrays): find the first
+            kept = s.dropna()
+            vals = kept[~kept.map(lambda v: isinstance(v, _CATEGORY_TYPES))].iloc[:1]
+        for v in np.asarray(vals, dtype=object):
+            if not isinstance(v, _CATEGORY_TYPES):
+                how = 'str.decode("utf-8")' if isinstance(v, bytes) else "astype(str)"
+                raise WriteInputError(
+                    f"column {col!r} holds a {type(v).__name__} value ({v!r:.60}); a ZV "
+                    "attribute holds numbers or categories of strings or numbers: convert "
+                    f"the column (for example df[{col!r}].{how}) or leave it out "
+                    "(attributes=[...])", store=store)
         st["cats"][name] = ({category_value(v) for v in np.asarray(vals, dtype=object)}, missing)
     return st
 

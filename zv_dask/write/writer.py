@@ -171,7 +171,7 @@ def to_zv(df, path_or_url, *, chunk_shape, bin_shape=None, bounds=None, levels=1
     dtypes = dict(ddf.dtypes.items())
     C.refuse_missing(missing_counts(ddf, C.missing_columns(dtypes, ax, planned)), dtypes, ax, name)
     cat_cols = {n: m[0] for n, m, kind, _ in planned if kind == "cat"}
-    stats = prepass(ddf, ax, str(dtype), given, cat_cols, binning=G.binning(cs, bs))
+    stats = prepass(ddf, ax, str(dtype), given, cat_cols, binning=G.binning(cs, bs), store=name)
     final_bounds = P.resolve_bounds(stats, given, ax, name)
     G.check_cell_range(final_bounds, cs, bs, ax, name)
     cats = {n: (P.sorted_categories(v), miss) for n, (v, miss) in stats["cats"].items()}
