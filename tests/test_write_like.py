@@ -173,11 +173,29 @@ def test_object_geometries_are_refused(tmp_path, kind):
     assert not out.exists()
 
 
+def _shard_index_first(tmp_path):
+    """Level-0 arrays sharded with the index at the start (to_zv puts it at the end)."""
+    dst = tmp_path / "start.zarrvectors"
+    shutil.copytree(EXAMPLE, dst)
+    for doc_path in (dst / "0").rglob("zarr.json"):
+        doc = json.loads(doc_path.read_text())
+        if doc.get("node_type") != "array" or "links" in doc_path.parts:
+            continue
+        doc["chunk_grid"]["configuration"]["chunk_shape"] = [2, 2, 2]
+        doc["codecs"] = [{"name": "sharding_indexed", "configuration": {
+            "chunk_shape": [1, 1, 1], "codecs": doc["codecs"],
+            "index_codecs": [{"name": "bytes", "configuration": {"endian": "little"}},
+                             {"name": "crc32c"}], "index_location": "start"}}]
+        doc_path.write_text(json.dumps(doc))
+    return dst
+
+
 @pytest.mark.parametrize("make, words", [
+    (_shard_index_first, "level-0 codecs"),
     (_dot_keys, "chunk keys"),
     (_compressed_coarse_level, "coarse levels plain"),
     (_coarse_attribute, "level 1 carries attributes"),
-], ids=["dot-keys", "compressed-coarse-level", "coarse-attribute"])
+], ids=["shard-index-first", "dot-keys", "compressed-coarse-level", "coarse-attribute"])
 def test_layouts_the_writer_does_not_make_are_refused(tmp_path, make, words):
     like = make(tmp_path)
     out = tmp_path / "o.zarrvectors"

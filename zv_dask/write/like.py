@@ -212,8 +212,6 @@ def taken_from_like(layout: dict | None, given: dict) -> list:
 def check_codecs(layout: dict, level0_codecs: str, name: str) -> None:
     """Refuse a copy whose level-0 codecs document (JSON, as the writer resolved it)
     is not the store's: zarr would encode the cells differently."""
-    import json
-
     got = normal_codecs(json.loads(level0_codecs))
     if got != layout["level0_codecs"]:
         raise _refuse(f"its level-0 codecs {json.dumps(layout['level0_codecs'])} are not "
