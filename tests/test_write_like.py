@@ -235,3 +235,12 @@ def test_dask_frame_of_several_partitions_copies_the_same(tmp_path):
     out = tmp_path / "example.zarrvectors"
     zv_dask.to_zv(dd.from_pandas(pdf, npartitions=4, sort=False), out, like=src)
     _assert_same_files(EXAMPLE, out)
+
+
+@pytest.mark.parametrize("module", ["zv_dask.write.like", "zv_dask.cli.common"])
+def test_docstring_examples_run(module):
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0
