@@ -4,6 +4,8 @@ the root document last, transient failures retried, persistent ones typed."""
 
 from __future__ import annotations
 
+import json
+
 import dask.dataframe as dd
 import numpy as np
 import pytest
@@ -103,3 +105,40 @@ def test_s3_persistent_put_failure_is_typed_and_leaves_an_incomplete_store(s3):
     assert left and "zarr.json" not in left
     with pytest.raises(IncompleteStoreError):
         zv_dask.open_zv(url, storage_options=_options(proxy))
+
+
+def test_convert_like_reaches_source_like_and_out_on_s3_with_cli_options(s3, tmp_path,
+                                                                          capsys):
+    """``--storage-option``/``--retries`` apply to SOURCE, --like and OUT: the copy made
+    on S3 is the example store, object for object."""
+    from pathlib import Path
+
+    from zv_dask.cli import main
+
+    server, proxy = s3
+    example = zv_dask.example_store("points")
+    rows = tmp_path / "rows"
+    assert main(["export", example, str(rows), "--scheduler", "sync"]) == 0
+    server.upload(BUCKET, rows, "cli/rows")
+    server.upload(BUCKET, Path(example), "cli/like/example.zarrvectors")
+    opts = ["--storage-option", f"endpoint_url={proxy.url}", "--storage-option",
+            f"key={ACCESS_KEY}", "--storage-option", f"secret={SECRET_KEY}",
+            "--storage-option", "skip_instance_cache=true", "--retries", "2"]
+    capsys.readouterr()
+    rc = main(["convert", f"s3://{BUCKET}/cli/rows", f"s3://{BUCKET}/cli/out/example.zarrvectors",
+               "--like", f"s3://{BUCKET}/cli/like/example.zarrvectors", "--scheduler", "sync",
+               *opts])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    assert "level 2: 63 vertices" in captured.out and SECRET_KEY not in captured.out
+    client = server.client()
+    prefix = "cli/out/example.zarrvectors/"
+    keys = [o["Key"] for page in client.get_paginator("list_objects_v2").paginate(
+        Bucket=BUCKET, Prefix=prefix) for o in page.get("Contents", [])]
+    local = files(example)
+    assert sorted(k[len(prefix):] for k in keys) == sorted(local)
+    for k in keys:
+        got, want = client.get_object(Bucket=BUCKET, Key=k)["Body"].read(), local[k[len(prefix):]]
+        if k.endswith("zarr.json"):  # documents: equal as JSON (the indentation differs)
+            got, want = json.loads(got), json.loads(want)
+        assert got == want, k

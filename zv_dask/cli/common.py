@@ -43,6 +43,13 @@ _CLI_WORDS = (
     (re.compile(r"\bbounds=\(\[min\.\.\.\], \[max\.\.\.\]\)"), "--bounds MIN... MAX..."),
     (re.compile(r"\b(axes|attributes)=\[\.\.\.\]"), r"--\1 ..."),
     (re.compile(r"\bretries=(?=\W|$)"), "--retries"),
+    (re.compile(r"\bleave bounds=None\b"), "leave out --bounds"),
+    # keyword= alone ("give levels= to change it") or with a value ("like=STORE")
+    (re.compile(r"\b(like|levels|dtype|compressor|bounds|axes|attributes|chunk_shape|"
+                r"bin_shape|shard_shape)=(?=[\s,;:)]|$)"),
+     lambda m: "--" + m.group(1).replace("_", "-")),
+    (re.compile(r"\b(like|levels|dtype|compressor|chunk_shape|bin_shape|shard_shape)="),
+     lambda m: "--" + m.group(1).replace("_", "-") + " "),
     (re.compile(r"\b(chunk_shape|bin_shape|shard_shape)\b(?==|\W|$)"),
      lambda m: "--" + m.group(1).replace("_", "-")),
     (re.compile(r"\bstorage_options\b"), "--storage-option (or the AWS_* variables)"),
@@ -58,6 +65,8 @@ def cli_words(message: str) -> str:
     'something already exists here; pass --overwrite to replace it'
     >>> cli_words("still failing after 5 attempts; retry later or raise retries=")
     'still failing after 5 attempts; retry later or raise --retries'
+    >>> cli_words("chunk_shape is required, or like=STORE; give levels= to change it")
+    '--chunk-shape is required, or --like STORE; give --levels to change it'
     """
     for pattern, replacement in _CLI_WORDS:
         message = pattern.sub(replacement, message)
@@ -190,11 +199,12 @@ def storage_option_arg(text: str) -> tuple:
         return key, value
 
 
-def add_storage_args(p):
-    """--storage-option KEY=VALUE (repeatable) / --anon / --retries: how STORE is reached."""
+def add_storage_args(p, applies_to="STORE", access="read"):
+    """--storage-option KEY=VALUE (repeatable) / --anon / --retries: how ``applies_to``
+    (the STORE, or the locations a writing command reaches) is reached."""
     g = p.add_argument_group(
         "remote stores",
-        para("fsspec options of an s3://, gs://, ... STORE.  Credentials also come from "
+        para(f"fsspec options of an s3://, gs://, ... {applies_to}.  Credentials also come from "
              "the usual environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, "
              "AWS_SESSION_TOKEN, AWS_ENDPOINT_URL, AWS_PROFILE for S3); they are never "
              "printed."))
@@ -207,7 +217,7 @@ def add_storage_args(p):
                    help="read without credentials (public buckets); the same as "
                         "--storage-option anon=true")
     g.add_argument("--retries", type=_retries_arg, default=4, metavar="N",
-                   help="retries of an object read after a transient failure (timeout, "
+                   help=f"retries of an object {access} after a transient failure (timeout, "
                         "5xx, dropped connection) before giving up (default 4)")
 
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 import argparse
 import math
 
-from zv_dask.cli.common import _scheduler_arg, compute_with_progress, scheduler
+from zv_dask.cli.common import (_scheduler_arg, add_storage_args, compute_with_progress,
+                                scheduler, storage_options)
 from zv_dask.cli.outdir import OutputRefusedError
 
 NAME = "convert"
@@ -22,6 +23,8 @@ examples:
       --compressor zstd
   zv-dask convert 'tiles/*.csv' s3://bucket/pts.zarrvectors --chunk-shape 100 100 \\
       --bin-shape 25 25 --bounds 0 0 1000 1000 --scheduler tcp://10.0.0.5:8786
+  zv-dask export old.zarrvectors rows && zv-dask convert rows copy.zarrvectors \\
+      --like old.zarrvectors        (the same layout: chunks, bins, bounds, levels, codecs)
 """
 
 
@@ -35,15 +38,22 @@ def add_parser(sub):
                     "zv_dask.to_zv: every non-axis column becomes a vertex attribute.")
     p.add_argument("source", metavar="SOURCE", help="Parquet file/directory/glob or CSV")
     p.add_argument("out", metavar="OUT", help="store path or URL to create")
-    p.add_argument("--chunk-shape", type=float, nargs="+", required=True,
-                   help="chunk edge lengths (one value, or one per axis)")
+    p.add_argument("--like", metavar="STORE",
+                   help="copy the layout of this store: axes, chunk and bin shape, bounds, "
+                        "levels, dtype, compressor and shard shape default to its values "
+                        "(an option given as well wins)")
+    p.add_argument("--chunk-shape", type=float, nargs="+",
+                   help="chunk edge lengths (one value, or one per axis); required "
+                        "without --like")
     p.add_argument("--bin-shape", type=float, nargs="+", help="level-0 bin edge lengths")
-    p.add_argument("--levels", type=int, default=1, help="resolution levels (default 1)")
+    p.add_argument("--levels", type=int, default=None,
+                   help="resolution levels (default 1, or --like's)")
     p.add_argument("--bounds", type=float, nargs="+",
                    help="min... max... (2 x axes values); default: the data extent")
     p.add_argument("--axes", nargs="+", help="position columns (default x y [z])")
     p.add_argument("--attributes", nargs="*", help="attribute columns (default: all others)")
-    p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    p.add_argument("--dtype", choices=["float32", "float64"], default=None,
+                   help="stored position type (default float32, or --like's)")
     p.add_argument("--compressor", type=_compressor_arg, default=None,
                    help="level-0 cell codecs: none (default), zstd, blosc, or a JSON list "
                         "of zarr codec documents, e.g. '[{\"name\": \"gzip\", "
@@ -56,6 +66,7 @@ def add_parser(sub):
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     p.add_argument("--scheduler", type=_scheduler_arg, default="threads",
                    help="threads (default), processes, sync, or a scheduler address")
+    add_storage_args(p, applies_to="OUT, SOURCE and --like STORE", access="read or write")
     return p
 
 
@@ -77,15 +88,21 @@ def _compressor_arg(text: str):
 _GLOB = ("*", "?", "[")
 
 
-def source_files(source: str) -> list:
+def is_remote(url: str) -> bool:
+    """True for an fsspec URL other than ``file://`` (storage options apply to it)."""
+    return "://" in url and not url.startswith("file://")
+
+
+def source_files(source: str, options=None) -> list:
     """The files a glob SOURCE matches (``[source]`` for a plain path or URL); raises
-    :class:`~zv_dask.errors.StoreNotFoundError` when there is nothing to read."""
+    :class:`~zv_dask.errors.StoreNotFoundError` when there is nothing to read.
+    ``options`` are the fsspec storage options of a remote SOURCE."""
     import fsspec
 
     from zv_dask.errors import StoreNotFoundError
 
     try:
-        fs, path = fsspec.core.url_to_fs(source)
+        fs, path = fsspec.core.url_to_fs(source, **(options or {}))
         if any(c in path for c in _GLOB):
             found = [fs.unstrip_protocol(f) if "://" in source else f for f in fs.glob(path)]
             if not found:
@@ -137,14 +154,14 @@ def _overhead_arg(text: str):
     return v
 
 
-def read_source(source: str):
-    """A dask DataFrame for a Parquet or CSV source."""
+def read_source(source: str, options=None):
+    """A dask DataFrame for a Parquet or CSV source (``options``: fsspec storage options)."""
     import dask.dataframe as dd
 
     low = source.lower()
     if low.endswith((".csv", ".csv.gz", ".txt")):
-        return dd.read_csv(source)
-    return dd.read_parquet(source)
+        return dd.read_csv(source, storage_options=options)
+    return dd.read_parquet(source, storage_options=options)
 
 
 def _read_errors() -> tuple:
@@ -184,8 +201,11 @@ def run(args, store=None) -> str:
         bounds = (args.bounds[:h], args.bounds[h:])
     _positive("--chunk-shape", args.chunk_shape)
     _positive("--bin-shape", args.bin_shape)
-    check_out(args.out, args.source, source_files(args.source))
-    chunk = args.chunk_shape[0] if len(args.chunk_shape) == 1 else args.chunk_shape
+    options = storage_options(args)
+    source_options = options if is_remote(args.source) else None
+    check_out(args.out, args.source, source_files(args.source, source_options))
+    chunk = None if args.chunk_shape is None else (
+        args.chunk_shape[0] if len(args.chunk_shape) == 1 else args.chunk_shape)
     bins = None if args.bin_shape is None else (
         args.bin_shape[0] if len(args.bin_shape) == 1 else args.bin_shape)
     shards = None if args.shard_shape is None else (
@@ -194,13 +214,14 @@ def run(args, store=None) -> str:
     try:
         with scheduler(args.scheduler) as client:
             try:
-                df = read_source(args.source)
+                df = read_source(args.source, source_options)
             except (ValueError, OSError) + unreadable as exc:
                 raise _unreadable(args.source, exc) from None
             job = to_zv(df, args.out, chunk_shape=chunk, bin_shape=bins, bounds=bounds,
                         levels=args.levels, axes=args.axes, attributes=args.attributes,
                         compressor=args.compressor, shard_shape=shards, dtype=args.dtype,
                         overwrite=args.overwrite, max_overhead=args.max_overhead,
+                        like=args.like, storage_options=options, retries=args.retries,
                         compute=False)
             summary = compute_with_progress(job, client)
     except StoreExistsError as exc:  # OUT refused: nothing was written or deleted

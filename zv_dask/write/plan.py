@@ -117,7 +117,8 @@ def check_shapes(chunk_shape, bin_shape, ndim: int, levels, store: str) -> tuple
         return out
 
     if chunk_shape is None:
-        raise WriteInputError("chunk_shape is required (world units per chunk edge)", store=store)
+        raise WriteInputError("chunk_shape is required (world units per chunk edge), or "
+                              "like=STORE to copy the layout of a store", store=store)
     cs = vec("chunk_shape", chunk_shape)
     bs = None if bin_shape is None else vec("bin_shape", bin_shape)
     if bs is not None:

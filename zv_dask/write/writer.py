@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from zv_dask.errors import WriteInputError
+from zv_dask.errors import InvalidPointsError, WriteInputError
 from zv_dask.io.location import StoreLocation
 from zv_dask.io.puts import StoreWriter
 from zv_dask.write import columns as C
 from zv_dask.write import grid as G
+from zv_dask.write import like as L
 from zv_dask.write import plan as P
 from zv_dask.write.codecs import resolve as resolve_codecs
 from zv_dask.write.documents import store_name
@@ -16,9 +17,9 @@ from zv_dask.write.graph import (compute_options, missing_counts, prepass, to_da
 from zv_dask.write.sources import refuse_own_input
 
 
-def to_zv(df, path_or_url, *, chunk_shape, bin_shape=None, bounds=None, levels=1, axes=None,
-          attributes=None, compressor=None, shard_shape=None, storage_options=None,
-          overwrite=False, compute=True, dtype="float32", max_overhead=100):
+def to_zv(df, path_or_url, *, chunk_shape=None, bin_shape=None, bounds=None, levels=None,
+          axes=None, attributes=None, compressor=None, shard_shape=None, storage_options=None,
+          overwrite=False, compute=True, dtype=None, max_overhead=100, like=None, retries=4):
     """Write a point cloud held in a dask or pandas DataFrame as a ZV store.
 
     The store is the one the reference writer makes for the same points and options
@@ -55,14 +56,15 @@ def to_zv(df, path_or_url, *, chunk_shape, bin_shape=None, bounds=None, levels=1
     path_or_url : str or os.PathLike
         Local path or fsspec URL (``s3://...``).
     chunk_shape : float or sequence of float
-        Chunk edge lengths in world units.
+        Chunk edge lengths in world units; required unless ``like`` is given.
     bin_shape : float or sequence, optional
         Level-0 bin edges; must divide ``chunk_shape``.  Default: one bin per chunk.
     bounds : ([min...], [max...]), optional
         Inclusive bounds fixing the chunk grid; points outside raise
         :class:`~zv_dask.errors.InvalidPointsError`.  Default: the data extent.
-    levels : int
+    levels : int, optional
         Number of resolution levels; level k has bins ``2**k`` times level 0's.
+        Default 1 (or ``like``'s levels).
     axes : sequence of str, optional
         Position columns; default ``x, y`` and ``z`` when present.
     attributes : sequence of str, optional
@@ -94,9 +96,9 @@ def to_zv(df, path_or_url, *, chunk_shape, bin_shape=None, bounds=None, levels=1
         one over nullable integer/bool/axis columns when there are any), the write
         lock and an ``overwrite=True`` removal still happen now; a delayed that is
         never computed, or fails, leaves the lock (see Notes).
-    dtype : {"float32", "float64"}
+    dtype : {"float32", "float64"}, optional
         Stored position type (the reference's ``dtype``); positions are cast before
-        they are assigned to cells.
+        they are assigned to cells.  Default float32 (or ``like``'s).
     max_overhead : float or None
         Every non-empty level-0 chunk stores one 16-byte fragment per bin, empty bins
         included (the format), so a fine ``bin_shape`` can cost far more than the
@@ -106,6 +108,20 @@ def to_zv(df, path_or_url, *, chunk_shape, bin_shape=None, bounds=None, levels=1
         (positions and attributes as stored) the write is refused with
         :class:`~zv_dask.errors.WriteInputError` giving the estimate.  ``None``: never
         refuse.
+    like : ZVStore, str or os.PathLike, optional
+        Copy the layout of this store (a path or URL is opened with
+        ``storage_options`` and ``retries``): ``axes``, ``chunk_shape``,
+        ``bin_shape``, ``bounds``, ``levels``, ``dtype``, ``compressor`` and
+        ``shard_shape`` default to its values (see :func:`zv_dask.write.like.layout_of`).
+        A keyword given as well wins over the store's value (``compressor="none"``
+        drops its compression, ``shard_shape=False`` its shards).  Rows read from a
+        store and written back with ``like=`` that store give the same data blobs,
+        byte for byte.  A store ``to_zv`` cannot rebuild (object geometries, coarse
+        attributes, other codecs on coarse levels, ``.`` chunk keys) raises
+        :class:`~zv_dask.errors.WriteInputError` saying why.
+    retries : int
+        Transient failures (timeouts, 5xx) of each object put, and of opening ``like``,
+        are retried this many times.
 
     Returns
     -------
@@ -148,31 +164,53 @@ def to_zv(df, path_or_url, *, chunk_shape, bin_shape=None, bounds=None, levels=1
     >>> store = zv_dask.to_zv(df, path, chunk_shape=50, levels=2)
     >>> store.levels, store.vertex_count(0)
     ([0, 1], 1000)
+    >>> copy = zv_dask.to_zv(store.to_dask_dataframe(level=0), path + ".copy", like=store)
+    >>> copy.levels, copy.chunk_shape == store.chunk_shape
+    ([0, 1], True)
     """
-    loc = StoreLocation(path_or_url, storage_options)
+    loc = StoreLocation(path_or_url, storage_options, retries=retries)
     name = loc.url
     ddf = to_dask_frame(df)
     if ddf is None:
         raise WriteInputError(f"df must be a dask or pandas DataFrame, got {type(df).__name__}",
                               store=name)
-    if str(dtype) not in ("float32", "float64"):
-        raise WriteInputError(f"dtype must be 'float32' or 'float64', got {dtype!r}", store=name)
-    ax, planned = P.plan_columns(list(ddf.dtypes.items()), axes, attributes, name)
-    cs, bs = P.check_shapes(chunk_shape, bin_shape, len(ax), levels, name)
-    given = P.check_bounds(bounds, len(ax), name)
-    if given is not None:
-        G.check_cell_range(given, cs, bs, ax, name)
+    layout, like_name = _like_layout(like, storage_options, retries, name)
+    asked = {"axes": axes, "chunk_shape": chunk_shape, "bin_shape": bin_shape,
+             "bounds": bounds, "levels": levels, "dtype": dtype, "compressor": compressor,
+             "shard_shape": shard_shape}
+    o = L.merge_options(layout, asked)
+    if o["shard_shape"] is False:
+        o["shard_shape"] = None
+    dtype, levels, bin_shape = o["dtype"], o["levels"], o["bin_shape"]
+    from_like = L.taken_from_like(layout, asked)
+    try:
+        if str(dtype) not in ("float32", "float64"):
+            raise WriteInputError(f"dtype must be 'float32' or 'float64', got {dtype!r}",
+                                  store=name)
+        ax, planned = P.plan_columns(list(ddf.dtypes.items()), o["axes"], attributes, name)
+        cs, bs = P.check_shapes(o["chunk_shape"], bin_shape, len(ax), levels, name)
+        given = P.check_bounds(o["bounds"], len(ax), name)
+        if given is not None:
+            G.check_cell_range(given, cs, bs, ax, name)
+        # codecs checked on a grid of one shard now, before any pass over the data
+        codecs = resolve_codecs(o["compressor"], o["shard_shape"], len(ax), None, name)
+    except WriteInputError as exc:
+        raise _with_like(exc, from_like, like_name, name) from None
+    if layout is not None and not {"compressor", "shard_shape"} - set(from_like):
+        L.check_codecs(layout, codecs["level0_codecs"], like_name)
     max_overhead = check_max_overhead(max_overhead, name)
-    # codecs checked on a grid of one shard now, before any pass over the data
-    resolve_codecs(compressor, shard_shape, len(ax), None, name)
     refuse_own_input(ddf, loc._spec, name)
     writer = StoreWriter(loc)
     writer.check_target(overwrite)  # cheap, before the pass over the data
     dtypes = dict(ddf.dtypes.items())
     C.refuse_missing(missing_counts(ddf, C.missing_columns(dtypes, ax, planned)), dtypes, ax, name)
     cat_cols = {n: m[0] for n, m, kind, _ in planned if kind == "cat"}
-    stats = prepass(ddf, ax, str(dtype), given, cat_cols, binning=G.binning(cs, bs), store=name)
-    final_bounds = P.resolve_bounds(stats, given, ax, name)
+    stats = prepass(ddf, ax, str(dtype), given, cat_cols, binning=G.binning(cs, bs),
+                    store=name)
+    try:
+        final_bounds = P.resolve_bounds(stats, given, ax, name)
+    except WriteInputError as exc:
+        raise _with_like(exc, from_like, like_name, name) from None
     G.check_cell_range(final_bounds, cs, bs, ax, name)
     cats = {n: (P.sorted_categories(v), miss) for n, (v, miss) in stats["cats"].items()}
     grid_shape = P.grid_layout(final_bounds, cs)[1]
@@ -181,7 +219,7 @@ def to_zv(df, path_or_url, *, chunk_shape, bin_shape=None, bounds=None, levels=1
         bin_shape=None if bin_shape is None else bs, bounds=final_bounds, levels=int(levels),
         dtype=str(dtype), attributes=P.attribute_specs(planned, cats, name),
         axis_names=tuple(str(a) for a in ax),
-        **resolve_codecs(compressor, shard_shape, len(ax), grid_shape, name))
+        **resolve_codecs(o["compressor"], o["shard_shape"], len(ax), grid_shape, name))
     # before the lock and clear(): a refused layout leaves the target as it was
     check_overhead(spec, stats["chunk_rows"], max_overhead, name, stats["chunks"])
     writer.lock()  # one writer at a time; checked again under the lock
@@ -202,4 +240,32 @@ def to_zv(df, path_or_url, *, chunk_shape, bin_shape=None, bounds=None, levels=1
         raise
     from zv_dask.store import open_zv
 
-    return open_zv(path_or_url, storage_options=storage_options)
+    return open_zv(path_or_url, storage_options=storage_options, retries=retries)
+
+
+def _like_layout(like, storage_options, retries, name) -> tuple:
+    """``(layout_of(like), like's URL)``, or ``(None, None)`` without ``like``."""
+    if like is None:
+        return None, None
+    from zv_dask.store import ZVStore, open_zv
+
+    if isinstance(like, ZVStore):
+        return L.layout_of(like.metadata, like.url), like.url
+    try:
+        with open_zv(like, storage_options=storage_options, retries=retries) as store:
+            return L.layout_of(store.metadata, store.url), store.url
+    except TypeError:
+        raise WriteInputError(f"like must be a ZVStore, a path or a URL, got "
+                              f"{type(like).__name__}", store=name) from None
+
+
+def _with_like(exc: WriteInputError, from_like: list, like_name, name) -> WriteInputError:
+    """``exc``, saying which of the options it names came from ``like=``."""
+    named = [k for k in from_like if k in exc.message]
+    if not named:
+        return exc
+    message = (f"{exc.message} ({', '.join(named)} taken from like={like_name}; give "
+               f"{' and '.join(k + '=' for k in named)} to change {'it' if len(named) == 1 else 'them'})")
+    if isinstance(exc, InvalidPointsError):
+        return InvalidPointsError(message, store=name, count=exc.count, example=exc.example)
+    return WriteInputError(message, store=name)
