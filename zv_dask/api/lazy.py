@@ -101,7 +101,9 @@ class DaskMethods(ColumnMethods):
             sizes of one listing of the level's ``vertices`` array (uncompressed,
             unsharded raw vertices; no chunk is read), otherwise, and for chunks the
             listing does not show, from the estimate ``vertex_count / n_chunks``.
-            Rows then come partition by partition (chunks in curve order).  When every
+            On a sharded level the boxes are made of whole shards (a shard object is
+            read by one task only; a shard above ``partition_rows`` is a partition
+            alone).  Rows then come partition by partition (chunks in curve order).  When every
             chunk's rows are known that way (a whole level, no ``object_ids``, and
             the listing adds up to ``vertex_count``), rows are labelled by their
             position in the frame (``compute()`` has a ``RangeIndex(0, N)`` and filters
@@ -247,7 +249,8 @@ class DaskMethods(ColumnMethods):
 
     def _partitioning(self, plan, chunks_per_partition, partition_rows=None):
         """``chunks_per_partition`` checked: an int >= 1, or a Partitioning ("auto")."""
-        from zv_dask.plan.partitioning import DEFAULT_PARTITION_ROWS, Partitioning, auto_groups
+        from zv_dask.plan.partitioning import (DEFAULT_PARTITION_ROWS, Partitioning, auto_groups,
+                                               shard_groups)
 
         cpp = chunks_per_partition
         if isinstance(cpp, Partitioning):
@@ -270,8 +273,10 @@ class DaskMethods(ColumnMethods):
             target = DEFAULT_PARTITION_ROWS if partition_rows is None else int(partition_rows)
             rows = self._cell_rows(lm, plan.cells, estimate=True)
             lead = lm.rank - len(lm.chunk_shape)
-            return Partitioning.from_indices(plan.cells,
-                                             auto_groups(plan.cells, rows, target, lead))
+            lay = lm.vertices.shards
+            groups = auto_groups(plan.cells, rows, target, lead) if lay is None else \
+                shard_groups(plan.cells, rows, target, lay.shard_shape, lm.vertices.origin, lead)
+            return Partitioning.from_indices(plan.cells, groups)
         if isinstance(cpp, bool) or not isinstance(cpp, (int, np.integer)) or cpp < 1:
             raise QueryError(f"chunks_per_partition must be an integer >= 1 or 'auto', "
                              f"got {cpp!r}", store=self.url)

@@ -131,7 +131,7 @@ class LevelReader(ObjectArrays):
         whose object is missing raises :class:`ChunkMissingError`.
         """
         out = {}
-        direct = [a for a in arrays if a.access != "zarr"]
+        direct = [a for a in arrays if a.access in ("plain", "bytes_codecs")]
         keys = [(a, c) for a in direct for c in coords]
         lv = self.level.level
         rels = [cell_key(a, lv, c) for a, c in keys]
@@ -159,7 +159,7 @@ class LevelReader(ObjectArrays):
             except dec.DecodeProblem as exc:
                 raise self._err(ChunkDecodeError, f"{exc}; the chunk is corrupt", a.path, c) from None
         for a in arrays:
-            if a.access == "zarr":
+            if a.access in ("zarr", "sharded"):  # sharded: zarr decodes the shards
                 out.update(self._fetch_zarr(a, coords))
         return out
 
