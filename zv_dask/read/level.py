@@ -15,6 +15,7 @@ from zv_dask.format import decode as dec
 from zv_dask.format.metadata import ArrayMeta, AttributeInfo, LevelMeta, Presence
 from zv_dask.read.object_arrays import (  # noqa: F401 - caches re-exported (store, tests)
     _OWNER_LOCK, _OWNER_TABLES, ObjectArrays, drop_process_caches)
+from zv_dask.read.shards import fetch_sharded
 from zv_dask.errors import (
     ChunkDecodeError,
     ChunkMissingError,
@@ -128,7 +129,8 @@ class LevelReader(ObjectArrays):
         (``in_task``: see :meth:`StoreLocation.get_many`).
 
         Returns ``{(array.path, coord): memoryview}``.  A cell listed as non-empty
-        whose object is missing raises :class:`ChunkMissingError`.
+        whose object is missing raises :class:`ChunkMissingError`.  Sharded arrays
+        read each shard object once (:mod:`zv_dask.read.shards`).
         """
         out = {}
         direct = [a for a in arrays if a.access in ("plain", "bytes_codecs")]
@@ -158,8 +160,12 @@ class LevelReader(ObjectArrays):
                 out[(a.path, c)] = dec.strip_vlen_frame(raw)
             except dec.DecodeProblem as exc:
                 raise self._err(ChunkDecodeError, f"{exc}; the chunk is corrupt", a.path, c) from None
+        sharded = [a for a in arrays if a.access == "sharded"]
+        if sharded:
+            out.update(fetch_sharded(self, sharded, coords,
+                                     {a.path: self._byte_bound(a) for a in sharded}, in_task))
         for a in arrays:
-            if a.access in ("zarr", "sharded"):  # sharded: zarr decodes the shards
+            if a.access == "zarr":
                 out.update(self._fetch_zarr(a, coords))
         return out
 
