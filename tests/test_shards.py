@@ -245,6 +245,34 @@ def test_unsupported_sharding_is_left_to_zarr():
     assert lay is not None and not lay.index_at_end and not lay.index_crc
 
 
+# --------------------------------------------------------------------------- block lengths
+
+
+@pytest.mark.parametrize("which", [0, 1], ids=["sharded", "unsharded"])
+@pytest.mark.parametrize("name", ["p3_zstd", "p3_raw", "p2_edge"])
+def test_exact_block_lengths_of_compressed_and_sharded_vertices(built, name, which):
+    store = zv_dask.open_zv(built(name)[which])
+    truth = tuple(len(d["positions"]) for _, d in store.iter_chunks(level=0, attributes=[]))
+    a = store.to_dask_array("positions", level=0)
+    assert a.chunks[0] == truth
+    np.testing.assert_array_equal(a.compute(), store.read(level=0)["positions"])
+
+
+def test_uncompressed_shards_are_counted_from_their_index_alone(built, counting):
+    path = built("p3_raw")[0]
+    store = zv_dask.open_zv("zvcount://" + path)
+    store.chunks(0)
+    counting.clear()
+    a = store.to_dask_array("positions", level=0)
+    gets = [p for op, p in counting if op == "get"]
+    n_shards = len({tuple(np.asarray(c) // 2) for c in store.chunks(0)})
+    assert len(gets) == len(set(gets)) == n_shards  # one index read per shard object
+    assert all("/0/vertices/c/" in p for p in gets)
+    truth = tuple(len(d["positions"]) for _, d in
+                  zv_dask.open_zv(path).iter_chunks(level=0, attributes=[]))
+    assert a.chunks[0] == truth
+
+
 # --------------------------------------------------------------------------- damage
 
 

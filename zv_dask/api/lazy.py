@@ -84,8 +84,10 @@ class DaskMethods(ColumnMethods):
         every task compares each chunk's decoded rows with that listing, and
         a listing that no longer adds up to ``vertex_count`` re-reads the vertices
         document once; either raises :class:`~zv_dask.errors.StoreReadError` ("changed
-        since it was opened"): open the store again.  Compressed or sharded vertices,
-        and levels without a recorded ``vertex_count``, are not checked.
+        since it was opened"): open the store again.  Compressed or sharded vertices
+        are checked once the handle has counted their rows from their headers
+        (:meth:`to_dask_array`, :func:`read_zv`); levels without a recorded
+        ``vertex_count`` are not checked.
 
         Parameters
         ----------
@@ -203,10 +205,11 @@ class DaskMethods(ColumnMethods):
         bbox clips rows and the vertex chunks are uncompressed and unsharded: they
         come from the blob sizes of one listing of the level's ``vertices`` array
         (one LIST per 1000 chunks on object stores, one directory walk locally; no
-        HEAD or stat per chunk, no vertex data); otherwise (bbox, compression,
-        sharding: sizes say nothing about rows; a store that refuses listings) they
-        are NaN
-        (``.compute_chunk_sizes()``).  ``chunks_per_partition`` and ``partition_rows``
+        HEAD or stat per chunk, no vertex data).  Sharded or zstd/blosc-compressed
+        vertex chunks give exact lengths too, from their headers (the shard indexes,
+        and the first 32 bytes of each compressed chunk; read once per handle and
+        level, see :mod:`zv_dask.read.rows`).  Otherwise (a bbox, gzip, a store that
+        refuses listings) they are NaN (``.compute_chunk_sizes()``).  ``chunks_per_partition`` and ``partition_rows``
         group chunks into blocks as in :meth:`to_dask_dataframe`.
 
         Examples
@@ -240,7 +243,7 @@ class DaskMethods(ColumnMethods):
         nan = [float("nan")] * len(groups)
         if plan.bbox is not None or not groups:
             return nan
-        rows = [self._cell_rows(lm, g) for g in groups]
+        rows = [self._cell_rows(lm, g, count=True) for g in groups]
         if any((r < 0).any() for r in rows):
             return nan
         return [int(r.sum()) for r in rows]
@@ -290,14 +293,23 @@ class DaskMethods(ColumnMethods):
             return self._partitioning(plan, "auto", int(partition_rows))
         return self._memo(("auto-partitioning", level, int(partition_rows)), make)
 
-    def _listed_rows(self, level: int):
+    def _listed_rows(self, level: int, count: bool = False):
         """Rows of every non-empty cell of a level (aligned with the presence list; -1
         where unknown) from one listing of its ``vertices`` array, or ``None`` when
-        blob sizes do not give rows (compressed, sharded or Draco vertices)."""
+        blob sizes do not give rows (compressed, sharded or Draco vertices).  There,
+        with ``count``, from the chunks' headers (:func:`zv_dask.read.rows.vertex_rows`;
+        once per handle and level, and then returned without ``count`` too)."""
         lm = self._meta.levels[level]
         arr = lm.vertices
         if arr.access != "plain" or (arr.encoding or "raw") != "raw":
-            return None
+            from zv_dask.read import rows as _rows
+
+            key = ("listed-rows", level)
+            if count and _rows.countable(arr):
+                return self._memo(key, lambda: _rows.vertex_rows(self._loc, lm,
+                                                                 self.spatial_dims))
+            with self._lock:
+                return self._derived.get(key)
 
         def make():
             # the location's listing: tasks counting rows in this process share it
@@ -345,12 +357,17 @@ class DaskMethods(ColumnMethods):
             "garbage, so open it again (open_zv)", store=self.url, level=lm.level,
             array=arr.path)
 
-    def _cell_rows(self, lm: LevelMeta, cells: np.ndarray, estimate: bool = False):
+    def _cell_rows(self, lm: LevelMeta, cells: np.ndarray, estimate: bool = False,
+                   count: bool = False):
         """Rows of each cell from the listing (-1 unknown; with ``estimate`` the unknown
-        ones get ``vertex_count / n_chunks`` instead)."""
+        ones get ``vertex_count / n_chunks`` instead; ``count``: see _listed_rows)."""
         cells = np.asarray(cells, np.int64).reshape(len(cells), -1)
         rows = np.full(len(cells), -1, np.int64)
-        listed = self._listed_rows(lm.level) if len(cells) else None
+        # "auto" plans a compressed or sharded level from the estimate whether or not
+        # the handle counted it: the same partitions on every handle
+        counted_only = estimate and lm.vertices.access != "plain"
+        listed = self._listed_rows(lm.level, count) if len(cells) and not counted_only \
+            else None
         if listed is not None:
             pres = lm.presence
             lin = np.ravel_multi_index((cells - np.asarray(pres.origin)).T, pres.shape)
