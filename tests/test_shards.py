@@ -449,3 +449,19 @@ def test_s3_small_bbox_issues_ranged_gets_only(s3, built):
     for ranges in gets.values():  # the index (a suffix range), then the one inner chunk
         assert len(ranges) == 2 and all(r is not None for r in ranges), ranges
         assert ranges[0].startswith("bytes=-")
+
+
+def test_s3_one_chunk_partitions_read_each_shard_index_once(s3, built):
+    store = _s3_open(s3)
+    ddf = store.to_dask_dataframe(level=0, attributes=["intensity"])
+    s3.reset()
+    got = ddf.compute(scheduler="sync")
+    want = zv_dask.open_zv(built("p3_zstd")[1]).to_dask_dataframe(
+        level=0, attributes=["intensity"]).compute()
+    assert got.reset_index(drop=True).equals(want.reset_index(drop=True))
+    assert not s3.requests("HEAD")
+    gets = _shard_gets(s3)
+    for key, ranges in gets.items():  # one index, then one range per task (chunk)
+        suffix = [r for r in ranges if r.startswith("bytes=-")]
+        assert len(suffix) == 1 and all(r is not None for r in ranges), (key, ranges)
+    store.close()

@@ -13,9 +13,10 @@ import numpy as np
 
 from zv_dask.format import decode as dec
 from zv_dask.format.metadata import ArrayMeta, AttributeInfo, LevelMeta, Presence
+from zv_dask.read import object_arrays as _object_arrays
 from zv_dask.read.object_arrays import (  # noqa: F401 - caches re-exported (store, tests)
-    _OWNER_LOCK, _OWNER_TABLES, ObjectArrays, drop_process_caches)
-from zv_dask.read.shards import fetch_sharded
+    _OWNER_LOCK, _OWNER_TABLES, ObjectArrays)
+from zv_dask.read.shards import drop_indexes, fetch_sharded
 from zv_dask.errors import (
     ChunkDecodeError,
     ChunkMissingError,
@@ -365,6 +366,13 @@ class LevelReader(ObjectArrays):
             out["object_ids"] = owner
             out["owner_count"] = count
         return out
+
+
+def drop_process_caches(open_id: str) -> None:
+    """Forget the process-wide caches of one open (``ZVStore.close``): decoded owner
+    tables and shard indexes."""
+    _object_arrays.drop_process_caches(open_id)
+    drop_indexes(open_id)
 
 
 def _undecodable(exc: BaseException) -> bool:

@@ -11,6 +11,9 @@ codecs, decoded like unsharded cells (:func:`zv_dask.format.frames.decode_byte_c
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
+
 import numpy as np
 
 from zv_dask.errors import ChunkDecodeError, ChunkMissingError, StoreReadError
@@ -22,6 +25,36 @@ from zv_dask.io.location import BlobRefused, cell_key
 WHOLE_FRACTION = 0.5
 #: wanted inner chunks less than this many bytes apart are fetched as one range
 RANGE_GAP = 1 << 16
+#: decoded shard indexes kept per process (by open and object): tasks reading a few
+#: cells of a shard each (one chunk per partition) read its index once, not per task
+INDEX_CACHE_BYTES = 16 << 20
+_INDEXES: OrderedDict = OrderedDict()  # (open's cache key, object) -> (n_inner, 2) pairs
+_INDEX_LOCK = threading.Lock()
+_INDEX_SIZE = [0]
+
+
+def _cached_index(key):
+    with _INDEX_LOCK:
+        got = _INDEXES.get(key)
+        if got is not None:
+            _INDEXES.move_to_end(key)
+        return got
+
+
+def _keep_index(key, pairs) -> None:
+    with _INDEX_LOCK:
+        if key not in _INDEXES:
+            _INDEXES[key] = pairs
+            _INDEX_SIZE[0] += pairs.nbytes
+        while _INDEX_SIZE[0] > INDEX_CACHE_BYTES and _INDEXES:
+            _INDEX_SIZE[0] -= _INDEXES.popitem(last=False)[1].nbytes
+
+
+def drop_indexes(open_id: str) -> None:
+    """Forget the shard indexes cached for one open (``ZVStore.close``)."""
+    with _INDEX_LOCK:
+        for key in [k for k in _INDEXES if k[0][1] == open_id]:
+            _INDEX_SIZE[0] -= _INDEXES.pop(key).nbytes
 
 
 class _Shard:
@@ -45,8 +78,9 @@ def fetch_sharded(reader, arrays, coords, bounds: dict, in_task: bool = False) -
     shards = []
     for a in arrays:
         shards += _plan(a, lv, coords)
-    _read_whole(reader, [s for s in shards if s.whole], bounds, in_task)
-    _read_ranged(reader, [s for s in shards if not s.whole], in_task)
+    cache = reader.location.cache_key()
+    _read_whole(reader, [s for s in shards if s.whole], bounds, in_task, cache)
+    _read_ranged(reader, [s for s in shards if not s.whole], in_task, cache)
     out = {}
     for s in shards:
         bound = bounds.get(s.array.path)
@@ -111,7 +145,7 @@ def _corrupt(reader, s: _Shard, exc: S.ShardProblem):
                 "(or restore the store) and open the store again", coord, exc.inner)
 
 
-def _read_whole(reader, shards: list, bounds: dict, in_task: bool) -> None:
+def _read_whole(reader, shards: list, bounds: dict, in_task: bool, cache) -> None:
     if not shards:
         return
     limits = []
@@ -139,25 +173,31 @@ def _read_whole(reader, shards: list, bounds: dict, in_task: bool) -> None:
             raise _corrupt(reader, s, exc) from None
         s.pairs = _index(reader, s, index, len(raw))
         s.data = memoryview(raw).cast("B")
+        _keep_index((cache, s.rel), s.pairs)
 
 
-def _read_ranged(reader, shards: list, in_task: bool) -> None:
+def _read_ranged(reader, shards: list, in_task: bool, cache) -> None:
     if not shards:
         return
     loc = reader.location
-    ranges = [S.index_range(s.array.shards) for s in shards]
+    for s in shards:
+        s.pairs = _cached_index((cache, s.rel))
+    todo = [s for s in shards if s.pairs is None]
+    ranges = [S.index_range(s.array.shards) for s in todo]
     try:
-        got = loc.get_ranges([s.rel for s in shards], [r[0] for r in ranges],
+        got = loc.get_ranges([s.rel for s in todo], [r[0] for r in ranges],
                              [r[1] for r in ranges], in_task)
     except StoreReadError as exc:
         raise _named(reader, exc, shards) from None
-    rels, starts, ends, owners = [], [], [], []
-    for s, raw in zip(shards, got):
+    for s, raw in zip(todo, got):
         if raw is None:
             raise _missing(reader, s)
         if isinstance(raw, BlobRefused):
             raise _err(reader, ChunkDecodeError, s, f"{raw.reason}; the shard is corrupt")
         s.pairs = _index(reader, s, raw, None)
+        _keep_index((cache, s.rel), s.pairs)
+    rels, starts, ends, owners = [], [], [], []
+    for s in shards:
         want = [e for e in s.entries if s.pairs[e, 0] != S.EMPTY]
         if not want:
             continue
