@@ -232,6 +232,27 @@ def test_streamlines_and_graph_links_through_shards(built):
     _equal_reads(s.read(level=0), p.read(level=0))
 
 
+def test_sharded_trillion_cell_grid_is_read_without_sizing_by_the_grid(tmp_path):
+    # zarr sizes its shard reads by the grid; here only the occupied shards are touched.
+    # Written by to_zv (byte for byte the reference's store, see test_write_grid), as the
+    # reference writer allocates per grid cell
+    import pandas as pd
+
+    pos = np.array([[0.5, 0.5, 0.5], [9999.5, 9999.5, 9999.5], [9999.2, 0.5, 5000.5],
+                    [0.7, 0.7, 0.7]])
+    df = pd.DataFrame(pos, columns=list("xyz"))
+    df["w"] = np.arange(4, dtype=np.int32)
+    path = str(tmp_path / "huge.zarrvectors")
+    zv_dask.to_zv(df, path, chunk_shape=1, shard_shape=2)
+    store = zv_dask.open_zv(path)
+    assert store._meta.levels[0].vertices.access == "sharded"
+    got = store.read(level=0)
+    both = np.column_stack([got["positions"], got["attributes"]["w"]])
+    want = np.column_stack([pos.astype(np.float32), np.arange(4)])
+    np.testing.assert_array_equal(both[_sort_rows(both[:, :3])], want[_sort_rows(want[:, :3])])
+    assert store.to_dask_array("positions", level=0).chunks[0] == (2, 1, 1)
+
+
 def test_unsupported_sharding_is_left_to_zarr():
     conf = {"chunk_shape": [2, 1], "codecs": [{"name": "vlen-bytes"}],
             "index_codecs": [{"name": "bytes", "configuration": {"endian": "little"}},
