@@ -127,6 +127,7 @@ class FaultProxy:
 
     def __init__(self, upstream_port: int):
         self.log: list[str] = []
+        self.ranges: list = []  # (line, Range header or None), in the order of ``log``
         self.rules: list[Rule] = []
         self._lock = threading.Lock()
         proxy = self
@@ -143,6 +144,7 @@ class FaultProxy:
                 line = f"{self.command} {self.path}"
                 with proxy._lock:
                     proxy.log.append(line)
+                    proxy.ranges.append((line, self.headers.get("Range")))
                     rule = next((r for r in proxy.rules if r.take(line)), None)
                 if rule is not None:
                     rule._arrive()
@@ -201,6 +203,7 @@ class FaultProxy:
     def reset(self):
         with self._lock:
             self.log.clear()
+            self.ranges.clear()
             self.rules.clear()
 
     def requests(self, method=None, contains=None) -> list[str]:

@@ -263,16 +263,23 @@ def test_metadata_only_copy_has_unknown_lengths_but_auto_still_groups(store_path
     assert table["n_chunks"].sum() == 63 and (table["n_chunks"] <= 8).all()
 
 
-def test_sharded_vertices_fall_back_to_reading(store_path, counting):
+def test_sharded_vertices_are_counted_from_shard_headers(store_path, counting):
     path = store_path("points_sharded")
     truth = zv_dask.open_zv(path)
+    rows = _real_rows(truth, 0)
     store = zv_dask.open_zv("zvcount://" + path)
     counting.clear()
     a = store.to_dask_array("positions", level=0)
-    assert all(np.isnan(a.chunks[0])) and not [op for op, _ in counting if op == "list"]
+    assert a.chunks[0] == tuple(rows[tuple(c)] for c in truth.chunks(0))
+    # the shard indexes and the inner chunks' zstd headers: at most 2 reads per object
+    assert not [op for op, _ in counting if op == "list"]
+    gets = [p for op, p in counting if op == "get"]
+    assert gets and all("/0/vertices/c/" in p for p in gets)
+    assert max(gets.count(p) for p in gets) <= 2
+    counting.clear()  # once per handle: read_zv reuses the counts
     pytest.importorskip("xarray")
     ds = zv_dask.read_zv(store, level=0)
-    rows = _real_rows(truth, 0)
+    assert not [p for op, p in counting if op == "get"]
     assert ds.positions.data.chunks[0] == tuple(rows[tuple(c)] for c in truth.chunks(0))
     # level 1 is unsharded: its lengths come from a listing again
     counting.clear()
@@ -335,17 +342,24 @@ def test_s3_block_lengths_come_from_list_pages_without_head(s3, store_path):
     np.testing.assert_array_equal(ds.positions.values, truth.read(level=0)["positions"])
 
 
-def test_s3_sharded_vertices_are_counted_by_reading(s3, store_path):
+def test_s3_sharded_vertices_are_counted_from_ranged_gets(s3, store_path):
     proxy = s3
     truth = zv_dask.open_zv(store_path("points_sharded"))
+    rows = _real_rows(truth, 0)
     store = _s3_open(proxy, "points_sharded")
+    store.chunks(0)
     proxy.reset()
     a = store.to_dask_array("positions", level=0)
-    assert all(np.isnan(a.chunks[0])) and proxy.requests() == []  # sizes say nothing
+    assert a.chunks[0] == tuple(rows[tuple(c)] for c in truth.chunks(0))
+    assert not proxy.requests("HEAD") and not [r for r in proxy.requests() if "list-type" in r]
+    gets = [(line, rng) for line, rng in proxy.ranges if line.startswith("GET ")]
+    assert gets and all("/0/vertices/c/" in line and rng for line, rng in gets), gets
+    lines = [line for line, _ in gets]
+    assert max(lines.count(x) for x in lines) <= 2  # index, then the merged headers
     pytest.importorskip("xarray")
+    proxy.reset()
     ds = zv_dask.read_zv(store, level=0)
     assert not proxy.requests("HEAD") and not [r for r in proxy.requests() if "list-type" in r]
-    rows = _real_rows(truth, 0)
     assert ds.positions.data.chunks[0] == tuple(rows[tuple(c)] for c in truth.chunks(0))
 
 

@@ -85,8 +85,10 @@ class DaskMethods(ColumnMethods):
         every task compares each chunk's decoded rows with that listing, and
         a listing that no longer adds up to ``vertex_count`` re-reads the vertices
         document once; either raises :class:`~zv_dask.errors.StoreReadError` ("changed
-        since it was opened"): open the store again.  Compressed or sharded vertices,
-        and levels without a recorded ``vertex_count``, are not checked.
+        since it was opened"): open the store again.  Compressed or sharded vertices
+        are checked once the handle has counted their rows from their headers
+        (:meth:`to_dask_array`, :func:`read_zv`); levels without a recorded
+        ``vertex_count`` are not checked.
 
         Parameters
         ----------
@@ -102,7 +104,9 @@ class DaskMethods(ColumnMethods):
             sizes of one listing of the level's ``vertices`` array (uncompressed,
             unsharded raw vertices; no chunk is read), otherwise, and for chunks the
             listing does not show, from the estimate ``vertex_count / n_chunks``.
-            Rows then come partition by partition (chunks in curve order).  When every
+            On a sharded level the boxes are made of whole shards (a shard object is
+            read by one task only; a shard above ``partition_rows`` is a partition
+            alone).  Rows then come partition by partition (chunks in curve order).  When every
             chunk's rows are known that way (a whole level, no ``object_ids``, and
             the listing adds up to ``vertex_count``), rows are labelled by their
             position in the frame (``compute()`` has a ``RangeIndex(0, N)`` and filters
@@ -214,10 +218,11 @@ class DaskMethods(ColumnMethods):
         bbox clips rows and the vertex chunks are uncompressed and unsharded: they
         come from the blob sizes of one listing of the level's ``vertices`` array
         (one LIST per 1000 chunks on object stores, one directory walk locally; no
-        HEAD or stat per chunk, no vertex data); otherwise (bbox, compression,
-        sharding: sizes say nothing about rows; a store that refuses listings) they
-        are NaN
-        (``.compute_chunk_sizes()``).  ``chunks_per_partition`` and ``partition_rows``
+        HEAD or stat per chunk, no vertex data).  Sharded or zstd/blosc-compressed
+        vertex chunks give exact lengths too, from their headers (the shard indexes,
+        and the first 32 bytes of each compressed chunk; read once per handle and
+        level, see :mod:`zv_dask.read.rows`).  Otherwise (a bbox, gzip, a store that
+        refuses listings) they are NaN (``.compute_chunk_sizes()``).  ``chunks_per_partition`` and ``partition_rows``
         group chunks into blocks as in :meth:`to_dask_dataframe`.
 
         Examples
@@ -251,7 +256,7 @@ class DaskMethods(ColumnMethods):
         nan = [float("nan")] * len(groups)
         if plan.bbox is not None or not groups:
             return nan
-        rows = [self._cell_rows(lm, g) for g in groups]
+        rows = [self._cell_rows(lm, g, count=True) for g in groups]
         if any((r < 0).any() for r in rows):
             return nan
         return [int(r.sum()) for r in rows]
@@ -260,7 +265,8 @@ class DaskMethods(ColumnMethods):
 
     def _partitioning(self, plan, chunks_per_partition, partition_rows=None):
         """``chunks_per_partition`` checked: an int >= 1, or a Partitioning ("auto")."""
-        from zv_dask.plan.partitioning import DEFAULT_PARTITION_ROWS, Partitioning, auto_groups
+        from zv_dask.plan.partitioning import (DEFAULT_PARTITION_ROWS, Partitioning, auto_groups,
+                                               shard_groups)
 
         cpp = chunks_per_partition
         if isinstance(cpp, Partitioning):
@@ -283,8 +289,10 @@ class DaskMethods(ColumnMethods):
             target = DEFAULT_PARTITION_ROWS if partition_rows is None else int(partition_rows)
             rows = self._cell_rows(lm, plan.cells, estimate=True)
             lead = lm.rank - len(lm.chunk_shape)
-            return Partitioning.from_indices(plan.cells,
-                                             auto_groups(plan.cells, rows, target, lead))
+            lay = lm.vertices.shards
+            groups = auto_groups(plan.cells, rows, target, lead) if lay is None else \
+                shard_groups(plan.cells, rows, target, lay.shard_shape, lm.vertices.origin, lead)
+            return Partitioning.from_indices(plan.cells, groups)
         if isinstance(cpp, bool) or not isinstance(cpp, (int, np.integer)) or cpp < 1:
             raise QueryError(f"chunks_per_partition must be an integer >= 1 or 'auto', "
                              f"got {cpp!r}", store=self.url)
@@ -298,14 +306,23 @@ class DaskMethods(ColumnMethods):
             return self._partitioning(plan, "auto", int(partition_rows))
         return self._memo(("auto-partitioning", level, int(partition_rows)), make)
 
-    def _listed_rows(self, level: int):
+    def _listed_rows(self, level: int, count: bool = False):
         """Rows of every non-empty cell of a level (aligned with the presence list; -1
         where unknown) from one listing of its ``vertices`` array, or ``None`` when
-        blob sizes do not give rows (compressed, sharded or Draco vertices)."""
+        blob sizes do not give rows (compressed, sharded or Draco vertices).  There,
+        with ``count``, from the chunks' headers (:func:`zv_dask.read.rows.vertex_rows`;
+        once per handle and level, and then returned without ``count`` too)."""
         lm = self._meta.levels[level]
         arr = lm.vertices
         if arr.access != "plain" or (arr.encoding or "raw") != "raw":
-            return None
+            from zv_dask.read import rows as _rows
+
+            key = ("listed-rows", level)
+            if count and _rows.countable(arr):
+                return self._memo(key, lambda: _rows.vertex_rows(self._loc, lm,
+                                                                 self.spatial_dims))
+            with self._lock:
+                return self._derived.get(key)
 
         def make():
             # the location's listing: tasks counting rows in this process share it
@@ -335,12 +352,17 @@ class DaskMethods(ColumnMethods):
         them apart; a new dtype (its rows would decode as garbage) raises."""
         UnchangedCheck(self._loc, lm.level, [lm.vertices])()
 
-    def _cell_rows(self, lm: LevelMeta, cells: np.ndarray, estimate: bool = False):
+    def _cell_rows(self, lm: LevelMeta, cells: np.ndarray, estimate: bool = False,
+                   count: bool = False):
         """Rows of each cell from the listing (-1 unknown; with ``estimate`` the unknown
-        ones get ``vertex_count / n_chunks`` instead)."""
+        ones get ``vertex_count / n_chunks`` instead; ``count``: see _listed_rows)."""
         cells = np.asarray(cells, np.int64).reshape(len(cells), -1)
         rows = np.full(len(cells), -1, np.int64)
-        listed = self._listed_rows(lm.level) if len(cells) else None
+        # "auto" plans a compressed or sharded level from the estimate whether or not
+        # the handle counted it: the same partitions on every handle
+        counted_only = estimate and lm.vertices.access != "plain"
+        listed = self._listed_rows(lm.level, count) if len(cells) and not counted_only \
+            else None
         if listed is not None:
             pres = lm.presence
             lin = np.ravel_multi_index((cells - np.asarray(pres.origin)).T, pres.shape)

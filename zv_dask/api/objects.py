@@ -170,16 +170,18 @@ class ObjectMethods:
         Uncompressed vertex chunks: from the blob sizes of one listing of the
         level's ``vertices`` array (no HEAD/stat per chunk), no data read.  With a
         bbox only the chunks that straddle its faces are read and counted (chunks
-        entirely inside use their size); compressed or sharded vertex chunks, and
-        chunks the listing does not show, are read and counted (one vertex blob per
-        chunk)."""
+        entirely inside use their size); compressed (zstd, blosc) or sharded vertex
+        chunks of a whole level: from their headers (:mod:`zv_dask.read.rows`); the
+        others, and chunks the listing does not show, are read and counted (one
+        vertex blob per chunk)."""
         lm = self._meta.levels[plan.level]
         coords = [tuple(c) for c in plan.cells.tolist()]
         if not coords:
             return []
         lead = lm.rank - len(lm.chunk_shape)
         inside = np.zeros(len(coords), bool)
-        if lm.vertices.access == "plain":
+        # sizes, or (compressed, sharded; whole levels) headers: zv_dask.read.rows
+        if self._listed_rows(lm.level, count=plan.bbox is None) is not None:
             inside[:] = True
             if plan.bbox is not None:  # a chunk whose box lies in the bbox keeps every row
                 lo, hi = plan.bbox

@@ -14,6 +14,7 @@ import numpy as np
 
 from zv_dask.errors import MetadataError, UnsupportedFormatError
 from zv_dask.format import checks as C
+from zv_dask.format.shards import parse_sharding
 from zv_dask.format.values import DIRECT_BYTES_CODECS, KNOWN_CODECS, ArrayMeta, FrozenMap, Presence
 
 SEPARATORS = (".", "/")
@@ -73,6 +74,10 @@ def parse_array(doc, path: str, store: str, level: int) -> ArrayMeta:
     grid = _chunk_grid(doc.get("chunk_grid"), len(shape), where)
     codecs = _codecs(doc.get("codecs"), "codecs", where)
     access, byte_codecs = _classify_codecs(data_type, grid, codecs)
+    shards = parse_sharding(grid, codecs) if access == "zarr" and \
+        data_type == "variable_length_bytes" else None
+    if shards is not None:
+        access, byte_codecs = "sharded", shards.inner_codecs
     prefix, sep = _key_encoding(doc.get("chunk_key_encoding"), where)
     kind = attrs.get("zv_array", attrs.get("zvf_array", ""))
     clean = {k: v for k, v in attrs.items() if k != "nonempty_chunks"}
@@ -90,6 +95,7 @@ def parse_array(doc, path: str, store: str, level: int) -> ArrayMeta:
         attrs=FrozenMap(clean),
         # without the presence list: tasks carry this document, and it can be megabytes
         document=FrozenMap({**doc, "attributes": clean}),
+        shards=shards,
     )
 
 

@@ -68,6 +68,19 @@ def _declared_size(name: str, raw) -> int | None:
     return None
 
 
+def declared_size(name: str, raw) -> int | None:
+    """The decoded size a ``zstd`` or ``blosc`` blob records in its first bytes (the
+    zstd frame content size, blosc's ``nbytes``), ``None`` when it records none.
+
+    Examples
+    --------
+    >>> import numcodecs
+    >>> declared_size("zstd", numcodecs.Zstd().encode(b"x" * 1000)[:32])
+    1000
+    """
+    return _declared_size(name, raw)
+
+
 def decode_byte_codecs(raw: bytes, codecs: tuple, max_out: int | None = None) -> bytes:
     """Undo byte-to-byte codecs (applied in reverse order of the codec list).
 

@@ -76,7 +76,9 @@ class ArrayMeta:
 
     ``access`` says how cells are fetched: ``"plain"`` (file bytes are the vlen
     framing), ``"bytes_codecs"`` (framing wrapped by ``byte_codecs``, decoded with
-    numcodecs) or ``"zarr"`` (sharded or unusual: let zarr decode).
+    numcodecs), ``"sharded"`` (one object per shard of cells, ``shards`` says how it
+    is laid out; decoded by zv_dask, see :mod:`zv_dask.format.shards`) or ``"zarr"``
+    (unusual codecs, or sharding zv_dask does not decode: let zarr decode).
     """
 
     path: str
@@ -91,6 +93,7 @@ class ArrayMeta:
     chunk_separator: str
     attrs: Mapping
     document: Mapping
+    shards: object = None  # a format.shards.ShardLayout when access == "sharded"
 
     @property
     def rank(self) -> int:

@@ -144,7 +144,8 @@ def _map(loc, fn, items: list) -> list:
 
 def _list_presence(loc, arr: M.ArrayMeta, name: str, lv: int) -> M.Presence:
     """Without ``nonempty_chunks``: list the chunk files (unsharded arrays only)."""
-    if arr.access == "zarr" and "sharding_indexed" in json.dumps(arr.document.get("codecs")):
+    if arr.access == "sharded" or (
+            arr.access == "zarr" and "sharding_indexed" in json.dumps(arr.document.get("codecs"))):
         raise MetadataError(
             "the vertices array has no nonempty_chunks list and is sharded, so its cells "
             "cannot be enumerated; rebuild the presence lists with zarr-vectors",

@@ -124,6 +124,51 @@ def auto_groups(coords: np.ndarray, rows: np.ndarray, target: int, lead: int = 0
     return groups
 
 
+def shard_groups(coords: np.ndarray, rows: np.ndarray, target: int, shard_shape,
+                 origin, lead: int = 0) -> list[np.ndarray]:
+    """:func:`auto_groups` of whole shards: a partition is a compact box of shards
+    (about ``target`` rows), so no shard object is read by two tasks.
+
+    ``shard_shape`` is the cells per shard object along each axis, ``origin`` the grid
+    origin of the coordinates.  A shard holding more than ``target`` rows is a
+    partition alone; along the ``lead`` (non-spatial) axes a shard is split, since
+    cells with different leading coordinates never share a partition.
+
+    Returns indices into ``coords`` as :func:`auto_groups` does: partitions in Morton
+    order of their shards, cells inside a partition by shard, then in Morton order.
+
+    Examples
+    --------
+    >>> c = np.array([[i, j] for i in range(4) for j in range(4)])
+    >>> [sorted(map(tuple, c[g].tolist())) for g in shard_groups(c, np.ones(16), 6, (2, 2),
+    ...                                                          (0, 0))][:2]
+    [[(0, 0), (0, 1), (1, 0), (1, 1)], [(0, 2), (0, 3), (1, 2), (1, 3)]]
+    """
+    c = np.asarray(coords, np.int64).reshape(len(coords), -1)
+    if not len(c):
+        return []
+    step = np.asarray(shard_shape, np.int64).copy()
+    step[:lead] = 1
+    shard = (c - np.asarray(origin, np.int64)) // step
+    keys, inv = np.unique(shard, axis=0, return_inverse=True)
+    inv = inv.reshape(-1)
+    srows = np.bincount(inv, weights=np.asarray(rows, np.float64).reshape(len(c)),
+                        minlength=len(keys))
+    groups = auto_groups(keys, srows, target, lead)
+    # a shard's rank in the partitions' order, then its cells along the curve
+    rank = np.empty(len(keys), np.int64)
+    gid = np.empty(len(keys), np.int64)
+    pos = 0
+    for g, members in enumerate(groups):
+        rank[members] = np.arange(pos, pos + len(members))
+        gid[members] = g
+        pos += len(members)
+    code, _ = morton_codes(c[:, lead:])
+    order = np.lexsort((code, rank[inv]))
+    counts = np.bincount(gid[inv], minlength=len(groups))
+    return [g for g in np.split(order, np.cumsum(counts)[:-1])]
+
+
 def _split(code, csum, i: int, j: int, shift: int, target: float) -> list:
     """Runs ``[a, b)`` of the sorted cells ``i..j`` (one aligned block of ``2**shift``
     codes), in curve order.  Each step halves every block still above ``target`` along

@@ -13,8 +13,10 @@ import numpy as np
 
 from zv_dask.format import decode as dec
 from zv_dask.format.metadata import ArrayMeta, AttributeInfo, LevelMeta, Presence
+from zv_dask.read import object_arrays as _object_arrays
 from zv_dask.read.object_arrays import (  # noqa: F401 - caches re-exported (store, tests)
-    _OWNER_LOCK, _OWNER_TABLES, ObjectArrays, drop_process_caches)
+    _OWNER_LOCK, _OWNER_TABLES, ObjectArrays)
+from zv_dask.read.shards import drop_indexes, fetch_sharded
 from zv_dask.errors import (
     ChunkDecodeError,
     ChunkMissingError,
@@ -128,10 +130,11 @@ class LevelReader(ObjectArrays):
         (``in_task``: see :meth:`StoreLocation.get_many`).
 
         Returns ``{(array.path, coord): memoryview}``.  A cell listed as non-empty
-        whose object is missing raises :class:`ChunkMissingError`.
+        whose object is missing raises :class:`ChunkMissingError`.  Sharded arrays
+        read each shard object once (:mod:`zv_dask.read.shards`).
         """
         out = {}
-        direct = [a for a in arrays if a.access != "zarr"]
+        direct = [a for a in arrays if a.access in ("plain", "bytes_codecs")]
         keys = [(a, c) for a in direct for c in coords]
         lv = self.level.level
         rels = [cell_key(a, lv, c) for a, c in keys]
@@ -158,6 +161,10 @@ class LevelReader(ObjectArrays):
                 out[(a.path, c)] = dec.strip_vlen_frame(raw)
             except dec.DecodeProblem as exc:
                 raise self._err(ChunkDecodeError, f"{exc}; the chunk is corrupt", a.path, c) from None
+        sharded = [a for a in arrays if a.access == "sharded"]
+        if sharded:
+            out.update(fetch_sharded(self, sharded, coords,
+                                     {a.path: self._byte_bound(a) for a in sharded}, in_task))
         for a in arrays:
             if a.access == "zarr":
                 out.update(self._fetch_zarr(a, coords))
@@ -359,6 +366,13 @@ class LevelReader(ObjectArrays):
             out["object_ids"] = owner
             out["owner_count"] = count
         return out
+
+
+def drop_process_caches(open_id: str) -> None:
+    """Forget the process-wide caches of one open (``ZVStore.close``): decoded owner
+    tables and shard indexes."""
+    _object_arrays.drop_process_caches(open_id)
+    drop_indexes(open_id)
 
 
 def _undecodable(exc: BaseException) -> bool:

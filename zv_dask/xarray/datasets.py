@@ -90,8 +90,11 @@ def read_zv(path_or_url, level=None, bbox=None, target_resolution=None, attribut
     dataset reads no chunk data when the vertex chunks are uncompressed and no bbox
     is given (lengths come from the blob sizes: a ``stat``/HEAD per chunk).  With a
     ``bbox``, the chunks that straddle the bbox faces are read once and counted
-    (chunks entirely inside use their sizes); compressed or sharded vertex chunks
-    are read and counted (one vertex blob per chunk; cached for the next read).
+    (chunks entirely inside use their sizes).  Sharded or zstd/blosc-compressed
+    vertex chunks of a whole level are counted from their headers (shard indexes and
+    the first bytes of each compressed chunk, no vertex data decoded; once per
+    handle); with a bbox, or with other codecs, they are read and counted (one
+    vertex blob per chunk; cached for the next read).
 
     Parameters
     ----------
