@@ -148,37 +148,17 @@ class OwnerTable:
                        max_fragments: int | None = None) -> "OwnerTable":
         """Decode every manifest; ``object_ids[r]`` is the id of manifest row ``r``.
 
-        A row that is absent (``None``/``b""``, zarr's fill value: its chunk object is
-        missing or was truncated) is an error; an empty manifest is 4 zero bytes.
+        Vectorised (:func:`zv_dask.format.owners.decode_manifest_rows`: numpy over the
+        concatenated blobs, no Python loop per object).  A row that is absent
+        (``None``/``b""``, zarr's fill value: its chunk object is missing or was
+        truncated) is an error; an empty manifest is 4 zero bytes.
         """
-        cells, frags, oids = [], [], []
-        shape = np.asarray(shape, np.int64)
-        origin = np.asarray(origin, np.int64)
-        for row, blob in enumerate(blobs):
-            if blob is None or len(blob) == 0:
-                raise DecodeProblem(f"manifest row {row} (object {int(object_ids[row])}) is "
-                                    "absent (0 bytes; an empty manifest is 4 zero bytes)")
-            try:
-                cc, ff = decode_manifest(blob, sid_ndim, max_fragments)
-            except DecodeProblem as exc:
-                raise DecodeProblem(f"manifest row {row} (object {int(object_ids[row])}): {exc}") from None
-            if len(cc) == 0:
-                continue
-            idx = cc - origin
-            ok = ((idx >= 0) & (idx < shape)).all(1)
-            if not ok.all():
-                bad = tuple(cc[np.flatnonzero(~ok)[0]].tolist())
-                raise DecodeProblem(
-                    f"manifest row {row} (object {int(object_ids[row])}) references chunk "
-                    f"{bad} outside the grid")
-            cells.append(np.ravel_multi_index(idx.T, tuple(shape)))
-            frags.append(ff)
-            oids.append(np.full(len(ff), int(object_ids[row]), np.int64))
-        if not cells:
-            z = np.zeros(0, np.int64)
-            return cls(z, z, z)
-        return cls(np.concatenate(cells).astype(np.int64), np.concatenate(frags),
-                   np.concatenate(oids))
+        from zv_dask.format.owners import cell_numbers, decode_manifest_rows
+
+        ids = np.asarray(object_ids, np.int64)
+        row, coords, frags = decode_manifest_rows(blobs, sid_ndim, max_fragments, ids)
+        cells = cell_numbers(row, coords, shape, origin, ids)
+        return cls(cells, frags, ids[row] if len(row) else np.zeros(0, np.int64))
 
     def for_cell(self, linear: int) -> tuple[np.ndarray, np.ndarray]:
         """(fragment, object id) pairs of one cell."""

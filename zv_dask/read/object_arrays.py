@@ -13,6 +13,7 @@ import numpy as np
 
 from zv_dask.errors import ArrayNotFoundError, ChunkDecodeError, UnsupportedFormatError
 from zv_dask.format import decode as dec
+from zv_dask.format import owners
 from zv_dask.format.metadata import ArrayMeta
 
 _OWNER_TABLES: dict = {}  # (store token, open id, level) -> OwnerTable, per process
@@ -107,19 +108,15 @@ class ObjectArrays:
                 def part(sel=sel):
                     return np.asarray(a.get_orthogonal_selection((uniq[sel],)), dtype=object)
             got[sel] = self._retry(part, oi.manifests.path, (k,))
-        blobs = got[inv]
-        out = []
-        limit = self._max_fragments()
-        for r, b in zip(rows.tolist(), blobs):
-            try:
-                if b is None or len(b) == 0:
-                    raise dec.DecodeProblem("absent (0 bytes; an empty manifest is 4 zero "
-                                            "bytes), its chunk object is missing or truncated")
-                out.append(dec.decode_manifest(bytes(b), oi.sid_ndim, limit))
-            except dec.DecodeProblem as exc:
-                raise self._err(ChunkDecodeError, f"manifest row {r}: {exc}; the manifest is "
-                                "corrupt", array="object_index/manifests") from None
-        return out
+        try:
+            row, coords, frags = owners.decode_manifest_rows(got, oi.sid_ndim,
+                                                             self._max_fragments(),
+                                                             row_numbers=uniq)
+        except dec.DecodeProblem as exc:
+            raise self._err(ChunkDecodeError, f"{exc}; the manifest is corrupt",
+                            array="object_index/manifests") from None
+        decoded = owners.split_by_row(len(uniq), row, coords, frags)
+        return [decoded[i] for i in inv.tolist()]
 
     def _max_fragments(self) -> int | None:
         """Most fragments one manifest's range blocks may name: referenced fragments
