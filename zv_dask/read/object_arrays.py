@@ -20,6 +20,19 @@ _OWNER_TABLES: dict = {}  # (store token, open id, level) -> OwnerTable, per pro
 _OWNER_LOCKS: dict = {}
 _OWNER_LOCK = threading.Lock()
 _OWNER_CACHE_SIZE = 16
+_DECODED = [0]  # manifest rows decoded in this process (see manifests_decoded)
+
+
+def manifests_decoded() -> int:
+    """How many manifest rows this process has decoded so far (owner tables and
+    :meth:`ObjectArrays.manifests`): what a box query with the owner column keeps to
+    the selected objects."""
+    return _DECODED[0]
+
+
+def _count_decoded(n: int) -> None:
+    with _OWNER_LOCK:
+        _DECODED[0] += int(n)
 
 
 class ObjectArrays:
@@ -55,6 +68,7 @@ class ObjectArrays:
         if len(ids) != len(blobs):
             raise self._err(ChunkDecodeError, f"object_ids has {len(ids)} rows but manifests "
                             f"has {len(blobs)}", array="object_index/object_ids")
+        _count_decoded(len(blobs))
         try:
             return dec.OwnerTable.from_manifests(
                 [bytes(b) if b is not None else b"" for b in blobs], ids, oi.sid_ndim,
@@ -108,6 +122,7 @@ class ObjectArrays:
                 def part(sel=sel):
                     return np.asarray(a.get_orthogonal_selection((uniq[sel],)), dtype=object)
             got[sel] = self._retry(part, oi.manifests.path, (k,))
+        _count_decoded(len(got))
         try:
             row, coords, frags = owners.decode_manifest_rows(got, oi.sid_ndim,
                                                              self._max_fragments(),
