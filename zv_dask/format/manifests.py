@@ -134,14 +134,19 @@ class OwnerTable:
     """Which objects reference which fragment of which cell, for one level.
 
     Built once per level from all manifests; ``for_cell`` gives a cell's slice, which
-    is what a per-chunk task carries.
+    is what a per-chunk task carries.  Entries are sorted by cell, and keep their
+    given order within a cell (a stable sort: a radix sort when the cell numbers fit
+    16 bits).  Built by :meth:`from_manifests` it also keeps the decoded manifests
+    (:meth:`manifests`), so whoever built it needs not decode them again.
     """
 
-    __slots__ = ("cell", "frag", "oid")
+    __slots__ = ("cell", "frag", "oid", "entries")
 
-    def __init__(self, cell: np.ndarray, frag: np.ndarray, oid: np.ndarray):
-        order = np.lexsort((oid, frag, cell))
+    def __init__(self, cell: np.ndarray, frag: np.ndarray, oid: np.ndarray, entries=None):
+        small = len(cell) and 0 <= int(cell.min()) and int(cell.max()) < 1 << 16
+        order = np.argsort(cell.astype(np.uint16) if small else cell, kind="stable")
         self.cell, self.frag, self.oid = cell[order], frag[order], oid[order]
+        self.entries = entries  # (row, coords, fragment) in manifest-row order, or None
 
     @classmethod
     def from_manifests(cls, blobs, object_ids, sid_ndim: int, shape, origin,
@@ -158,7 +163,18 @@ class OwnerTable:
         ids = np.asarray(object_ids, np.int64)
         row, coords, frags = decode_manifest_rows(blobs, sid_ndim, max_fragments, ids)
         cells = cell_numbers(row, coords, shape, origin, ids)
-        return cls(cells, frags, ids[row] if len(row) else np.zeros(0, np.int64))
+        return cls(cells, frags, ids[row] if len(row) else np.zeros(0, np.int64),
+                   (row, coords, frags))
+
+    def manifests(self, rows) -> list | None:
+        """Decoded manifests ``[(coords, fragments), ...]`` of manifest rows, from the
+        kept entries (``None`` when the table was not built from manifests)."""
+        if self.entries is None:
+            return None
+        row, coords, frags = self.entries
+        rows = np.asarray(rows, np.int64)
+        a, b = np.searchsorted(row, rows, "left"), np.searchsorted(row, rows, "right")
+        return [(coords[i:j], frags[i:j]) for i, j in zip(a.tolist(), b.tolist())]
 
     def for_cell(self, linear: int) -> tuple[np.ndarray, np.ndarray]:
         """(fragment, object id) pairs of one cell."""

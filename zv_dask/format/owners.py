@@ -72,7 +72,7 @@ def decode_manifest_rows(blobs, sid_ndim: int, max_fragments: int | None = None,
     nb[headed] = buf[head].copy().view("<u4").reshape(-1)
     regular = headed & (lens == 4 + nb * stride)
     # the bytes of the regular rows' blocks, in order: a (T, stride) table of records
-    keep = np.repeat(regular, lens)
+    keep = np.ones(len(buf), bool) if regular.all() else np.repeat(regular, lens)
     keep[head.reshape(-1)] = False
     body = buf[keep].reshape(-1, stride)
     block_row = np.repeat(np.arange(n, dtype=np.int64), np.where(regular, nb, 0))
@@ -112,9 +112,8 @@ def cell_numbers(row: np.ndarray, coords: np.ndarray, shape, origin, object_ids=
                                      f" (object {int(object_ids[r])})")
         raise DecodeProblem(f"{who} references chunk {tuple(coords[i].tolist())} outside the "
                             "grid")
-    if not len(idx):
-        return np.zeros(0, np.int64)
-    return np.ravel_multi_index(idx.T, tuple(int(s) for s in shape)).astype(np.int64)
+    strides = np.cumprod(np.r_[shape[1:], 1][::-1])[::-1]  # C order
+    return idx @ strides if len(idx) else np.zeros(0, np.int64)
 
 
 def split_by_row(n_rows: int, row: np.ndarray, coords: np.ndarray, frags: np.ndarray) -> list:
