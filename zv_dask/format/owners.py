@@ -162,3 +162,60 @@ def owner_column(lm, store: str | None = None):
         raise MetadataError(f"field 'dtype' is {arr.dtype}, expected int64 for the owner "
                             f"column; {_REBUILD}", **where)
     return arr
+
+
+def owner_columns(cell: np.ndarray, frag: np.ndarray, oid: np.ndarray,
+                  max_fragments: int | None = None) -> dict:
+    """``{linear cell: owner column}`` from (cell, fragment, object id) entries, as the
+    reference's ``build_fragment_owner_column`` makes them: per cell, one int64 per
+    fragment up to the highest one a manifest names, the owner's id, ``-1`` when no
+    manifest names it, ``-2`` when several objects do.  Vectorised but for one step per
+    cell.
+
+    Examples
+    --------
+    >>> cols = owner_columns(np.array([0, 0, 0, 3]), np.array([2, 0, 2, 1]),
+    ...                      np.array([5, 5, 6, 9]))
+    >>> {c: v.tolist() for c, v in cols.items()}
+    {0: [5, -1, -2], 3: [-1, 9]}
+    """
+    if not len(cell):
+        return {}
+    if int(frag.min()) < 0 or (max_fragments is not None and int(frag.max()) >= max_fragments):
+        bad = int(frag.min()) if int(frag.min()) < 0 else int(frag.max())
+        raise DecodeProblem(f"a manifest names fragment {bad}, which no chunk of the level "
+                            "can have")
+    uniq = np.unique(np.stack([cell, frag, oid], 1), axis=0)  # by cell, fragment, id
+    first = np.r_[True, (uniq[1:, :2] != uniq[:-1, :2]).any(1)]
+    starts = np.flatnonzero(first)
+    owners = np.diff(np.r_[starts, len(uniq)])
+    c, f = uniq[starts, 0], uniq[starts, 1]
+    o = np.where(owners > 1, OWNER_SHARED, uniq[starts, 2])
+    cells, at = np.unique(c, return_index=True)
+    bounds = np.r_[at, len(c)]
+    out = {}
+    for i, lin in enumerate(cells.tolist()):
+        ff, oo = f[bounds[i]:bounds[i + 1]], o[bounds[i]:bounds[i + 1]]
+        col = np.full(int(ff.max()) + 1, OWNER_NONE, np.int64)
+        col[ff] = oo
+        out[lin] = col
+    return out
+
+
+def owner_column_document(vertices, keys: list) -> dict:
+    """The ``zarr.json`` of ``fragment_attributes/object_id`` beside a level's
+    ``vertices`` array (same grid, origin and key encoding), as the reference writes
+    it; ``keys`` are the cells it holds (``nonempty_chunks``, absolute coords)."""
+    rank = vertices.rank
+    encoding = ({"name": "default", "configuration": {"separator": vertices.chunk_separator}}
+                if vertices.chunk_key_prefix else
+                {"name": "v2", "configuration": {"separator": vertices.chunk_separator}})
+    attrs = {"nonempty_chunks": list(keys), "zv_array": "fragment_attribute",
+             "name": "object_id", "dtype": "int64", "row_shape": []}
+    if any(vertices.origin):
+        attrs["chunk_grid_origin"] = [int(x) for x in vertices.origin]
+    return {"shape": [int(s) for s in vertices.shape], "data_type": "variable_length_bytes",
+            "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": [1] * rank}},
+            "chunk_key_encoding": encoding, "fill_value": "",
+            "codecs": [{"name": "vlen-bytes", "configuration": {}}], "attributes": attrs,
+            "zarr_format": 3, "node_type": "array", "storage_transformers": []}
