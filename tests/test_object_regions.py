@@ -224,3 +224,38 @@ def test_vectorised_decode_equals_one_by_one(store_path):
         fo.decode_manifest_rows([blobs[1], b""], 3, object_ids=[7, 8])
     with pytest.raises(fm.DecodeProblem, match="row 12: manifest has 1 bytes after"):
         fo.decode_manifest_rows([blobs[2] + b"\x00"], 3, row_numbers=[12])
+
+
+@pytest.mark.parametrize("options", [{"compressor": "zstd"},
+                                     {"compressor": "zstd", "shard_shape": 2}])
+def test_compressed_and_sharded_stores(tmp_path, options):
+    """Byte-compressed vertex cells are decoded here, sharded ones through zarr (the
+    reference writes the owner column uncompressed and unsharded either way)."""
+    from zarr_vectors import building as B
+    from zvfixtures import _streamlines
+
+    path = tmp_path / "lines.zarrvectors"
+    lines = _streamlines(np.random.default_rng(3), 30)
+    B.write_polylines(str(path), lines, chunk_shape=(400.0,) * 3,
+                      bounds=([0.0] * 3, [2000.0] * 3), **options)
+    for indexed in (False, True):
+        if indexed:
+            B.build_fragment_owner_index(str(path))
+        s = zv_dask.open_zv(path)
+        assert (fo.owner_column(s.metadata.levels[0]) is not None) == indexed
+        for box in boxes(str(path), 0):
+            check(s.read_objects(bbox=box, attributes=[]), brute_force(str(path), 0, box))
+
+
+def test_owner_column_of_another_type_is_refused(indexed, tmp_path):
+    import json
+
+    path = tmp_path / "s.zarrvectors"
+    shutil.copytree(indexed("tree_skeleton"), path)
+    doc_path = path / "0" / "fragment_attributes" / "object_id" / "zarr.json"
+    doc = json.loads(doc_path.read_text())
+    doc["attributes"]["dtype"] = "float32"
+    doc_path.write_text(json.dumps(doc))
+    with pytest.raises(E.MetadataError) as ei:
+        zv_dask.open_zv(path).read_objects(bbox=([0] * 3, [2000] * 3))
+    assert ei.value.array == fo.OWNER_COLUMN and "int64" in str(ei.value)
