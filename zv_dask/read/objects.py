@@ -244,6 +244,17 @@ def gather(reader: LevelReader, manifests: list, ids: np.ndarray, attributes, ow
     for coord, cols in zip(coords, loaded):
         fi = cols["fragments"]
         n = len(cols["positions"])
+        ranged = fi.ranges_only()
+        if ranged is not None:  # rows of fragment f: start..start+count, checked at decode
+            starts, counts = ranged
+            rows_all.append(np.arange(row_base, row_base + n, dtype=np.int64))
+            fstart_all.append(starts + grouped)
+            grouped += n
+            fcount_all.append(counts)
+            fbase.append(fbase[-1] + len(counts))
+            nfr.append(len(counts))
+            row_base += n
+            continue
         rows, _ = fi.row_fragment_pairs()
         if len(rows) and (rows.min() < 0 or rows.max() >= n):
             raise ChunkDecodeError(f"the fragment index references row {int(rows.max())} of a "
