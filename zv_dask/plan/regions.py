@@ -64,6 +64,25 @@ def fragments_in_box(positions: np.ndarray, rows: np.ndarray, frags: np.ndarray,
     return np.unique(frags[inside[rows]])
 
 
+def ranged_fragments_in_box(positions: np.ndarray, starts: np.ndarray, counts: np.ndarray,
+                            box) -> np.ndarray:
+    """:func:`fragments_in_box` of a cell whose fragments are all ranges (fragment ``f``
+    is rows ``starts[f]`` to ``starts[f] + counts[f] - 1``): a prefix count of the rows
+    in the box, no row/fragment pairs.
+
+    Examples
+    --------
+    >>> p = np.array([[0.0], [5.0], [9.0]])
+    >>> box = (np.array([4.0]), np.array([6.0]))
+    >>> ranged_fragments_in_box(p, np.array([0, 1, 2]), np.array([1, 2, 1]), box).tolist()
+    [1]
+    """
+    lo, hi = box
+    inside = np.all((positions >= lo) & (positions <= hi), axis=1)
+    seen = np.concatenate([[0], np.cumsum(inside)])
+    return np.flatnonzero(seen[starts + counts] > seen[starts]).astype(np.int64)
+
+
 def owners_from_column(column: np.ndarray, fragments: np.ndarray
                        ) -> tuple[np.ndarray, np.ndarray]:
     """(owner ids, fragments marked shared) of ``fragments`` from a cell's owner column

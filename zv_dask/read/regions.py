@@ -88,9 +88,12 @@ def objects_in_box(reader: LevelReader, plan: pr.RegionPlan, use_owner_column: b
     found = []
     for coord, lin in zip(coords, linear.tolist()):
         pos = reader._decode_cell(coord, payloads, [], None)["positions"]
-        fi = reader._fragment_index(payloads, coord, len(pos))
-        rows, frags = fi.row_fragment_pairs()
-        touched = pr.fragments_in_box(pos, rows, frags, plan.box)
+        fi = reader._fragment_index(payloads, coord, len(pos))  # rows checked in the chunk
+        ranged = fi.ranges_only()
+        if ranged is not None:
+            touched = pr.ranged_fragments_in_box(pos, *ranged, plan.box)
+        else:
+            touched = pr.fragments_in_box(pos, *fi.row_fragment_pairs(), plan.box)
         if not len(touched):
             continue
         raw = owned.get(coord)
