@@ -188,6 +188,11 @@ def test_corrupt_owner_column_is_named(indexed, tmp_path):
         s.read_objects(bbox=([-1e9] * 3, [1e9] * 3))
     assert ei.value.array == fo.OWNER_COLUMN and ei.value.level == 0
     assert ei.value.chunk is not None and "-7" in str(ei.value)
+    # a valid-looking owner that is not in the object index: the column is stale
+    files[0].write_bytes(raw[:8] + np.full((len(raw) - 8) // 8, 999, "<i8").tobytes())
+    with pytest.raises(E.ChunkDecodeError, match="stale") as ei:
+        zv_dask.open_zv(path).read_objects(bbox=([-1e9] * 3, [1e9] * 3))
+    assert ei.value.array == fo.OWNER_COLUMN
 
 
 def _manifest(blocks, sid=3) -> bytes:
