@@ -347,7 +347,7 @@ def test_commands_are_modules_with_one_interface(monkeypatch, capsys):
     for module in cli.COMMANDS:
         assert isinstance(module.NAME, str) and isinstance(module.OPENS_STORE, bool)
         assert callable(module.add_parser) and callable(module.run)
-    assert [m.NAME for m in cli.COMMANDS] == ["info", "stats", "export", "convert"]
+    assert [m.NAME for m in cli.COMMANDS] == ["info", "stats", "export", "convert", "index"]
 
     extra = types.ModuleType("zv_dask._cli_probe")
     extra.NAME, extra.OPENS_STORE = "probe", False

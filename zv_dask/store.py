@@ -108,8 +108,9 @@ class ZVStore(ReadMethods, RawMethods, DaskMethods, ObjectMethods):
         self.close()
 
     def close(self) -> None:
-        """Free the caches (this store's and the process-wide ones of this open) and the
-        IO threads; later reads raise ``StoreClosedError``."""
+        """Free the caches (this store's and the process-wide ones of this open); the
+        IO threads are the process's, shared by every open, and stay; later reads raise
+        ``StoreClosedError``."""
         with self._lock:
             self._closed = True
             self._cache.clear()

@@ -8,6 +8,7 @@ from zv_dask.plan import select as _select
 from zv_dask.read.level import clip_columns
 from zv_dask.errors import (
     ArrayNotFoundError,
+    ChunkDecodeError,
     QueryError,
 )
 
@@ -56,7 +57,32 @@ class ObjectMethods:
         plan = replace(plan, cells=plan.cells[keep], object_ids=True)
         return plan, selection
 
-    def objects(self, level: int = 0, attributes=None, rows_per_partition=None):
+    def _rows_in_box(self, lm, bbox, rows, ids, keep_order: bool) -> tuple:
+        """(index rows, ids) of those of ``rows`` whose objects have a vertex in the
+        closed box (object-index order, or the given order with ``keep_order``)."""
+        from zv_dask.format.owners import OWNER_COLUMN
+        from zv_dask.plan import regions as _plan_regions
+        from zv_dask.read import regions as _regions
+
+        box = _select.normalize_bbox(bbox, self.spatial_dims, self.url)
+        plan = _plan_regions.plan_region(lm, box)
+        found = _regions.objects_in_box(self._reader(lm.level), plan)
+        all_ids = self._object_ids_all(lm.level)
+        order = np.argsort(all_ids, kind="stable")
+        pos = np.minimum(np.searchsorted(all_ids[order], found), max(len(order) - 1, 0))
+        known = all_ids[order][pos] == found if len(order) else np.zeros(len(found), bool)
+        if not known.all():
+            raise ChunkDecodeError(
+                f"object {int(found[~known][0])} owns a fragment in the box but is not in the "
+                "object index: the owner column is stale; rebuild it", store=self.url,
+                level=lm.level, array=OWNER_COLUMN)
+        keep = np.isin(ids, found)
+        if keep_order:
+            return rows[keep], ids[keep]
+        box_rows = np.sort(order[pos])
+        return box_rows, all_ids[box_rows]
+
+    def objects(self, level: int = 0, bbox=None, attributes=None, rows_per_partition=None):
         """Object attributes as a lazy dask DataFrame indexed by ``object_id``.
 
         Reads only ``object_index/object_ids`` and ``object_attributes/*`` (never a
@@ -68,10 +94,19 @@ class ObjectMethods:
         pyramid level, objects dropped by sparsity keep their row with absent values
         (use :meth:`read_objects` to see which have vertices).
 
+        With ``bbox`` the rows are those of the objects with at least one vertex in
+        the closed box (:meth:`read_objects` with ``bbox`` reads the same objects).
+        They are found when the frame is built: the box's cells are read then
+        (vertices, fragment index and the owner column or the level's manifests,
+        see :meth:`read_objects`); the tasks read the object attributes of those
+        rows only.
+
         Parameters
         ----------
         level : int
             Resolution level.
+        bbox : (lo, hi), optional
+            Keep the objects with a vertex ``lo <= p <= hi`` (closed box).
         attributes : list of str, optional
             Object attribute names; ``None`` all, ``[]`` none (the index only).
         rows_per_partition : int, optional
@@ -105,10 +140,15 @@ class ObjectMethods:
         if int(rows_per_partition) < 1:
             raise QueryError(f"rows_per_partition must be >= 1, got {rows_per_partition}",
                              store=self.url)
-        return _build.objects_frame(self._reader(lm.level), arrays,
-                                    _objects.row_ranges(n_rows, int(rows_per_partition)))
+        if bbox is None:
+            ranges = _objects.row_ranges(n_rows, int(rows_per_partition))
+        else:
+            every = np.arange(n_rows)
+            rows, _ = self._rows_in_box(lm, bbox, every, every, False)
+            ranges = _objects.selected_row_ranges(rows, int(rows_per_partition))
+        return _build.objects_frame(self._reader(lm.level), arrays, ranges)
 
-    def read_objects(self, object_ids=None, level: int = 0, attributes=None) -> dict:
+    def read_objects(self, object_ids=None, level: int = 0, bbox=None, attributes=None) -> dict:
         """Whole objects (streamlines, graph components, meshes...) into numpy.
 
         Each object's vertices come in stored (manifest) order, reassembled across
@@ -116,6 +156,14 @@ class ObjectMethods:
         concurrent batch: vertices, fragment index and the requested attributes);
         the level's manifests are read from ``object_index/manifests`` for the
         selected rows only.
+
+        With ``bbox`` the objects are those with at least one vertex in the closed
+        box, each whole (all its vertices, also those outside the box), exactly
+        (vertices are checked, not chunks).  The box's cells are read first (vertices
+        and fragment index) to find them; their owners come from the level's owner
+        column ``fragment_attributes/object_id`` when it has one (then no manifest
+        is decoded but the selected objects'), else from the level's owner table
+        (every manifest decoded once per process, vectorised).
 
         Parameters
         ----------
@@ -126,6 +174,9 @@ class ObjectMethods:
             pyramid level) gets zero rows; an unknown id raises ``QueryError``.
         level : int
             Resolution level.
+        bbox : (lo, hi), optional
+            Keep the objects with a vertex ``lo <= p <= hi`` (closed, one value per
+            axis); with ``object_ids`` too, those of them (in their order).
         attributes : list of str, optional
             Per-vertex attributes; ``None`` all, ``[]`` none.
 
@@ -146,15 +197,15 @@ class ObjectMethods:
         >>> s = zv_dask.open_zv("streamlines.zarrvectors")          # doctest: +SKIP
         >>> r = s.read_objects([3, 5])                                # doctest: +SKIP
         >>> line3 = r["positions"][r["offsets"][0]:r["offsets"][1]]   # doctest: +SKIP
+        >>> through = s.read_objects(bbox=([0, 0, 0], [100, 100, 100]))  # doctest: +SKIP
         """
         from zv_dask.read import objects as _objects
 
-        lm = self._level(level)
-        if lm.object_index is None:
-            raise ArrayNotFoundError("this level has no object index, so it has no objects",
-                                     store=self.url, level=lm.level, array="object_index")
+        lm = self._object_level(level)
         attrs = list(_select.resolve_attributes(lm, attributes, self.url))
         rows, ids = self._object_rows(lm.level, object_ids)
+        if bbox is not None:
+            rows, ids = self._rows_in_box(lm, bbox, rows, ids, object_ids is not None)
         reader = self._reader(lm.level)
         manifests = reader.manifests(rows)
         if object_ids is None:

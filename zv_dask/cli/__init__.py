@@ -26,7 +26,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from zv_dask.cli import convert, export, info, stats
+from zv_dask.cli import convert, export, index, info, stats
 from zv_dask.cli.common import (
     UsageError,
     add_storage_args,
@@ -47,7 +47,7 @@ __all__ = ["main", "build_parser", "COMMANDS", "UsageError", "glue_bbox", "parse
            "PARTITION_INDEX", "error_line"]
 
 #: the subcommand modules, in the order ``--help`` lists them
-COMMANDS = (info, stats, export, convert)
+COMMANDS = (info, stats, export, convert, index)
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_REFUSED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -66,6 +66,7 @@ examples:
   zv-dask stats cells.zarrvectors --level 1
   zv-dask export cells.zarrvectors out_dir
   zv-dask convert points.parquet points.zarrvectors --chunk-shape 250 --levels 3
+  zv-dask index streamlines.zarrvectors
 
 Run 'zv-dask COMMAND --help' for the options of a command.
 """

@@ -109,6 +109,13 @@ class FragmentIndex:
         out[~self._is_range] = np.diff(self._csr.astype(np.int64))
         return out
 
+    def ranges_only(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """``(starts, counts)`` of every fragment when all are ranges (what every bulk
+        writer emits), else ``None``."""
+        if self.num_range_fragments != self.num_fragments:
+            return None
+        return self._ranges[:, 0].astype(np.int64), self._ranges[:, 1].astype(np.int64)
+
     def tiles(self) -> bool:
         """True when all fragments are ranges that tile ``[0, N)`` in order."""
         if not self._is_range.all():

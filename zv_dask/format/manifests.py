@@ -134,51 +134,47 @@ class OwnerTable:
     """Which objects reference which fragment of which cell, for one level.
 
     Built once per level from all manifests; ``for_cell`` gives a cell's slice, which
-    is what a per-chunk task carries.
+    is what a per-chunk task carries.  Entries are sorted by cell, and keep their
+    given order within a cell (a stable sort: a radix sort when the cell numbers fit
+    16 bits).  Built by :meth:`from_manifests` it also keeps the decoded manifests
+    (:meth:`manifests`), so whoever built it needs not decode them again.
     """
 
-    __slots__ = ("cell", "frag", "oid")
+    __slots__ = ("cell", "frag", "oid", "entries")
 
-    def __init__(self, cell: np.ndarray, frag: np.ndarray, oid: np.ndarray):
-        order = np.lexsort((oid, frag, cell))
+    def __init__(self, cell: np.ndarray, frag: np.ndarray, oid: np.ndarray, entries=None):
+        small = len(cell) and 0 <= int(cell.min()) and int(cell.max()) < 1 << 16
+        order = np.argsort(cell.astype(np.uint16) if small else cell, kind="stable")
         self.cell, self.frag, self.oid = cell[order], frag[order], oid[order]
+        self.entries = entries  # (row, coords, fragment) in manifest-row order, or None
 
     @classmethod
     def from_manifests(cls, blobs, object_ids, sid_ndim: int, shape, origin,
                        max_fragments: int | None = None) -> "OwnerTable":
         """Decode every manifest; ``object_ids[r]`` is the id of manifest row ``r``.
 
-        A row that is absent (``None``/``b""``, zarr's fill value: its chunk object is
-        missing or was truncated) is an error; an empty manifest is 4 zero bytes.
+        Vectorised (:func:`zv_dask.format.owners.decode_manifest_rows`: numpy over the
+        concatenated blobs, no Python loop per object).  A row that is absent
+        (``None``/``b""``, zarr's fill value: its chunk object is missing or was
+        truncated) is an error; an empty manifest is 4 zero bytes.
         """
-        cells, frags, oids = [], [], []
-        shape = np.asarray(shape, np.int64)
-        origin = np.asarray(origin, np.int64)
-        for row, blob in enumerate(blobs):
-            if blob is None or len(blob) == 0:
-                raise DecodeProblem(f"manifest row {row} (object {int(object_ids[row])}) is "
-                                    "absent (0 bytes; an empty manifest is 4 zero bytes)")
-            try:
-                cc, ff = decode_manifest(blob, sid_ndim, max_fragments)
-            except DecodeProblem as exc:
-                raise DecodeProblem(f"manifest row {row} (object {int(object_ids[row])}): {exc}") from None
-            if len(cc) == 0:
-                continue
-            idx = cc - origin
-            ok = ((idx >= 0) & (idx < shape)).all(1)
-            if not ok.all():
-                bad = tuple(cc[np.flatnonzero(~ok)[0]].tolist())
-                raise DecodeProblem(
-                    f"manifest row {row} (object {int(object_ids[row])}) references chunk "
-                    f"{bad} outside the grid")
-            cells.append(np.ravel_multi_index(idx.T, tuple(shape)))
-            frags.append(ff)
-            oids.append(np.full(len(ff), int(object_ids[row]), np.int64))
-        if not cells:
-            z = np.zeros(0, np.int64)
-            return cls(z, z, z)
-        return cls(np.concatenate(cells).astype(np.int64), np.concatenate(frags),
-                   np.concatenate(oids))
+        from zv_dask.format.owners import cell_numbers, decode_manifest_rows
+
+        ids = np.asarray(object_ids, np.int64)
+        row, coords, frags = decode_manifest_rows(blobs, sid_ndim, max_fragments, ids)
+        cells = cell_numbers(row, coords, shape, origin, ids)
+        return cls(cells, frags, ids[row] if len(row) else np.zeros(0, np.int64),
+                   (row, coords, frags))
+
+    def manifests(self, rows) -> list | None:
+        """Decoded manifests ``[(coords, fragments), ...]`` of manifest rows, from the
+        kept entries (``None`` when the table was not built from manifests)."""
+        if self.entries is None:
+            return None
+        row, coords, frags = self.entries
+        rows = np.asarray(rows, np.int64)
+        a, b = np.searchsorted(row, rows, "left"), np.searchsorted(row, rows, "right")
+        return [(coords[i:j], frags[i:j]) for i, j in zip(a.tolist(), b.tolist())]
 
     def for_cell(self, linear: int) -> tuple[np.ndarray, np.ndarray]:
         """(fragment, object id) pairs of one cell."""

@@ -18,6 +18,7 @@ from zv_dask.errors import (
     StoreNotFoundError,
 )
 from zv_dask.format import metadata as M
+from zv_dask.format.owners import OWNER_COLUMN
 
 
 class _Consolidated:
@@ -96,6 +97,8 @@ def read_metadata(loc) -> M.StoreMeta:
                 sub_lists.append(f"{lv}/{family}")
         if "object_index" in children:
             paths += ["object_index", "object_index/manifests", "object_index/object_ids"]
+        if "fragment_attributes" in children:  # only the reserved owner column is read
+            paths.append(OWNER_COLUMN)
         per_level[lv] = paths
     for rel, names in zip(sub_lists, _map(loc, src.list_dirs, sub_lists)):
         lv, family = rel.split("/", 1)
@@ -117,7 +120,8 @@ def read_metadata(loc) -> M.StoreMeta:
             if p == "object_index":
                 oi_attrs = (d.get("attributes") or {}) if isinstance(d, Mapping) else (d or {})
                 continue
-            if d is None and p in ("object_index/object_ids", "object_index/manifests"):
+            if d is None and p in ("object_index/object_ids", "object_index/manifests",
+                                   OWNER_COLUMN):
                 continue
             arrays[p] = M.parse_array(d, p, name, lv)
         if "object_index/manifests" not in arrays and "layout" not in (oi_attrs or {}):

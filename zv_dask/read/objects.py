@@ -130,7 +130,8 @@ class ObjectFrameReader:
         return pd.DataFrame(cols, index=index) if cols else pd.DataFrame(index=index)
 
     def __call__(self, rows, columns=None):
-        start, stop = rows
+        start, stop = rows[:2]
+        keep = np.asarray(rows[2], np.int64) - start if len(rows) > 2 else None
         schema = self.schema if columns is None else [s for s in self.schema if s[0] in set(columns)]
         names = {name for _, name, _ in schema}
         oi = self.reader.level.object_index
@@ -147,14 +148,31 @@ class ObjectFrameReader:
                         f"object attribute has {len(v)} rows in {start}:{stop} but the object "
                         f"index has {len(ids)}", store=self.reader.location.url,
                         level=self.reader.level.level, array=arr.path)
-                values[name] = v
-        return self._frame(ids, values, schema)
+                values[name] = v[keep] if keep is not None else v
+        return self._frame(ids if keep is None else ids[keep], values, schema)
 
 
 def row_ranges(n_rows: int, rows_per_partition: int) -> list:
     """``[(start, stop)]`` partitions of the object index (pure)."""
     step = max(int(rows_per_partition), 1)
     return [(a, min(a + step, n_rows)) for a in range(0, max(n_rows, 1), step)] if n_rows else []
+
+
+def selected_row_ranges(rows: np.ndarray, rows_per_partition: int) -> list:
+    """``[(start, stop, rows)]``: the sorted object-index ``rows`` grouped by block of
+    ``rows_per_partition``, each read as the span ``start:stop`` of its rows (pure).
+
+    Examples
+    --------
+    >>> selected_row_ranges(np.array([1, 3, 9]), 4)
+    [(1, 4, (1, 3)), (9, 10, (9,))]
+    """
+    rows = np.unique(np.asarray(rows, np.int64))
+    step = max(int(rows_per_partition), 1)
+    out = []
+    for block in np.split(rows, np.flatnonzero(np.diff(rows // step)) + 1) if len(rows) else []:
+        out.append((int(block[0]), int(block[-1]) + 1, tuple(block.tolist())))
+    return out
 
 
 # --------------------------------------------------------------------------- selection
@@ -226,6 +244,17 @@ def gather(reader: LevelReader, manifests: list, ids: np.ndarray, attributes, ow
     for coord, cols in zip(coords, loaded):
         fi = cols["fragments"]
         n = len(cols["positions"])
+        ranged = fi.ranges_only()
+        if ranged is not None:  # rows of fragment f: start..start+count, checked at decode
+            starts, counts = ranged
+            rows_all.append(np.arange(row_base, row_base + n, dtype=np.int64))
+            fstart_all.append(starts + grouped)
+            grouped += n
+            fcount_all.append(counts)
+            fbase.append(fbase[-1] + len(counts))
+            nfr.append(len(counts))
+            row_base += n
+            continue
         rows, _ = fi.row_fragment_pairs()
         if len(rows) and (rows.min() < 0 or rows.max() >= n):
             raise ChunkDecodeError(f"the fragment index references row {int(rows.max())} of a "
