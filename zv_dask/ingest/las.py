@@ -166,6 +166,17 @@ def empty_frame(columns):
     return pd.DataFrame(data)
 
 
+def _read_errors(laspy) -> tuple:
+    """What a damaged or truncated file raises (lazrs has its own error type)."""
+    out = (laspy.errors.LaspyException, ValueError, EOFError, OSError)
+    try:
+        import lazrs
+
+        return out + (lazrs.LazrsError,)
+    except ImportError:
+        return out
+
+
 class LasRangeReader:
     """Reads one point range of a file in a task: ``reader((path, start, stop))``."""
 
@@ -183,7 +194,7 @@ class LasRangeReader:
                     reader.seek(start)
                 points = reader.read_points(stop - start)
                 h = reader.header
-        except (laspy.errors.LaspyException, ValueError, EOFError, OSError) as exc:
+        except _read_errors(laspy) as exc:
             raise InputFileError(
                 f"{path}: points {start}..{stop} do not read ({type(exc).__name__}: "
                 f"{' '.join(str(exc).split())[:200]}); the file may be truncated or damaged"
