@@ -258,3 +258,20 @@ def test_format_is_forced_and_store_attributes_keep_the_formats_keys(tmp_path, c
     with pytest.raises(zv_dask.WriteInputError, match="may not set"):
         zv_dask.to_zv(expected, tmp_path / "x.zarrvectors", chunk_shape=50,
                       store_attributes={"zarr_vectors": {}})
+
+
+def test_float64_ply_coordinates_are_stored_as_float64(tmp_path, capsys):
+    rng = np.random.default_rng(9)
+    v = np.empty(300, dtype=[("x", "f8"), ("y", "f8"), ("z", "f8"), ("alpha", "u1")])
+    for c in ("x", "y", "z"):
+        v[c] = rng.uniform(6e6, 6.001e6, 300)
+    v["alpha"] = rng.integers(0, 256, 300)
+    src = tmp_path / "geo.ply"
+    plyfile.PlyData([plyfile.PlyElement.describe(v, "vertex")]).write(str(src))
+    out = tmp_path / "geo.zarrvectors"
+    rc = main(["convert", str(src), str(out), "--chunk-shape", "100", "--scheduler", "sync"])
+    cap = capsys.readouterr()
+    assert rc == 0 and "float64 coordinates" in cap.err, cap.err
+    got = stored(out)
+    assert got.x.dtype == np.float64
+    same_rows(got, pd.DataFrame({n: v[n] for n in v.dtype.names}))

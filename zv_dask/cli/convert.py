@@ -257,8 +257,10 @@ def _ingest_choices(df, args) -> tuple:
     if not info["float32_exact"]:
         if dtype is None and args.like is None:
             dtype = "float64"
-            _progress("positions stored as float64: float32 cannot hold the coordinates at "
-                      "the file's scale (large offsets); --dtype float32 to force it")
+            why = ("the file's scale at these offsets" if info["format"] == "las"
+                   else "the file's float64 coordinates")
+            _progress(f"positions stored as float64: float32 cannot hold {why}; "
+                      "--dtype float32 to force it")
         elif str(dtype) == "float32":
             _progress("warning: float32 positions do not keep the file's scale")
     return dtype, {SOURCE_KEY: info}

@@ -69,7 +69,7 @@ def _crs(header) -> dict | None:
 
 
 def _column_dtype(dim) -> str:
-    return "uint8" if dim.dtype is None else np.dtype(dim.dtype).str.lstrip("<>|=")
+    return "uint8" if dim.dtype is None else np.dtype(dim.dtype).name
 
 
 def read_header(path: str) -> LasFile:

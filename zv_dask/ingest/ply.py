@@ -64,7 +64,7 @@ def read_header(path: str) -> PlyFile:
     lists = tuple(p.name for p in vertex.properties if isinstance(p, plyfile.PlyListProperty))
     fmt = "ascii" if head.text else ("binary_little_endian" if head.byte_order == "<"
                                      else "binary_big_endian")
-    columns = tuple((p.name, np.dtype(p.val_dtype).str.lstrip("<>|=")) for p in scalar)
+    columns = tuple((p.name, np.dtype(p.val_dtype).name) for p in scalar)
     ranged = not head.text and names[0] == "vertex" and not lists
     row = vertex.dtype(head.byte_order) if ranged else None
     if ranged and size < offset + vertex.count * row.itemsize:
