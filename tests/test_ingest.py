@@ -275,3 +275,21 @@ def test_float64_ply_coordinates_are_stored_as_float64(tmp_path, capsys):
     got = stored(out)
     assert got.x.dtype == np.float64
     same_rows(got, pd.DataFrame({n: v[n] for n in v.dtype.names}))
+
+
+@pytest.mark.parametrize("point_format", [3, 7])
+def test_column_projection_reads_the_same_values(tmp_path, point_format):
+    """``df[cols]`` reaches the reader (LAZ formats 6-10 then decode only those layers)."""
+    src = tmp_path / "p.laz"
+    write_las(src, 2_000, point_format, seed=10)
+    df = zv_dask.read_las(src, points_per_partition=None)
+    whole = df.compute()
+    for cols in (["x", "y", "z"], ["gps_time", "x"], ["red", "classification", "z"]):
+        got = df[cols].compute()
+        assert list(got.columns) == cols
+        pd.testing.assert_frame_equal(got, whole[cols])
+    ply = tmp_path / "c.ply"
+    write_ply(ply, 50, False)
+    frame = zv_dask.read_ply(ply)
+    pd.testing.assert_frame_equal(frame[["blue", "x"]].compute(),
+                                  frame.compute()[["blue", "x"]])

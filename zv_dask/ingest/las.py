@@ -177,19 +177,46 @@ def _read_errors(laspy) -> tuple:
         return out
 
 
+# the LAZ layers (point formats 6-10) each column needs; others are not decompressed
+_LAYERS = {"z": "Z", "intensity": "INTENSITY", "classification": "CLASSIFICATION",
+           "user_data": "USER_DATA", "point_source_id": "POINT_SOURCE_ID",
+           "gps_time": "GPS_TIME", "red": "RGB", "green": "RGB", "blue": "RGB"}
+
+
+def decompression_selection(laspy, columns):
+    """The LAZ layers ``columns`` need (x, y and the returns are always decoded)."""
+    sel = laspy.DecompressionSelection.XY_RETURNS_CHANNEL
+    for c in columns:
+        if c in _LAYERS:
+            sel |= getattr(laspy.DecompressionSelection, _LAYERS[c])
+    return sel
+
+
 class LasRangeReader:
-    """Reads one point range of a file in a task: ``reader((path, start, stop))``."""
+    """Reads one point range of a file in a task: ``reader((path, start, stop))``.
+
+    ``columns=`` (dask's column projection) limits the output, and for LAZ point
+    formats 6-10 what is decompressed: a pass over the axes decodes only x, y, z."""
 
     def __init__(self, columns):
         self.columns = tuple(columns)
 
-    def __call__(self, part):
+    def __dask_tokenize__(self):
+        return ("LasRangeReader", self.columns)
+
+    def __call__(self, part, columns=None):
         import pandas as pd
 
         laspy = _laspy()
         path, start, stop = part
+        wanted = ["x", "y", "z"] + [n for n, _ in self.columns]
+        if columns is not None:  # in the order asked
+            known = set(wanted)
+            wanted = [c for c in columns if c in known]
         try:
-            with laspy.LasReader(open_binary(path)) as reader:
+            with laspy.LasReader(open_binary(path),
+                                 decompression_selection=decompression_selection(
+                                     laspy, wanted)) as reader:
                 if start:
                     reader.seek(start)
                 points = reader.read_points(stop - start)
@@ -202,9 +229,13 @@ class LasRangeReader:
         if len(points) != stop - start:
             raise InputFileError(f"{path} is truncated: points {start}..{stop} were "
                                  f"expected, {len(points)} read; re-export the file")
-        data = {}
-        for axis, raw, s, o in zip("xyz", ("X", "Y", "Z"), h.scales, h.offsets):
-            data[axis] = np.asarray(points[raw]).astype(np.float64) * float(s) + float(o)
-        for name, dtype in self.columns:
-            data[name] = np.asarray(points[name]).astype(dtype, copy=False)
+        dtypes, data = dict(self.columns), {}
+        axes = {a: (raw, float(s), float(o))
+                for a, raw, s, o in zip("xyz", ("X", "Y", "Z"), h.scales, h.offsets)}
+        for name in wanted:
+            if name in axes:
+                raw, s, o = axes[name]
+                data[name] = np.asarray(points[raw]).astype(np.float64) * s + o
+            else:
+                data[name] = np.asarray(points[name]).astype(dtypes[name], copy=False)
         return pd.DataFrame(data)

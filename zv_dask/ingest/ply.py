@@ -103,12 +103,16 @@ def empty_frame(columns):
 
 
 class PlyRangeReader:
-    """Reads vertex rows of one file in a task: ``reader((info, start, stop))``."""
+    """Reads vertex rows of one file in a task: ``reader((info, start, stop))``;
+    ``columns=`` (dask's column projection) limits the output."""
 
     def __init__(self, columns):
         self.columns = tuple(columns)
 
-    def __call__(self, part):
+    def __dask_tokenize__(self):
+        return ("PlyRangeReader", self.columns)
+
+    def __call__(self, part, columns=None):
         import json
 
         import pandas as pd
@@ -132,4 +136,7 @@ class PlyRangeReader:
                 raise InputFileError(
                     f"{info.path}: vertices do not parse ({type(exc).__name__}: "
                     f"{' '.join(str(exc).split())[:200]}); the file may be damaged") from None
-        return pd.DataFrame({n: np.asarray(rows[n]).astype(t) for n, t in self.columns})
+        dtypes = dict(self.columns)
+        keep = self.columns if columns is None else [(n, dtypes[n]) for n in columns
+                                                     if n in dtypes]
+        return pd.DataFrame({n: np.asarray(rows[n]).astype(t) for n, t in keep})
