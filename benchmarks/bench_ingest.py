@@ -14,7 +14,9 @@ interleaved:
 * ours: ``zv-dask convert FILE OUT --chunk-shape 256`` (threaded scheduler; positions
   float64 chosen by convert because float32 cannot hold the 0.01 scale at 500000);
 * peer: ``zvtools convert FILE OUT --chunk-shape 256,256,256 --dtype float64``
-  (zarr-vectors-tools 0.3.0; it reads the file whole with ``laspy.read``).
+  (zarr-vectors-tools 0.3.0; it reads the file whole with ``laspy.read``);
+* read: our reading alone, ``read_las(FILE)`` reduced to its row count (every column
+  of every point decoded, nothing written): what the reader costs and holds.
 
 Prints per-run wall time and peak RSS, medians, and the ratios ours/peer; after the
 runs both stores are checked to hold N points at level 0.
@@ -72,6 +74,11 @@ def run_side(side: str, laz: str, out: str) -> dict:
         from zv_dask.cli import main
 
         rc = main(["convert", laz, out, "--chunk-shape", "256"])
+    elif side == "read":
+        import zv_dask
+
+        n = int(zv_dask.read_las(laz).map_partitions(len).sum().compute())
+        rc = 0 if n > 0 else 1
     else:
         from zarr_vectors_tools.cli import main
 
@@ -93,7 +100,7 @@ def main(argv=None) -> int:
     ap.add_argument("--points", type=int, nargs="+", default=[3_000_000, 12_000_000])
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--data", default=str(Path(__file__).parent / "_data"))
-    ap.add_argument("--side", choices=["ours", "peer"], help=argparse.SUPPRESS)
+    ap.add_argument("--side", choices=["ours", "peer", "read"], help=argparse.SUPPRESS)
     ap.add_argument("--file", help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
@@ -109,9 +116,9 @@ def main(argv=None) -> int:
         if not laz.exists():
             make_laz(laz, n)
         print(f"\n## {n:,} points, {laz.stat().st_size / 2**20:.0f} MiB LAZ")
-        runs = {"ours": [], "peer": []}
+        runs = {"ours": [], "peer": [], "read": []}
         for _ in range(a.repeat):
-            for side in ("ours", "peer"):
+            for side in ("ours", "peer", "read"):
                 out = str(data / f"{side}_{n}.zarrvectors")
                 cmd = [sys.executable, __file__, "--side", side, "--file", str(laz),
                        "--out", out]
@@ -124,7 +131,7 @@ def main(argv=None) -> int:
                    statistics.median(r["rss_mb"] for r in v)) for s, v in runs.items()}
         print(f"ratio ours/peer: wall {med['ours'][0] / med['peer'][0]:.2f}x, "
               f"peak RSS {med['ours'][1] / med['peer'][1]:.2f}x")
-        counts = {s: vertex_count(str(data / f"{s}_{n}.zarrvectors")) for s in runs}
+        counts = {s: vertex_count(str(data / f"{s}_{n}.zarrvectors")) for s in ("ours", "peer")}
         print(f"level-0 points: {counts}")
         assert counts["ours"] == counts["peer"] == n, counts
     return 0
