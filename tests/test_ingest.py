@@ -293,3 +293,26 @@ def test_column_projection_reads_the_same_values(tmp_path, point_format):
     frame = zv_dask.read_ply(ply)
     pd.testing.assert_frame_equal(frame[["blue", "x"]].compute(),
                                   frame.compute()[["blue", "x"]])
+
+
+def test_laz_tiles_on_s3_convert_with_storage_options(tmp_path, capsys):
+    from s3server import ACCESS_KEY, SECRET_KEY, MotoServer
+
+    server = MotoServer()
+    try:
+        server.client().create_bucket(Bucket="tiles")
+        (tmp_path / "up").mkdir()
+        a = write_las(tmp_path / "up" / "a.laz", 400, 7, seed=11)
+        b = write_las(tmp_path / "up" / "b.laz", 300, 7, seed=12)
+        server.upload("tiles", tmp_path / "up", "city")
+        out = tmp_path / "city.zarrvectors"
+        rc = main(["convert", "s3://tiles/city/*.laz", str(out), "--chunk-shape", "100",
+                   "--scheduler", "sync", "--storage-option", f"endpoint_url={server.url}",
+                   "--storage-option", f"key={ACCESS_KEY}",
+                   "--storage-option", f"secret={SECRET_KEY}"])
+        cap = capsys.readouterr()
+        assert rc == 0, cap.err
+        assert "2 LAS files: 700 points" in cap.err
+        same_rows(as_integers(stored(out), (0.001,) * 3, (0.0,) * 3), pd.concat([a, b]))
+    finally:
+        server.stop()

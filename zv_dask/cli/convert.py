@@ -207,9 +207,9 @@ def read_source(source, options=None, fmt=None):
     fmt = fmt or source_format(sources)
     one = sources[0] if len(sources) == 1 else sources
     if fmt == "las":
-        return read_las(sources)
+        return read_las(sources, storage_options=options)
     if fmt == "ply":
-        return read_ply(sources)
+        return read_ply(sources, storage_options=options)
     if fmt == "csv":
         return dd.read_csv(one, storage_options=options)
     return dd.read_parquet(one, storage_options=options)

@@ -40,7 +40,7 @@ def source_attributes(df) -> dict | None:
     return getattr(meta, "attrs", {}).get(SOURCE_KEY)
 
 
-def read_las(paths, points_per_partition=DEFAULT_POINTS_PER_PARTITION):
+def read_las(paths, points_per_partition=DEFAULT_POINTS_PER_PARTITION, storage_options=None):
     """Read LAS/LAZ files into a dask DataFrame, one partition per point range.
 
     Only the headers are read now; each task reads its range (LAZ: from the start of
@@ -59,6 +59,8 @@ def read_las(paths, points_per_partition=DEFAULT_POINTS_PER_PARTITION):
         dimensions (point formats with the same standard dimensions).
     points_per_partition : int or None, default 1,000,000
         Points per task (rounded up to whole LAZ chunks); ``None``: one per file.
+    storage_options : dict, optional
+        fsspec options of remote ``paths`` (``s3://...``).
 
     Returns
     -------
@@ -84,7 +86,8 @@ def read_las(paths, points_per_partition=DEFAULT_POINTS_PER_PARTITION):
     >>> df.x.compute().tolist(), zv_dask.source_attributes(df)["float32_exact"]
     ([500000.5, 500001.25], False)
     """
-    files = [L.read_header(p) for p in expand_paths(paths, "LAS/LAZ file")]
+    files = [L.read_header(p, storage_options)
+             for p in expand_paths(paths, "LAS/LAZ file", storage_options)]
     first = files[0]
     for f in files[1:]:
         if f.columns != first.columns:
@@ -97,10 +100,10 @@ def read_las(paths, points_per_partition=DEFAULT_POINTS_PER_PARTITION):
         "format": "las", "point_count": sum(f.point_count for f in files),
         "files": [f.describe() for f in files],
         "float32_exact": all(L.float32_holds(f) for f in files)}
-    return _frame(L.LasRangeReader(first.columns), parts, meta, "read-las")
+    return _frame(L.LasRangeReader(first.columns, storage_options), parts, meta, "read-las")
 
 
-def read_ply(paths, rows_per_partition=DEFAULT_POINTS_PER_PARTITION):
+def read_ply(paths, rows_per_partition=DEFAULT_POINTS_PER_PARTITION, storage_options=None):
     """Read the vertices of PLY files into a dask DataFrame.
 
     Every scalar property of the ``vertex`` element is a column with its PLY type
@@ -117,6 +120,8 @@ def read_ply(paths, rows_per_partition=DEFAULT_POINTS_PER_PARTITION):
         Files, globs or fsspec URLs; all with the same vertex properties.
     rows_per_partition : int or None, default 1,000,000
         Vertices per task for range-readable files; ``None``: one task per file.
+    storage_options : dict, optional
+        fsspec options of remote ``paths``.
 
     Returns
     -------
@@ -139,7 +144,8 @@ def read_ply(paths, rows_per_partition=DEFAULT_POINTS_PER_PARTITION):
     >>> df.columns.tolist(), str(df.red.dtype)
     (['x', 'y', 'z', 'red', 'green', 'blue'], 'uint8')
     """
-    files = [P.read_header(p) for p in expand_paths(paths, "PLY file")]
+    files = [P.read_header(p, storage_options)
+             for p in expand_paths(paths, "PLY file", storage_options)]
     first = files[0]
     for f in files:
         if f.columns != first.columns:
@@ -160,4 +166,4 @@ def read_ply(paths, rows_per_partition=DEFAULT_POINTS_PER_PARTITION):
         "files": [{"path": f.path, "point_count": f.vertex_count, "format": f.fmt}
                   for f in files],
         "float32_exact": all(t != "float64" for t in axes)}
-    return _frame(P.PlyRangeReader(first.columns), parts, meta, "read-ply")
+    return _frame(P.PlyRangeReader(first.columns, storage_options), parts, meta, "read-ply")

@@ -9,10 +9,10 @@ from zv_dask.errors import StoreNotFoundError
 _GLOB = ("*", "?", "[")
 
 
-def expand_paths(paths, what: str = "file") -> list:
+def expand_paths(paths, what: str = "file", storage_options=None) -> list:
     """The files that ``paths`` (a path, a glob or a list of them) name, each glob
     sorted; raises :class:`~zv_dask.errors.StoreNotFoundError` for a path that does not
-    exist or a glob that matches nothing.
+    exist or a glob that matches nothing.  ``storage_options`` are fsspec's, for URLs.
 
     Examples
     --------
@@ -30,7 +30,7 @@ def expand_paths(paths, what: str = "file") -> list:
     out = []
     for item in items:
         text = os.fspath(item)
-        fs, path = fsspec.core.url_to_fs(text)
+        fs, path = fsspec.core.url_to_fs(text, **(storage_options or {}))
         if any(c in path for c in _GLOB):
             found = sorted(fs.glob(path))
             if not found:
@@ -43,8 +43,8 @@ def expand_paths(paths, what: str = "file") -> list:
     return out
 
 
-def open_binary(path: str):
+def open_binary(path: str, storage_options=None):
     """A seekable binary file object for a local path or fsspec URL."""
     import fsspec
 
-    return fsspec.open(path, "rb").open()
+    return fsspec.open(path, "rb", **(storage_options or {})).open()

@@ -72,7 +72,7 @@ def _column_dtype(dim) -> str:
     return "uint8" if dim.dtype is None else np.dtype(dim.dtype).name
 
 
-def read_header(path: str) -> LasFile:
+def read_header(path: str, storage_options=None) -> LasFile:
     """The header of a LAS/LAZ file (points untouched).
 
     Raises :class:`~zv_dask.errors.InputFileError` for a file that is not LAS or whose
@@ -81,7 +81,7 @@ def read_header(path: str) -> LasFile:
     """
     laspy = _laspy()
     try:
-        with open_binary(path) as f:
+        with open_binary(path, storage_options) as f:
             header = laspy.LasHeader.read_from(f)
             size = f.seek(0, 2)
     except (laspy.errors.LaspyException, ValueError, EOFError, OSError) as exc:
@@ -198,11 +198,12 @@ class LasRangeReader:
     ``columns=`` (dask's column projection) limits the output, and for LAZ point
     formats 6-10 what is decompressed: a pass over the axes decodes only x, y, z."""
 
-    def __init__(self, columns):
+    def __init__(self, columns, storage_options=None):
         self.columns = tuple(columns)
+        self.storage_options = storage_options
 
     def __dask_tokenize__(self):
-        return ("LasRangeReader", self.columns)
+        return ("LasRangeReader", self.columns, sorted((self.storage_options or {}).items()))
 
     def __call__(self, part, columns=None):
         import pandas as pd
@@ -214,7 +215,7 @@ class LasRangeReader:
             known = set(wanted)
             wanted = [c for c in columns if c in known]
         try:
-            with laspy.LasReader(open_binary(path),
+            with laspy.LasReader(open_binary(path, self.storage_options),
                                  decompression_selection=decompression_selection(
                                      laspy, wanted)) as reader:
                 if start:

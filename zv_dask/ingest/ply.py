@@ -40,7 +40,7 @@ class PlyFile:
     fmt: str                  # ascii, binary_little_endian, binary_big_endian
 
 
-def read_header(path: str) -> PlyFile:
+def read_header(path: str, storage_options=None) -> PlyFile:
     """The header of a PLY file (no vertex read); raises
     :class:`~zv_dask.errors.InputFileError` for a file that is not a PLY with a
     ``vertex`` element or that is shorter than its header says."""
@@ -48,7 +48,7 @@ def read_header(path: str) -> PlyFile:
 
     plyfile = _plyfile()
     try:
-        with open_binary(path) as f:
+        with open_binary(path, storage_options) as f:
             head = plyfile.PlyData._parse_header(f)
             offset = f.tell()
             size = f.seek(0, 2)
@@ -106,11 +106,12 @@ class PlyRangeReader:
     """Reads vertex rows of one file in a task: ``reader((info, start, stop))``;
     ``columns=`` (dask's column projection) limits the output."""
 
-    def __init__(self, columns):
+    def __init__(self, columns, storage_options=None):
         self.columns = tuple(columns)
+        self.storage_options = storage_options
 
     def __dask_tokenize__(self):
-        return ("PlyRangeReader", self.columns)
+        return ("PlyRangeReader", self.columns, sorted((self.storage_options or {}).items()))
 
     def __call__(self, part, columns=None):
         import json
@@ -120,7 +121,7 @@ class PlyRangeReader:
         info, start, stop = part
         if info.data_offset is not None:
             row = np.dtype([tuple(d) for d in json.loads(info.row_dtype)])
-            with open_binary(info.path) as f:
+            with open_binary(info.path, self.storage_options) as f:
                 f.seek(info.data_offset + start * row.itemsize)
                 buf = f.read((stop - start) * row.itemsize)
             if len(buf) != (stop - start) * row.itemsize:
@@ -130,7 +131,7 @@ class PlyRangeReader:
         else:
             plyfile = _plyfile()
             try:
-                with open_binary(info.path) as f:
+                with open_binary(info.path, self.storage_options) as f:
                     rows = plyfile.PlyData.read(f, mmap=False)["vertex"].data[start:stop]
             except (plyfile.PlyParseError, ValueError, EOFError, OSError) as exc:
                 raise InputFileError(
