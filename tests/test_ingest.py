@@ -161,7 +161,7 @@ def test_small_coordinates_convert_to_float32_with_a_pyramid(tmp_path, capsys):
     same_rows(as_integers(got, (0.001,) * 3, (0.0,) * 3), expected)
 
 
-def write_ply(path, n, text, seed=0, faces=0):
+def write_ply(path, n, text, seed=0, faces=0, byte_order="="):
     rng = np.random.default_rng(seed)
     v = np.empty(n, dtype=[("x", "f4"), ("y", "f4"), ("z", "f4"), ("nx", "f4"),
                            ("red", "u1"), ("green", "u1"), ("blue", "u1"), ("label", "i4")])
@@ -176,14 +176,15 @@ def write_ply(path, n, text, seed=0, faces=0):
         f = np.empty(faces, dtype=[("vertex_indices", "i4", (3,))])
         f["vertex_indices"] = rng.integers(0, n, (faces, 3))
         elements.append(plyfile.PlyElement.describe(f, "face"))
-    plyfile.PlyData(elements, text=text).write(str(path))
+    plyfile.PlyData(elements, text=text, byte_order=byte_order).write(str(path))
     return pd.DataFrame({name: v[name] for name in v.dtype.names})
 
 
-@pytest.mark.parametrize("text", [True, False], ids=["ascii", "binary"])
-def test_ply_round_trips_through_read_ply_and_convert(tmp_path, capsys, text):
+@pytest.mark.parametrize("text,order", [(True, "="), (False, "<"), (False, ">")],
+                         ids=["ascii", "binary-little", "binary-big"])
+def test_ply_round_trips_through_read_ply_and_convert(tmp_path, capsys, text, order):
     src = tmp_path / "cloud.ply"
-    expected = write_ply(src, 900, text, seed=7)
+    expected = write_ply(src, 900, text, seed=7, byte_order=order)
     got = zv_dask.read_ply(src, rows_per_partition=200)
     assert got.npartitions == (1 if text else 5)
     frame = got.compute().reset_index(drop=True)
@@ -225,8 +226,11 @@ def test_bad_inputs_give_one_error_line_naming_the_file(tmp_path, capsys):
     (tmp_path / "cut.laz").write_bytes((tmp_path / "good.laz").read_bytes()[:3000])
     (tmp_path / "fake.ply").write_text("x y z\n1 2 3\n")
     (tmp_path / "fake.las").write_text("not a las file at all")
+    write_ply(tmp_path / "whole.ply", 100, False)
+    (tmp_path / "cut.ply").write_bytes((tmp_path / "whole.ply").read_bytes()[:1000])
     for name, words in [("cut.las", "truncated"), ("cut.laz", "do not read"),
-                        ("fake.ply", "not a readable PLY"), ("fake.las", "not a readable")]:
+                        ("fake.ply", "not a readable PLY"), ("fake.las", "not a readable"),
+                        ("cut.ply", "truncated")]:
         out = tmp_path / f"{name}.zarrvectors"
         line = _error_line(capsys, ["convert", str(tmp_path / name), str(out),
                                     "--chunk-shape", "100", "--scheduler", "sync"])
