@@ -10,7 +10,9 @@ job; imports point down this list (checked by import-linter, see ``setup.cfg``):
 - ``store.py`` - :func:`open_zv` and :class:`ZVStore`; ``fragments.py`` - fragment indexes;
 - ``api/`` - the methods of ``ZVStore``, one mixin per job;
 - ``stats/`` - statistics as dask reductions;
-- ``collections/`` - the only builder of dask collections;
+- ``collections/`` - the only builder of dask collections (:func:`read_las`,
+  :func:`read_ply` included);
+- ``ingest/`` - readers of foreign files (LAS/LAZ, PLY): headers, per-task ranges;
 - ``read/`` - readers run inside tasks: cells, object arrays, objects, links of a level;
 - ``plan/`` - pure: which level, chunks and columns; predicates; partitions;
 - ``io/`` - the only wing that touches a store: locations, reads, documents, puts;
@@ -35,6 +37,7 @@ from zv_dask.errors import (
     ChunkMissingError,
     ColumnNotFoundError,
     IncompleteStoreError,
+    InputFileError,
     InvalidPointsError,
     LevelNotFoundError,
     MetadataError,
@@ -52,6 +55,7 @@ from zv_dask.errors import (
     ZVWarning,
 )
 from zv_dask import stats  # noqa: E402  (zv_dask.stats.describe etc. after `import zv_dask`)
+from zv_dask.collections.ingest import read_las, read_ply, source_attributes
 from zv_dask.fragments import read_fragment_index
 from zv_dask.store import ZVStore, open_zv
 from zv_dask.write.writer import to_zv
@@ -121,6 +125,6 @@ __all__ = [
     "ChunkMissingError", "ColumnNotFoundError", "ChunkDecodeError", "StoreReadError", "StoreClosedError",
     "ZVWarning",
     "IncompleteStoreError", "StoreExistsError", "WriteInputError", "InvalidPointsError",
-    "StoreWriteError",
+    "StoreWriteError", "InputFileError", "read_las", "read_ply", "source_attributes",
     "__version__",
 ]

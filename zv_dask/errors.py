@@ -120,6 +120,17 @@ class MissingDependencyError(ZVError, ImportError):
     """
 
 
+class InputFileError(ZVError, ValueError):
+    """A file given to an ingest reader (LAS/LAZ, PLY) cannot be read: not that format,
+    truncated, or tiles that do not go together; the message names the file.
+
+    Examples
+    --------
+    >>> issubclass(InputFileError, ValueError)
+    True
+    """
+
+
 class ZVWarning(UserWarning):
     """Something is inconsistent but the read could still give a complete answer
     (for example a level's row total differs from its recorded ``vertex_count``).

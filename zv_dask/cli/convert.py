@@ -1,4 +1,5 @@
-"""``zv-dask convert SOURCE OUT``: build a store from Parquet or CSV with ``to_zv``.
+"""``zv-dask convert SOURCE... OUT``: build a store from LAS/LAZ, PLY, Parquet or CSV
+with ``to_zv``.
 
 One of the command modules listed in ``zv_dask.cli.COMMANDS``: :func:`add_parser`
 adds it, :func:`run` runs it (it writes a store instead of opening one).
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 
 from zv_dask.cli.common import (_scheduler_arg, add_storage_args, compute_with_progress,
                                 scheduler, storage_options)
@@ -16,8 +18,14 @@ from zv_dask.cli.outdir import OutputRefusedError
 NAME = "convert"
 OPENS_STORE = False
 
+#: --format choices and the file name endings that pick them
+FORMATS = {"las": (".las", ".laz"), "ply": (".ply",), "csv": (".csv", ".csv.gz", ".txt"),
+           "parquet": (".parquet", ".pq")}
+
 EPILOG = """\
 examples:
+  zv-dask convert 'tiles/*.laz' city.zarrvectors --chunk-shape 100 --levels 3
+  zv-dask convert scan.ply scan.zarrvectors --chunk-shape 0.5
   zv-dask convert points.parquet points.zarrvectors --chunk-shape 250 --levels 3
   zv-dask convert points.parquet sharded.zarrvectors --chunk-shape 250 --shard-shape 4 \\
       --compressor zstd
@@ -31,13 +39,23 @@ examples:
 def add_parser(sub):
     """Add the ``convert`` sub-command to ``sub`` (an argparse subparsers object)."""
     p = sub.add_parser(
-        NAME, help="build a store (pyramid included) from Parquet or CSV points",
+        NAME, help="build a store (pyramid included) from LAS/LAZ, PLY, Parquet or CSV "
+                   "points",
         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
-        description="Read SOURCE (a Parquet file, directory or glob, or CSV files) with "
-                    "dask and write it as a Zarr Vectors point-cloud store with "
-                    "zv_dask.to_zv: every non-axis column becomes a vertex attribute.")
-    p.add_argument("source", metavar="SOURCE", help="Parquet file/directory/glob or CSV")
+        description="Read SOURCE (LAS/LAZ or PLY files, a Parquet file, directory or glob, "
+                    "or CSV files; several paths or globs of one format) with dask and write "
+                    "it as a Zarr Vectors point-cloud store with zv_dask.to_zv: every "
+                    "non-axis column becomes a vertex attribute.  LAS/LAZ: positions are "
+                    "stored as float64 when float32 cannot hold the file's scale, and the "
+                    "scales, offsets and CRS go into the store's root attributes "
+                    "(zv_dask_source).  PLY: vertices only (faces are not read).")
+    p.add_argument("source", metavar="SOURCE", nargs="+",
+                   help="LAS/LAZ, PLY, Parquet (file/directory/glob) or CSV; several paths "
+                        "or globs of one format")
     p.add_argument("out", metavar="OUT", help="store path or URL to create")
+    p.add_argument("--format", choices=sorted(FORMATS), default=None,
+                   help="the SOURCE format (default: from the file name ending: "
+                        ".las/.laz, .ply, .csv/.csv.gz/.txt, otherwise Parquet)")
     p.add_argument("--like", metavar="STORE",
                    help="copy the layout of this store: axes, chunk and bin shape, bounds, "
                         "levels, dtype, compressor and shard shape default to its values "
@@ -53,7 +71,8 @@ def add_parser(sub):
     p.add_argument("--axes", nargs="+", help="position columns (default x y [z])")
     p.add_argument("--attributes", nargs="*", help="attribute columns (default: all others)")
     p.add_argument("--dtype", choices=["float32", "float64"], default=None,
-                   help="stored position type (default float32, or --like's)")
+                   help="stored position type (default float32, or --like's; float64 for "
+                        "LAS/LAZ or PLY coordinates that float32 cannot hold)")
     p.add_argument("--compressor", type=_compressor_arg, default=None,
                    help="level-0 cell codecs: none (default), zstd, blosc, or a JSON list "
                         "of zarr codec documents, e.g. '[{\"name\": \"gzip\", "
@@ -154,14 +173,46 @@ def _overhead_arg(text: str):
     return v
 
 
-def read_source(source: str, options=None):
-    """A dask DataFrame for a Parquet or CSV source (``options``: fsspec storage options)."""
+def source_format(sources: list, forced=None) -> str:
+    """The format of SOURCE: ``forced`` (``--format``), else from the name endings;
+    a mix of formats is refused.
+
+    Examples
+    --------
+    >>> source_format(["tiles/*.LAZ", "extra.las"]), source_format(["pts"])
+    ('las', 'parquet')
+    """
+    from zv_dask.errors import WriteInputError
+
+    if forced is not None:
+        return forced
+    found = set()
+    for src in sources:
+        low = src.lower().rstrip("/")
+        found.add(next((f for f, ends in FORMATS.items() if low.endswith(ends)), "parquet"))
+    if len(found) > 1:
+        raise WriteInputError(f"SOURCE mixes formats ({', '.join(sorted(found))}): "
+                              f"{' '.join(sources)}; convert one format at a time")
+    return found.pop()
+
+
+def read_source(source, options=None, fmt=None):
+    """A dask DataFrame of SOURCE (a path or list; ``options``: fsspec storage options
+    of Parquet/CSV; ``fmt``: the format, by default from the name)."""
     import dask.dataframe as dd
 
-    low = source.lower()
-    if low.endswith((".csv", ".csv.gz", ".txt")):
-        return dd.read_csv(source, storage_options=options)
-    return dd.read_parquet(source, storage_options=options)
+    from zv_dask.collections.ingest import read_las, read_ply
+
+    sources = [source] if isinstance(source, str) else list(source)
+    fmt = fmt or source_format(sources)
+    one = sources[0] if len(sources) == 1 else sources
+    if fmt == "las":
+        return read_las(sources, storage_options=options)
+    if fmt == "ply":
+        return read_ply(sources, storage_options=options)
+    if fmt == "csv":
+        return dd.read_csv(one, storage_options=options)
+    return dd.read_parquet(one, storage_options=options)
 
 
 def _read_errors() -> tuple:
@@ -187,9 +238,37 @@ def _unreadable(source: str, exc: BaseException):
                            "(.csv, .csv.gz, .txt)")
 
 
+def _progress(line: str) -> None:
+    """One line per phase on stderr (stdout keeps the summary)."""
+    print(f"zv-dask convert: {line}", file=sys.stderr, flush=True)
+
+
+def _ingest_choices(df, args) -> tuple:
+    """The position dtype and root attributes of a LAS/LAZ or PLY source (what its
+    headers said), with a progress line; ``(args.dtype, None)`` for other sources."""
+    from zv_dask.collections.ingest import SOURCE_KEY, source_attributes
+
+    info = source_attributes(df)
+    if info is None:  # Parquet/CSV: quiet as before (the progress bar shows the work)
+        return args.dtype, None
+    _progress(f"read headers of {len(info['files'])} {info['format'].upper()} files: "
+              f"{info['point_count']} points in {df.npartitions} partitions")
+    dtype = args.dtype
+    if not info["float32_exact"]:
+        if dtype is None and args.like is None:
+            dtype = "float64"
+            why = ("the file's scale at these offsets" if info["format"] == "las"
+                   else "the file's float64 coordinates")
+            _progress(f"positions stored as float64: float32 cannot hold {why}; "
+                      "--dtype float32 to force it")
+        elif str(dtype) == "float32":
+            _progress("warning: float32 positions do not keep the file's scale")
+    return dtype, {SOURCE_KEY: info}
+
+
 def run(args, store=None) -> str:
     """Run ``convert``; returns the text to print."""
-    from zv_dask.errors import StoreExistsError, WriteInputError
+    from zv_dask.errors import StoreExistsError, WriteInputError, ZVError
     from zv_dask.write.writer import to_zv
 
     bounds = None
@@ -202,8 +281,11 @@ def run(args, store=None) -> str:
     _positive("--chunk-shape", args.chunk_shape)
     _positive("--bin-shape", args.bin_shape)
     options = storage_options(args)
-    source_options = options if is_remote(args.source) else None
-    check_out(args.out, args.source, source_files(args.source, source_options))
+    sources = [args.source] if isinstance(args.source, str) else list(args.source)
+    fmt = source_format(sources, getattr(args, "format", None))
+    source_options = options if any(is_remote(s) for s in sources) else None
+    for src in sources:
+        check_out(args.out, src, source_files(src, source_options))
     chunk = None if args.chunk_shape is None else (
         args.chunk_shape[0] if len(args.chunk_shape) == 1 else args.chunk_shape)
     bins = None if args.bin_shape is None else (
@@ -211,23 +293,29 @@ def run(args, store=None) -> str:
     shards = None if args.shard_shape is None else (
         args.shard_shape[0] if len(args.shard_shape) == 1 else tuple(args.shard_shape))
     unreadable = _read_errors()
+    shown = " ".join(sources)
     try:
         with scheduler(args.scheduler) as client:
             try:
-                df = read_source(args.source, source_options)
+                df = read_source(sources, source_options, fmt)
+            except ZVError:
+                raise
             except (ValueError, OSError) + unreadable as exc:
-                raise _unreadable(args.source, exc) from None
+                raise _unreadable(shown, exc) from None
+            dtype, extra = _ingest_choices(df, args)
+            if extra is not None:
+                _progress(f"writing {args.out}")
             job = to_zv(df, args.out, chunk_shape=chunk, bin_shape=bins, bounds=bounds,
                         levels=args.levels, axes=args.axes, attributes=args.attributes,
-                        compressor=args.compressor, shard_shape=shards, dtype=args.dtype,
+                        compressor=args.compressor, shard_shape=shards, dtype=dtype,
                         overwrite=args.overwrite, max_overhead=args.max_overhead,
                         like=args.like, storage_options=options, retries=args.retries,
-                        compute=False)
+                        store_attributes=extra, compute=False)
             summary = compute_with_progress(job, client)
     except StoreExistsError as exc:  # OUT refused: nothing was written or deleted
         raise OutputRefusedError(str(exc)) from None
     except unreadable as exc:
-        raise _unreadable(args.source, exc) from None
+        raise _unreadable(shown, exc) from None
     lines = [f"wrote {summary['url']}"]
     for lv, (n, c) in enumerate(zip(summary["vertex_count"], summary["chunks"])):
         lines.append(f"  level {lv}: {n} vertices in {c} chunks")

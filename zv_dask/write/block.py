@@ -170,7 +170,10 @@ def _check_nested(spec: WriteSpec, any_fine_chunk, mv_chunks):
     m = np.asarray(spec.block_chunks, np.int64)
     block = np.floor_divide(np.asarray(any_fine_chunk, np.int64), m)
     if (np.floor_divide(mv_chunks, m) != block).any():  # pragma: no cover - rounding guard
-        raise ValueError(
+        from zv_dask.errors import WriteInputError
+
+        raise WriteInputError(
             "a coarse metavertex fell outside the block of its fine rows (floating-point "
-            "rounding at a block face); choose chunk and bin shapes that are powers of two "
-            "multiples of each other")
+            "rounding at a block face; float32 coarse levels at large coordinates); choose "
+            "chunk and bin shapes that are powers of two multiples of each other, write "
+            "one level, or shift the coordinates towards 0", store=spec.store_name)

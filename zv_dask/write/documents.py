@@ -40,6 +40,36 @@ def _axes(spec: WriteSpec) -> list:
     return [{"name": str(n), "type": "space"} for n in names]
 
 
+RESERVED_ROOT_KEYS = ("zarr_vectors", "multiscales", "ome")
+
+
+def store_attributes_json(attributes, store=None) -> str:
+    """``store_attributes`` of ``to_zv`` as the JSON the spec carries ("" for none);
+    refuses keys the format owns and values JSON cannot hold.
+
+    Examples
+    --------
+    >>> store_attributes_json({"source": {"scales": [0.01, 0.01, 0.01]}})
+    '{"source": {"scales": [0.01, 0.01, 0.01]}}'
+    """
+    from zv_dask.errors import WriteInputError
+
+    if not attributes:
+        return ""
+    if not isinstance(attributes, dict):
+        raise WriteInputError("store_attributes must be a dict of JSON values, got "
+                              f"{type(attributes).__name__}", store=store)
+    taken = sorted(set(attributes) & set(RESERVED_ROOT_KEYS))
+    if taken:
+        raise WriteInputError(f"store_attributes may not set {taken}: the format writes "
+                              "them; use other keys", store=store)
+    try:
+        return json.dumps(attributes, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise WriteInputError(f"store_attributes must hold JSON values ({exc})",
+                              store=store) from None
+
+
 def root_document(spec: WriteSpec) -> dict:
     pyramid = spec.levels > 1
     zv = {
@@ -63,8 +93,10 @@ def root_document(spec: WriteSpec) -> dict:
             {"type": "scale", "scale": [float(x / y) for x, y in zip(b, base)]},
             {"type": "translation", "translation": [float(x) / 2 for x in b]}]})
     axes = _axes(spec)
+    extra = json.loads(spec.store_attributes) if spec.store_attributes else {}
     return {
         "attributes": {
+            **extra,
             "zarr_vectors": zv,
             "multiscales": [{"version": "0.4", "name": "default", "axes": axes,
                              "datasets": datasets, "metadata": {"format": "zarr_vectors"}}],

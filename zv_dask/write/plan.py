@@ -49,6 +49,7 @@ class WriteSpec:
     level0_codecs: str = ""         # JSON codecs document of level-0 grid arrays (zarr's)
     recode_compressors: str = ""    # JSON compressors when level-0 cells go through zarr
                                     # (see write.codecs); "" when the builder frames them
+    store_attributes: str = ""      # JSON object merged into the root attributes
 
     @property
     def recode(self) -> bool:

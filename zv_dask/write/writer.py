@@ -10,7 +10,7 @@ from zv_dask.write import grid as G
 from zv_dask.write import like as L
 from zv_dask.write import plan as P
 from zv_dask.write.codecs import resolve as resolve_codecs
-from zv_dask.write.documents import store_name
+from zv_dask.write.documents import store_attributes_json, store_name
 from zv_dask.write.estimate import check_max_overhead, check_overhead
 from zv_dask.write.graph import (compute_options, missing_counts, prepass, to_dask_frame,
                                   write_graph)
@@ -19,7 +19,8 @@ from zv_dask.write.sources import refuse_own_input
 
 def to_zv(df, path_or_url, *, chunk_shape=None, bin_shape=None, bounds=None, levels=None,
           axes=None, attributes=None, compressor=None, shard_shape=None, storage_options=None,
-          overwrite=False, compute=True, dtype=None, max_overhead=100, like=None, retries=4):
+          overwrite=False, compute=True, dtype=None, max_overhead=100, like=None, retries=4,
+          store_attributes=None):
     """Write a point cloud held in a dask or pandas DataFrame as a ZV store.
 
     The store is the one the reference writer makes for the same points and options
@@ -122,6 +123,10 @@ def to_zv(df, path_or_url, *, chunk_shape=None, bin_shape=None, bounds=None, lev
     retries : int
         Transient failures (timeouts, 5xx) of each object put, and of opening ``like``,
         are retried this many times.
+    store_attributes : dict, optional
+        JSON values added to the root ``zarr.json`` attributes beside the format's own
+        (``zv-dask convert`` records a LAS file's scales, offsets and CRS this way);
+        the keys ``zarr_vectors``, ``multiscales`` and ``ome`` are refused.
 
     Returns
     -------
@@ -187,6 +192,7 @@ def to_zv(df, path_or_url, *, chunk_shape=None, bin_shape=None, bounds=None, lev
         if str(dtype) not in ("float32", "float64"):
             raise WriteInputError(f"dtype must be 'float32' or 'float64', got {dtype!r}",
                                   store=name)
+        extra_attributes = store_attributes_json(store_attributes, name)
         ax, planned = P.plan_columns(list(ddf.dtypes.items()), o["axes"], attributes, name)
         cs, bs = P.check_shapes(o["chunk_shape"], bin_shape, len(ax), levels, name)
         given = P.check_bounds(o["bounds"], len(ax), name)
@@ -219,6 +225,7 @@ def to_zv(df, path_or_url, *, chunk_shape=None, bin_shape=None, bounds=None, lev
         bin_shape=None if bin_shape is None else bs, bounds=final_bounds, levels=int(levels),
         dtype=str(dtype), attributes=P.attribute_specs(planned, cats, name),
         axis_names=tuple(str(a) for a in ax),
+        store_attributes=extra_attributes,
         **resolve_codecs(o["compressor"], o["shard_shape"], len(ax), grid_shape, name))
     # before the lock and clear(): a refused layout leaves the target as it was
     check_overhead(spec, stats["chunk_rows"], max_overhead, name, stats["chunks"])
