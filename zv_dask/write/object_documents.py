@@ -24,7 +24,8 @@ MANIFEST_CHUNK = 16384
 OBJECT_ATTRIBUTE_CHUNK = 65536
 _ZSTD = {"name": "zstd", "configuration": {"level": 0, "checksum": False}}
 _BYTES = {"name": "bytes", "configuration": {"endian": "little"}}
-LINKS_CONVENTION = {"streamline": "implicit_sequential", "polyline": "implicit_sequential"}
+LINKS_CONVENTION = {"streamline": "implicit_sequential", "polyline": "implicit_sequential",
+                    "graph": "explicit", "mesh": "explicit"}
 
 
 def absent_value(dtype):
@@ -147,3 +148,52 @@ def object_root_document(spec: WriteSpec, geometry: str) -> dict:
     zv["geometry_types"] = [geometry]
     zv["links_convention"] = LINKS_CONVENTION[geometry]
     return doc
+
+
+def _offsets_of(seg: str) -> list:
+    return [[0 if c == "0" else int(c) for c in part.split(".")] for part in seg.split("_")]
+
+
+def graph_documents(spec: WriteSpec, cells: list, link_cells: list, width: int,
+                    link_attribute_dtypes: dict, n_links: int) -> dict:
+    """Every non-root grid document of a graph or mesh store (``write_graph``,
+    ``write_mesh``): ``link_cells`` lists ``(segment, cell key, records)``."""
+    docs = documents(spec, cells)
+    verts = sorted({key for _, array, key, _ in cells if array == "vertices"})
+    level = docs["0/zarr.json"]["attributes"]["zarr_vectors_level"]
+    level["arrays_present"] = ["vertices", "links", "object_index"]
+    docs["0/fragment_attributes/zarr.json"] = group_document()
+    docs["0/fragment_attributes/object_id/zarr.json"] = grid_array_document(
+        spec, verts, {"zv_array": "fragment_attribute", "name": "object_id", "dtype": "int64",
+                      "row_shape": []}, E.codecs_for(None))
+    intra = "_".join([".".join(["0"] * spec.ndim)] * (width - 1))
+    keys: dict = {intra: set()}
+    for seg, key, _ in link_cells:
+        keys.setdefault(seg, set()).add(key)
+    plain = E.codecs_for(None)
+    docs["0/links/zarr.json"] = group_document()
+    docs["0/links/0/zarr.json"] = group_document({
+        "zv_array": "links_family", "level_delta": 0, "link_width": width, "directed": False,
+        "store": "canonical", "sid_ndim": spec.ndim, "num_links": n_links,
+        "num_physical_records": n_links})
+    for seg, ks in keys.items():
+        docs[f"0/links/0/{seg}/zarr.json"] = grid_array_document(spec, ks, {
+            "zv_array": "links", "dtype": "int64", "offsets": _offsets_of(seg),
+            "has_perm": seg != intra, "link_width": width, "level_delta": 0}, plain)
+    # written even when no record is intra, as the reference's create_links_array does
+    docs["0/link_fragments/zarr.json"] = grid_array_document(spec, keys[intra], {
+        "zv_array": "link_fragments", "encoding": "fragment_index_v1"}, plain)
+    if link_attribute_dtypes:
+        docs["0/link_attributes/zarr.json"] = group_document()
+    for name, dt in link_attribute_dtypes.items():
+        docs[f"0/link_attributes/{name}/zarr.json"] = group_document()
+        docs[f"0/link_attributes/{name}/0/zarr.json"] = group_document({
+            "zv_array": "link_attribute_family", "name": name, "level_delta": 0,
+            "num_links": n_links})
+        for seg, ks in keys.items():
+            if ks:
+                docs[f"0/link_attributes/{name}/0/{seg}/zarr.json"] = grid_array_document(
+                    spec, ks, {"zv_array": "link_attribute", "name": name, "dtype": dt,
+                               "offsets": _offsets_of(seg), "level_delta": 0,
+                               "row_shape": []}, plain)
+    return docs

@@ -36,6 +36,7 @@ class ObjectBlock:
 
     blobs: dict
     fragments: pd.DataFrame
+    local: pd.DataFrame | None = None
 
 
 def fragment_meta(ndim: int) -> pd.DataFrame:
@@ -50,11 +51,13 @@ def polyline_chunks(pos: np.ndarray, spec: WriteSpec) -> np.ndarray:
 
 
 def build_polyline_block(spec: WriteSpec, pos: np.ndarray, attrs: dict, oid: np.ndarray,
-                         vidx: np.ndarray) -> ObjectBlock:
+                         vidx: np.ndarray, runs: bool = True) -> ObjectBlock:
     """Encode the level-0 cells of one block's rows and list their fragments.
 
     ``pos`` ``(N, D)`` in ``spec.dtype``; ``attrs`` name -> rows in their stored dtype;
-    ``oid`` the object id and ``vidx`` the rank of each row within its object."""
+    ``oid`` the object id and ``vidx`` the rank of each row within its object.  With
+    ``runs=False`` (graphs, meshes: ``vidx`` is the global row) an object has one
+    fragment per cell, and ``local`` lists each row's ``(vidx, row in its cell)``."""
     d = spec.ndim
     origin = spec.grid()[0]
     chunks = polyline_chunks(pos, spec)
@@ -65,7 +68,9 @@ def build_polyline_block(spec: WriteSpec, pos: np.ndarray, attrs: dict, oid: np.
     new_frag = np.ones(n, bool)
     if n > 1:
         new_cell[1:] = (chunks[1:] != chunks[:-1]).any(axis=1)
-        new_frag[1:] = new_cell[1:] | (oid[1:] != oid[:-1]) | (vidx[1:] != vidx[:-1] + 1)
+        new_frag[1:] = new_cell[1:] | (oid[1:] != oid[:-1])
+        if runs:
+            new_frag[1:] |= vidx[1:] != vidx[:-1] + 1
     cell_start = np.flatnonzero(new_cell)
     cell_stop = np.append(cell_start[1:], n)
     frag_start = np.flatnonzero(new_frag)
@@ -95,17 +100,25 @@ def build_polyline_block(spec: WriteSpec, pos: np.ndarray, attrs: dict, oid: np.
     table = {"oid": oid[frag_start], "vstart": vidx[frag_start], "frag": local_frag,
              "first": local_first, "n": frag_n}
     table.update({f"c{a}": chunks[frag_start, a] for a in range(d)})
-    return ObjectBlock(blobs, pd.DataFrame(table).astype("int64"))
+    out = ObjectBlock(blobs, pd.DataFrame(table).astype("int64"))
+    if not runs:
+        local = np.arange(n) - np.repeat(cell_start, cell_stop - cell_start)
+        cols = {"seq": vidx, "local": local}
+        cols.update({f"c{a}": chunks[:, a] for a in range(d)})
+        out.local = pd.DataFrame(cols).astype("int64")
+    return out
 
 
 # ----------------------------------------------------------------------------- object-wide
 
 
-def sort_fragments(frags: pd.DataFrame, ndim: int) -> tuple:
-    """``(object ids, fragment table in manifest order)``: by object id, then vertex rank."""
+def sort_fragments(frags: pd.DataFrame, ndim: int, by_cell: bool = False) -> dict:
+    """The fragment table in manifest order: by object id, then vertex rank (polylines)
+    or cell coordinates (graphs and meshes, whose manifests list cells in order)."""
     cols = ["oid", "vstart", "frag", "first", "n"] + [f"c{a}" for a in range(ndim)]
     arr = {c: frags[c].to_numpy(np.int64) for c in cols}
-    order = np.lexsort([arr["vstart"], arr["oid"]])
+    keys = ([arr[f"c{a}"] for a in range(ndim - 1, -1, -1)] if by_cell else [arr["vstart"]])
+    order = np.lexsort(keys + [arr["oid"]])
     return {c: v[order] for c, v in arr.items()}
 
 

@@ -52,12 +52,12 @@ def check_object_ids(frame, column: str, store: str, partition: int = 0) -> np.n
 
 
 def _partition_facts(frame, axes, dtype, bounds, cat_columns, chunk_shape, column, store,
-                     partition_info=None):
+                     partition_info=None, raw_extent=True):
     i = (partition_info or {}).get("number", 0)
     st = P.partition_stats(frame, axes, dtype, bounds, cat_columns, store)
     raw = P.positions_of(frame, axes, "float64")  # write_polylines' bounds: the input's
     fin = np.isfinite(raw).all(axis=1)
-    if fin.any():
+    if raw_extent and fin.any():
         st["lo"], st["hi"] = raw[fin].min(axis=0).tolist(), raw[fin].max(axis=0).tolist()
     chunks = G.chunk_counts(P.positions_of(frame, axes, dtype), chunk_shape,
                             (1,) * len(axes))
@@ -65,7 +65,8 @@ def _partition_facts(frame, axes, dtype, bounds, cat_columns, chunk_shape, colum
     return st, chunks, ids, counts
 
 
-def prepass(ddf, axes, dtype, bounds, cat_columns, chunk_shape, column, store) -> dict:
+def prepass(ddf, axes, dtype, bounds, cat_columns, chunk_shape, column, store,
+            raw_extent=True) -> dict:
     """The point pre-pass's facts (extent from the input positions, as ``write_polylines``)
     plus, per partition, the rows of each object id."""
     import dask
@@ -74,7 +75,8 @@ def prepass(ddf, axes, dtype, bounds, cat_columns, chunk_shape, column, store) -
     parts = ddf[cols].to_delayed()
     fn = dask.delayed(_partition_facts, pure=True)
     facts = dask.compute(*[fn(p, tuple(axes), dtype, bounds, cat_columns, chunk_shape, column,
-                              store, {"number": i}) for i, p in enumerate(parts)],
+                              store, {"number": i}, raw_extent)
+                           for i, p in enumerate(parts)],
                          **compute_options())
     out = P.merge_stats([f[0] for f in facts])
     out["counts"] = [int(f[0]["n"]) for f in facts]

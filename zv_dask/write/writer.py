@@ -15,6 +15,7 @@ from zv_dask.write.estimate import check_max_overhead, check_overhead
 from zv_dask.write.graph import (compute_options, missing_counts, prepass, to_dask_frame,
                                   write_graph)
 from zv_dask.write import object_writer as OW
+from zv_dask.write import edges_graph as EG
 from zv_dask.write import objects_graph as OG
 from zv_dask.write.objects import align_object_attributes
 from zv_dask.write.sources import refuse_own_input
@@ -23,7 +24,7 @@ from zv_dask.write.sources import refuse_own_input
 def to_zv(df, path_or_url, *, chunk_shape=None, bin_shape=None, bounds=None, levels=None,
           axes=None, attributes=None, compressor=None, shard_shape=None, storage_options=None,
           overwrite=False, compute=True, dtype=None, max_overhead=100, like=None, retries=4,
-          geometry="point", object_attributes=None):
+          geometry="point", object_attributes=None, edges=None, faces=None):
     """Write a point cloud held in a dask or pandas DataFrame as a ZV store.
 
     The store is the one the reference writer makes for the same points and options
@@ -127,7 +128,7 @@ def to_zv(df, path_or_url, *, chunk_shape=None, bin_shape=None, bounds=None, lev
     retries : int
         Transient failures (timeouts, 5xx) of each object put, and of opening ``like``,
         are retried this many times.
-    geometry : {"point", "streamline", "polyline"}
+    geometry : {"point", "streamline", "polyline", "graph", "mesh"}
         ``"point"``: a point cloud.  ``"streamline"``/``"polyline"``: one row per vertex
         with an integer ``object_id`` column; the rows of one object, in the frame's
         order (across partitions; other objects' rows may come between), are its line.
@@ -137,6 +138,19 @@ def to_zv(df, path_or_url, *, chunk_shape=None, bin_shape=None, bounds=None, lev
         ``building.build_fragment_owner_index()`` adds.  For now with ``levels=1``, no
         ``compressor``, ``shard_shape`` or ``bin_shape``.  Float or ``<NA>`` ids and
         NaN positions raise :class:`~zv_dask.errors.WriteInputError` before writing.
+        ``"graph"``/``"mesh"``: the store ``write_graph``/``write_mesh`` makes (one
+        fragment per object per chunk, by object id then row; every record in
+        ``links/0``, winding and direction restored by the stored permutation), owner
+        column included; without an ``object_id`` column every vertex is object 0.
+        ``"skeleton"`` is refused for now (write the tree as ``"graph"``).
+    edges : DataFrame or (M, 2) int array, optional
+        ``geometry="graph"``: columns ``source``, ``target`` holding global vertex row
+        positions (0-based, in the vertices' frame order); every other column is a link
+        attribute (numbers).  Rows outside the vertices, floats and ``<NA>`` are refused
+        before writing.
+    faces : DataFrame or (M, 3) int array, optional
+        ``geometry="mesh"``: columns ``v0, v1, v2`` of vertex row positions, in winding
+        order (kept).
     object_attributes : pandas.DataFrame, optional
         One row per object, indexed by ``object_id``, numeric columns; each column is an
         ``object_attributes/<name>`` array.  Objects without a row hold the "absent"
@@ -211,6 +225,8 @@ def to_zv(df, path_or_url, *, chunk_shape=None, bin_shape=None, bounds=None, lev
     dtype, levels, bin_shape = o["dtype"], o["levels"], o["bin_shape"]
     from_like = L.taken_from_like(layout, asked)
     objects = OW.check_geometry(geometry, o, attributes, name)
+    if objects:
+        ddf = OW.with_object_ids(ddf, geometry)
     try:
         if str(dtype) not in ("float32", "float64"):
             raise WriteInputError(f"dtype must be 'float32' or 'float64', got {dtype!r}",
@@ -236,8 +252,11 @@ def to_zv(df, path_or_url, *, chunk_shape=None, bin_shape=None, bounds=None, lev
     C.refuse_missing(missing_counts(ddf, C.missing_columns(dtypes, ax, planned)), dtypes, ax, name)
     cat_cols = {n: m[0] for n, m, kind, _ in planned if kind == "cat"}
     if objects:
-        stats = OW.prepass(ddf, ax, str(dtype), given, cat_cols, cs, OW.OBJECT_ID, name)
+        stats = OW.prepass(ddf, ax, str(dtype), given, cat_cols, cs, OW.OBJECT_ID, name,
+                           raw_extent=geometry in OW.POLYLINES)
         object_attrs = align_object_attributes(object_attributes, stats["object_ids"], name)
+        if geometry in OW.RECORD_WIDTH:
+            recs = OW.records(geometry, edges, faces, stats["n"], name)
     else:
         stats = prepass(ddf, ax, str(dtype), given, cat_cols, binning=G.binning(cs, bs),
                         store=name)
@@ -261,7 +280,10 @@ def to_zv(df, path_or_url, *, chunk_shape=None, bin_shape=None, bounds=None, lev
         writer.check_target(overwrite)
         if overwrite:
             writer.clear()
-        if objects:
+        if objects and geometry in OW.RECORD_WIDTH:
+            job = EG.write_graph(ddf, spec, writer, stats, OW.OBJECT_ID, object_attrs, geometry,
+                                 recs[0], OW.RECORD_WIDTH[geometry], recs[1], recs[2])
+        elif objects:
             job = OG.write_graph(ddf, spec, writer, stats, OW.OBJECT_ID, object_attrs, geometry)
         else:
             job = write_graph(ddf, spec, writer, stats["chunks"], stats["counts"])
