@@ -22,6 +22,7 @@ from zv_dask.write import grid as G
 from zv_dask.write import links as K
 from zv_dask.write import objects as O
 from zv_dask.write import plan as P
+from zv_dask.write import skeleton as S
 from zv_dask.write.documents import dumps
 from zv_dask.write.graph import (_attribute_arrays, _balanced_labels, _shuffle_method,
                                  compute_options, to_dask_frame)
@@ -93,7 +94,7 @@ def check_records(rdf, width: int, n_vertices: int, store: str) -> list:
     return [f[0] for f in facts]
 
 
-def _add_keys(frame, spec, labels, blocks, offsets, column, partition_info=None):
+def _add_keys(frame, spec, labels, blocks, offsets, column, inverse, partition_info=None):
     i = (partition_info or {}).get("number", 0)
     pos = P.positions_of(frame, spec.axes, spec.dtype)
     keys, found = G.ranks(blocks, O.polyline_chunks(pos, spec))
@@ -105,7 +106,13 @@ def _add_keys(frame, spec, labels, blocks, offsets, column, partition_info=None)
     return frame[cols].assign(**{
         P.KEY_COLUMN: labels[keys],
         O.OID_COLUMN: check_object_ids(frame, column, spec.store_name, i),
-        O.VIDX_COLUMN: offsets[i] + np.arange(len(frame), dtype=np.int64)})
+        O.VIDX_COLUMN: _rows(offsets[i], len(frame), inverse)})
+
+
+def _rows(first: int, n: int, inverse) -> np.ndarray:
+    """Global rows of a partition's records or vertices (skeletons: depth-first rows)."""
+    rows = first + np.arange(n, dtype=np.int64)
+    return rows if inverse is None else inverse[rows]
 
 
 def _blocks(frame):
@@ -141,11 +148,20 @@ def locate_vertices(frame, spec: P.WriteSpec) -> pd.DataFrame:
     if parts:
         return pd.concat(parts, ignore_index=True)
     return pd.DataFrame({c: pd.Series(dtype="int64")
-                         for c in ["seq", "local"] + [f"c{a}" for a in range(spec.ndim)]})
+                         for c in ["seq", "local", "fstart"]
+                         + [f"c{a}" for a in range(spec.ndim)]})
 
 
-def _place(frame, width, ndim, extra, partition_info=None):
-    """Endpoint cells and rows -> placed records and their source cell key."""
+def _place(frame, width, ndim, extra, cell_starts=None, partition_info=None):
+    """Endpoint cells and rows -> placed records and their source cell key.  Skeletons
+    (``cell_starts``: each cell's first level row) drop the records the reader implies."""
+    if cell_starts is not None and len(frame):
+        keys, starts = cell_starts
+        read = [starts[G.ranks(keys, np.stack([frame[f"c{a}_{i}"].to_numpy(np.int64)
+                                               for a in range(ndim)], axis=1))[0]]
+                + frame[f"local_{i}"].to_numpy(np.int64) for i in range(2)]
+        gone = S.implied(read[0], read[1], frame["fstart_0"].to_numpy().astype(bool))
+        frame = frame[~gone]
     m = len(frame)
     chunks = np.stack([np.stack([frame[f"c{a}_{i}"].to_numpy(np.int64) for a in range(ndim)],
                                 axis=1) for i in range(width)], axis=1).reshape(m, width, ndim)
@@ -180,8 +196,9 @@ def write_link_cells(frame, spec, writer, width, extra) -> pd.DataFrame:
 
 
 def finalize(spec, writer, fragments, link_summary, object_ids, object_attributes, geometry,
-             width, extra_dtypes, n_records):
+             width, extra_dtypes):
     d = spec.ndim
+    n_records = int(link_summary["n"].sum())
     t = O.sort_fragments(fragments, d, by_cell=True)
     blobs = object_arrays(spec, object_ids, O.manifest_blobs(t, d, object_ids),
                           object_attributes)
@@ -197,9 +214,30 @@ def finalize(spec, writer, fragments, link_summary, object_ids, object_attribute
     return {"url": writer.url, "vertex_count": [int(t["n"].sum())], "objects": len(object_ids)}
 
 
+def skeleton_order(ddf, rdf, column: str, store: str):
+    """Depth-first new row of every vertex (``inverse``), after the one-root-per-object
+    check.  The tree's indices (not positions) meet in this one step."""
+    import dask
+
+    oids, edges = dask.compute(ddf[column], rdf[["e0", "e1"]], **compute_options())
+    oids = oids.to_numpy(np.int64)
+    child, parent = edges["e0"].to_numpy(np.int64), edges["e1"].to_numpy(np.int64)
+    S.check_one_root_per_object(child, oids, store)
+    return S.depth_first_order(child, parent, len(oids))
+
+
+def _cell_starts(stats) -> tuple:
+    """``(chunk keys, first level row of each)``: cells in numeric coordinate order."""
+    chunks, rows = stats["chunks"], np.asarray(stats["chunk_rows"], np.int64)
+    numeric = np.lexsort([chunks[:, a] for a in range(chunks.shape[1] - 1, -1, -1)])
+    starts = np.empty(len(rows), np.int64)
+    starts[numeric] = np.cumsum(rows[numeric]) - rows[numeric]
+    return G.sorted_keys(chunks), starts
+
+
 def write_graph(ddf, spec, writer, stats, column, object_attributes, geometry, rdf, width,
-                extra, record_counts):
-    """The delayed graph/mesh write."""
+                extra, record_counts, inverse=None):
+    """The delayed graph/mesh/skeleton write (``inverse``: a skeleton's depth-first rows)."""
     import dask
 
     chunks = stats["chunks"] if len(stats["chunks"]) else np.zeros((0, spec.ndim), np.int64)
@@ -213,7 +251,8 @@ def write_graph(ddf, spec, writer, stats, column, object_attributes, geometry, r
     meta = src._meta[[c for c in cols if c != column]].assign(**{
         P.KEY_COLUMN: np.zeros(0, labels.dtype), O.OID_COLUMN: np.zeros(0, np.int64),
         O.VIDX_COLUMN: np.zeros(0, np.int64)})
-    keyed = src.map_partitions(_add_keys, spec, labels, blocks, offsets, column, meta=meta)
+    keyed = src.map_partitions(_add_keys, spec, labels, blocks, offsets, column, inverse,
+                               meta=meta)
     shuffled = keyed.shuffle(on=P.KEY_COLUMN, npartitions=nparts,
                              shuffle_method=_shuffle_method())
     fragments = shuffled.map_partitions(write_vertices, spec, writer,
@@ -221,12 +260,15 @@ def write_graph(ddf, spec, writer, stats, column, object_attributes, geometry, r
     located = shuffled.map_partitions(locate_vertices, spec, enforce_metadata=False,
                                       meta=locate_vertices(shuffled._meta.iloc[:0], spec))
     eoff = np.concatenate(([0], np.cumsum(record_counts)[:-1])).astype(np.int64)
-    recs = rdf.map_partitions(_number, eoff, meta=rdf._meta.assign(eseq=np.zeros(0, np.int64)))
+    recs = rdf.map_partitions(_number, eoff, inverse,
+                              meta=rdf._meta.assign(eseq=np.zeros(0, np.int64)))
     for i in range(width):
-        loc = located.rename(columns={"seq": f"e{i}", "local": f"local_{i}", **{
+        loc = located.rename(columns={"seq": f"e{i}", "local": f"local_{i}",
+                                      "fstart": f"fstart_{i}", **{
             f"c{a}": f"c{a}_{i}" for a in range(spec.ndim)}})
         recs = recs.merge(loc, on=f"e{i}", how="left", shuffle_method=_shuffle_method())
-    placed = recs.map_partitions(_place, width, spec.ndim, extra,
+    starts = _cell_starts(stats) if inverse is not None else None
+    placed = recs.map_partitions(_place, width, spec.ndim, extra, starts,
                                  meta=_place(recs._meta, width, spec.ndim, extra))
     by_cell = placed.shuffle(on="_zv_cell", npartitions=max(1, rdf.npartitions),
                              shuffle_method=_shuffle_method())
@@ -236,10 +278,13 @@ def write_graph(ddf, spec, writer, stats, column, object_attributes, geometry, r
     token = dask.base.tokenize(spec, writer.loc.token())
     return dask.delayed(finalize, pure=False)(
         spec, writer, fragments, link_summary, stats["object_ids"], object_attributes, geometry,
-        width, extra_dtypes, int(sum(record_counts)),
-        dask_key_name=f"zv-finalize-graph-{token}")
+        width, extra_dtypes, dask_key_name=f"zv-finalize-graph-{token}")
 
 
-def _number(frame, offsets, partition_info=None):
+def _number(frame, offsets, inverse, partition_info=None):
+    """Input position of each record; a skeleton's endpoints in depth-first rows."""
     i = (partition_info or {}).get("number", 0)
-    return frame.assign(eseq=offsets[i] + np.arange(len(frame), dtype=np.int64))
+    out = frame.assign(eseq=offsets[i] + np.arange(len(frame), dtype=np.int64))
+    if inverse is not None and len(out):
+        out["e0"], out["e1"] = inverse[out["e0"].to_numpy()], inverse[out["e1"].to_numpy()]
+    return out

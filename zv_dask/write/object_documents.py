@@ -25,7 +25,8 @@ OBJECT_ATTRIBUTE_CHUNK = 65536
 _ZSTD = {"name": "zstd", "configuration": {"level": 0, "checksum": False}}
 _BYTES = {"name": "bytes", "configuration": {"endian": "little"}}
 LINKS_CONVENTION = {"streamline": "implicit_sequential", "polyline": "implicit_sequential",
-                    "graph": "explicit", "mesh": "explicit"}
+                    "graph": "explicit", "mesh": "explicit",
+                    "skeleton": "implicit_sequential_with_branches"}
 
 
 def absent_value(dtype):

@@ -13,15 +13,12 @@ from zv_dask.write.objects_graph import prepass as _prepass
 
 OBJECT_ID = "object_id"
 POLYLINES = ("streamline", "polyline")
-RECORD_WIDTH = {"graph": 2, "mesh": 3}
+RECORD_WIDTH = {"graph": 2, "skeleton": 2, "mesh": 3}
 GEOMETRIES = ("point",) + POLYLINES + tuple(RECORD_WIDTH)
 
 
 def check_geometry(geometry, options: dict, attributes, store: str) -> bool:
     """True for an object geometry (after its options are checked), False for points."""
-    if geometry == "skeleton":
-        raise WriteInputError("geometry='skeleton' is not written yet (its depth-first "
-                              "reordering); write the tree as geometry='graph'", store=store)
     if not isinstance(geometry, str) or geometry not in GEOMETRIES:
         raise WriteInputError(f"geometry must be one of {', '.join(map(repr, GEOMETRIES))}, "
                               f"got {geometry!r}", store=store)

@@ -103,7 +103,7 @@ def build_polyline_block(spec: WriteSpec, pos: np.ndarray, attrs: dict, oid: np.
     out = ObjectBlock(blobs, pd.DataFrame(table).astype("int64"))
     if not runs:
         local = np.arange(n) - np.repeat(cell_start, cell_stop - cell_start)
-        cols = {"seq": vidx, "local": local}
+        cols = {"seq": vidx, "local": local, "fstart": new_frag.astype(np.int64)}
         cols.update({f"c{a}": chunks[:, a] for a in range(d)})
         out.local = pd.DataFrame(cols).astype("int64")
     return out

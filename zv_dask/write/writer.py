@@ -128,7 +128,7 @@ def to_zv(df, path_or_url, *, chunk_shape=None, bin_shape=None, bounds=None, lev
     retries : int
         Transient failures (timeouts, 5xx) of each object put, and of opening ``like``,
         are retried this many times.
-    geometry : {"point", "streamline", "polyline", "graph", "mesh"}
+    geometry : {"point", "streamline", "polyline", "graph", "skeleton", "mesh"}
         ``"point"``: a point cloud.  ``"streamline"``/``"polyline"``: one row per vertex
         with an integer ``object_id`` column; the rows of one object, in the frame's
         order (across partitions; other objects' rows may come between), are its line.
@@ -142,9 +142,13 @@ def to_zv(df, path_or_url, *, chunk_shape=None, bin_shape=None, bounds=None, lev
         fragment per object per chunk, by object id then row; every record in
         ``links/0``, winding and direction restored by the stored permutation), owner
         column included; without an ``object_id`` column every vertex is object 0.
-        ``"skeleton"`` is refused for now (write the tree as ``"graph"``).
+        ``"skeleton"``: as ``write_graph(kind="skeleton")``: vertices reordered
+        depth-first from the first root (their indices, not positions, are gathered
+        in one step for that), only the edges the implicit parent rule does not give
+        stored; an object with several roots is refused naming it.
     edges : DataFrame or (M, 2) int array, optional
-        ``geometry="graph"``: columns ``source``, ``target`` holding global vertex row
+        ``geometry="graph"``/``"skeleton"`` (child -> parent): columns ``source``,
+        ``target`` holding global vertex row
         positions (0-based, in the vertices' frame order); every other column is a link
         attribute (numbers).  Rows outside the vertices, floats and ``<NA>`` are refused
         before writing.
@@ -257,6 +261,8 @@ def to_zv(df, path_or_url, *, chunk_shape=None, bin_shape=None, bounds=None, lev
         object_attrs = align_object_attributes(object_attributes, stats["object_ids"], name)
         if geometry in OW.RECORD_WIDTH:
             recs = OW.records(geometry, edges, faces, stats["n"], name)
+            order = (EG.skeleton_order(ddf, recs[0], OW.OBJECT_ID, name)
+                     if geometry == "skeleton" else None)
     else:
         stats = prepass(ddf, ax, str(dtype), given, cat_cols, binning=G.binning(cs, bs),
                         store=name)
@@ -282,7 +288,7 @@ def to_zv(df, path_or_url, *, chunk_shape=None, bin_shape=None, bounds=None, lev
             writer.clear()
         if objects and geometry in OW.RECORD_WIDTH:
             job = EG.write_graph(ddf, spec, writer, stats, OW.OBJECT_ID, object_attrs, geometry,
-                                 recs[0], OW.RECORD_WIDTH[geometry], recs[1], recs[2])
+                                 recs[0], OW.RECORD_WIDTH[geometry], recs[1], recs[2], order)
         elif objects:
             job = OG.write_graph(ddf, spec, writer, stats, OW.OBJECT_ID, object_attrs, geometry)
         else:
