@@ -191,3 +191,14 @@ def test_points_still_refuse_object_id(tmp_path):
     df = _frame(_lines(np.random.default_rng(3), n=4))
     with pytest.raises(WriteInputError, match="object_id"):
         zv_dask.to_zv(df, tmp_path / "p.zarrvectors", chunk_shape=100)
+
+
+def test_more_objects_than_one_manifest_chunk(tmp_path):
+    """17,000 lines: manifests in two zarr chunks of 16,384 rows, object ids in one."""
+    rng = np.random.default_rng(7)
+    lines = [rng.uniform(0, 400, (int(k), 3)) for k in rng.integers(1, 4, 17_000)]
+    ref = _reference(tmp_path / "ref" / "many.zarrvectors", lines)
+    ours = tmp_path / "ours" / "many.zarrvectors"
+    zv_dask.to_zv(dd.from_pandas(_frame(lines), npartitions=3, sort=False), ours,
+                  chunk_shape=100, geometry="streamline")
+    assert_same_store(ref, ours)

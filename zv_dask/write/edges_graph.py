@@ -115,38 +115,28 @@ def _rows(first: int, n: int, inverse) -> np.ndarray:
     return rows if inverse is None else inverse[rows]
 
 
-def _blocks(frame):
-    if not len(frame):
-        return
-    keys = frame[P.KEY_COLUMN].to_numpy()
-    order = np.argsort(keys, kind="stable")
-    keys = keys[order]
-    cuts = np.flatnonzero(keys[1:] != keys[:-1]) + 1
-    for a, b in zip(np.concatenate(([0], cuts)), np.concatenate((cuts, [len(keys)]))):
-        yield frame.take(order[a:b])
-
-
-def _build(spec, block):
+def _build(spec, frame, encode=True):
     return O.build_polyline_block(
-        spec, P.positions_of(block, spec.axes, spec.dtype), _attribute_arrays(block, spec),
-        block[O.OID_COLUMN].to_numpy(np.int64), block[O.VIDX_COLUMN].to_numpy(np.int64),
-        runs=False)
+        spec, P.positions_of(frame, spec.axes, spec.dtype),
+        _attribute_arrays(frame, spec) if encode else {},
+        frame[O.OID_COLUMN].to_numpy(np.int64), frame[O.VIDX_COLUMN].to_numpy(np.int64),
+        runs=False, encode=encode)
 
 
 def write_vertices(frame, spec: P.WriteSpec, writer: StoreWriter) -> pd.DataFrame:
-    parts = []
-    for block in _blocks(frame):
-        res = _build(spec, block)
-        writer.put_many(res.blobs)
-        parts.append(res.fragments)
-    return pd.concat(parts, ignore_index=True) if parts else O.fragment_meta(spec.ndim)
+    """Encode and put the cells of one shuffled partition (all at once: one level)."""
+    if not len(frame):
+        return O.fragment_meta(spec.ndim)
+    res = _build(spec, frame)
+    writer.put_many(res.blobs)
+    return res.fragments
 
 
 def locate_vertices(frame, spec: P.WriteSpec) -> pd.DataFrame:
-    """``seq, local, c0..`` of every row (its cell and row there), nothing written."""
-    parts = [_build(spec, block).local for block in _blocks(frame)]
-    if parts:
-        return pd.concat(parts, ignore_index=True)
+    """``seq, local, fstart, c0..`` of every row (its cell, row there, and whether it
+    starts a fragment); nothing encoded or written."""
+    if len(frame):
+        return _build(spec, frame, encode=False).local
     return pd.DataFrame({c: pd.Series(dtype="int64")
                          for c in ["seq", "local", "fstart"]
                          + [f"c{a}" for a in range(spec.ndim)]})

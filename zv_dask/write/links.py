@@ -57,8 +57,17 @@ def link_cells(src, offsets, placed_v, perm, intra, seq, attrs: dict, origin) ->
     if m == 0:
         return {}, []
     d = src.shape[1]
-    seg_names = np.array([segment_name(o) for o in offsets], dtype=object)
-    seg_ids, seg_inv = np.unique(seg_names, return_inverse=True)
+    flat = offsets.reshape(m, -1)
+    lo = flat.min(axis=0)
+    span = flat.max(axis=0) - lo + 1
+    if float(np.prod(span.astype(np.float64))) < 2.0 ** 62:  # one int64 key per record
+        _, first, seg_inv = np.unique(np.ravel_multi_index(tuple((flat - lo).T), span),
+                                      return_index=True, return_inverse=True)
+        uniq = flat[first]
+    else:  # pragma: no cover - offsets spanning more than 2**62 cells
+        uniq, seg_inv = np.unique(flat, axis=0, return_inverse=True)
+    seg_inv = seg_inv.reshape(-1)
+    seg_ids = [segment_name(u.reshape(offsets.shape[1:])) for u in uniq]  # a few names
     order = np.lexsort([seq] + [src[:, a] for a in range(d - 1, -1, -1)] + [seg_inv])
     key = np.concatenate([seg_inv[:, None], src], axis=1)[order]
     cuts = np.flatnonzero((key[1:] != key[:-1]).any(axis=1)) + 1

@@ -2,7 +2,7 @@
 ``write_polylines`` makes them.  Pure: dicts and bytes out, no IO.
 
 * ``object_index/manifests``: vlen-bytes then zstd (level 0), ``min(16384, O)`` rows a chunk;
-* ``object_index/object_ids``: int64 rows, same chunks, fill 0 (an all-zero chunk has
+* ``object_index/object_ids``: int64 rows in one chunk, fill 0 (an all-zero chunk has
   no file, as zarr skips chunks equal to the fill value);
 * ``object_attributes/<name>``: ``(O,)`` rows, chunks of 65536 padded with the "absent"
   sentinel (NaN, the type's minimum for signed and maximum for unsigned integers);
@@ -97,10 +97,11 @@ def object_arrays(spec: WriteSpec, object_ids: np.ndarray, manifests: list,
     out["0/object_index/manifests/zarr.json"] = _plain_array_document(
         [o], "variable_length_bytes", [chunk], "", [dict(E.VLEN_CODEC), dict(_ZSTD)], {})
     out.update(_vlen_chunks("0/object_index/manifests", manifests, chunk))
+    # one chunk of every id, as the reference's write_array defaults to
     out["0/object_index/object_ids/zarr.json"] = _plain_array_document(
-        [o], "int64", [chunk], 0, [dict(_BYTES)], {})
+        [o], "int64", [o], 0, [dict(_BYTES)], {})
     out.update(_numeric_chunks("0/object_index/object_ids",
-                               np.asarray(object_ids, np.int64), chunk, 0))
+                               np.asarray(object_ids, np.int64), o, 0))
     if object_attributes:
         out["0/object_attributes/zarr.json"] = group_document()
     for name, values in object_attributes.items():

@@ -51,7 +51,8 @@ def polyline_chunks(pos: np.ndarray, spec: WriteSpec) -> np.ndarray:
 
 
 def build_polyline_block(spec: WriteSpec, pos: np.ndarray, attrs: dict, oid: np.ndarray,
-                         vidx: np.ndarray, runs: bool = True) -> ObjectBlock:
+                         vidx: np.ndarray, runs: bool = True,
+                         encode: bool = True) -> ObjectBlock:
     """Encode the level-0 cells of one block's rows and list their fragments.
 
     ``pos`` ``(N, D)`` in ``spec.dtype``; ``attrs`` name -> rows in their stored dtype;
@@ -81,7 +82,7 @@ def build_polyline_block(spec: WriteSpec, pos: np.ndarray, attrs: dict, oid: np.
     local_frag = np.arange(len(frag_start)) - first_frag_of_cell[frag_cell]
     local_first = frag_start - cell_start[frag_cell]
     blobs = {}
-    for c, (a, b) in enumerate(zip(cell_start, cell_stop)):
+    for c, (a, b) in enumerate(zip(cell_start, cell_stop) if encode else ()):
         coord = chunks[a]
         fa, fb = first_frag_of_cell[c], (first_frag_of_cell[c + 1] if c + 1 < len(cell_start)
                                          else len(frag_start))

@@ -134,24 +134,15 @@ def _add_keys(frame, spec: P.WriteSpec, labels, blocks, offsets, column, partiti
 
 
 def write_partition(frame, spec: P.WriteSpec, writer: StoreWriter) -> pd.DataFrame:
-    """Encode and put the cells of one shuffled partition; return their fragments."""
-    parts = []
-    if len(frame):
-        keys = frame[P.KEY_COLUMN].to_numpy()
-        order = np.argsort(keys, kind="stable")
-        keys = keys[order]
-        cuts = np.flatnonzero(keys[1:] != keys[:-1]) + 1
-        for a, b in zip(np.concatenate(([0], cuts)), np.concatenate((cuts, [len(keys)]))):
-            block = frame.take(order[a:b])
-            res = O.build_polyline_block(
-                spec, P.positions_of(block, spec.axes, spec.dtype),
-                _attribute_arrays(block, spec), block[O.OID_COLUMN].to_numpy(np.int64),
-                block[O.VIDX_COLUMN].to_numpy(np.int64))
-            writer.put_many(res.blobs)
-            parts.append(res.fragments)
-    if not parts:
+    """Encode and put the cells of one shuffled partition; return their fragments.  A
+    single level needs no pyramid blocks: the partition's cells are built in one go."""
+    if not len(frame):
         return O.fragment_meta(spec.ndim)
-    return pd.concat(parts, ignore_index=True)
+    res = O.build_polyline_block(
+        spec, P.positions_of(frame, spec.axes, spec.dtype), _attribute_arrays(frame, spec),
+        frame[O.OID_COLUMN].to_numpy(np.int64), frame[O.VIDX_COLUMN].to_numpy(np.int64))
+    writer.put_many(res.blobs)
+    return res.fragments
 
 
 def finalize(spec: P.WriteSpec, writer: StoreWriter, fragments, object_ids, object_rows,
