@@ -181,3 +181,27 @@ def test_bad_records_refused_before_writing(tmp_path, kw, match):
         zv_dask.to_zv(df, target, chunk_shape=100, overwrite=True, **kw)
     assert files(tmp_path) == before
     assert str(target) in str(ei.value)
+
+
+def test_graph_and_lines_on_a_cluster_with_p2p(tmp_path, verts):
+    """The same stores written on a distributed LocalCluster (p2p shuffles and merges)."""
+    from distributed import Client, LocalCluster
+
+    rng, pos, oids, w, df = verts
+    edges = rng.integers(0, N, (200, 2))
+    lines = pd.DataFrame(np.cumsum(rng.normal(0, 30, (N, 3)), axis=0) + 200,
+                         columns=list("xyz"))
+    lines["object_id"] = np.sort(rng.integers(0, 20, N))
+    local_g, local_l = tmp_path / "a" / "g.zarrvectors", tmp_path / "a" / "l.zarrvectors"
+    zv_dask.to_zv(df, local_g, chunk_shape=100, geometry="graph", edges=edges)
+    zv_dask.to_zv(lines, local_l, chunk_shape=100, geometry="streamline")
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                      dashboard_address=None) as cluster, Client(cluster):
+        zv_dask.to_zv(dd.from_pandas(df, npartitions=3, sort=False),
+                      tmp_path / "b" / "g.zarrvectors", chunk_shape=100, geometry="graph",
+                      edges=dd.from_pandas(pd.DataFrame(edges, columns=["source", "target"]),
+                                           npartitions=2, sort=False))
+        zv_dask.to_zv(dd.from_pandas(lines, npartitions=3, sort=False),
+                      tmp_path / "b" / "l.zarrvectors", chunk_shape=100, geometry="streamline")
+    assert files(local_g) == files(tmp_path / "b" / "g.zarrvectors")
+    assert files(local_l) == files(tmp_path / "b" / "l.zarrvectors")
