@@ -202,3 +202,18 @@ def test_more_objects_than_one_manifest_chunk(tmp_path):
     zv_dask.to_zv(dd.from_pandas(_frame(lines), npartitions=3, sort=False), ours,
                   chunk_shape=100, geometry="streamline")
     assert_same_store(ref, ours)
+
+
+def test_two_dimensional_lines_and_compute_false(tmp_path):
+    rng = np.random.default_rng(8)
+    lines = [np.cumsum(rng.normal(0, 40, (int(k), 2)), 0) for k in rng.integers(2, 30, 30)]
+    ref = tmp_path / "ref" / "flat.zarrvectors"
+    write_polylines(str(ref), lines, chunk_shape=(100, 100))
+    build_fragment_owner_index(str(ref))
+    df = pd.DataFrame(np.concatenate(lines), columns=["x", "y"])
+    df["object_id"] = np.repeat(np.arange(len(lines)), [len(p) for p in lines])
+    ours = tmp_path / "ours" / "flat.zarrvectors"
+    job = zv_dask.to_zv(df, ours, chunk_shape=100, geometry="streamline", compute=False)
+    assert not (ours / "zarr.json").exists()  # nothing opens before the job runs
+    assert job.compute()["objects"] == len(lines)
+    assert_same_store(ref, ours)
