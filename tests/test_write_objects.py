@@ -217,3 +217,20 @@ def test_two_dimensional_lines_and_compute_false(tmp_path):
     assert not (ours / "zarr.json").exists()  # nothing opens before the job runs
     assert job.compute()["objects"] == len(lines)
     assert_same_store(ref, ours)
+
+
+def test_float64_given_bounds_and_empty_partitions(tmp_path):
+    import dask
+
+    rng = np.random.default_rng(3)
+    lines = [np.cumsum(rng.normal(0, 30, (int(k), 3)), 0) + 100 for k in rng.integers(2, 30, 20)]
+    box = ([-500.0] * 3, [800.0] * 3)
+    ref = tmp_path / "ref" / "a.zarrvectors"
+    write_polylines(str(ref), lines, chunk_shape=(50, 50, 50), dtype="float64", bounds=box)
+    build_fragment_owner_index(str(ref))
+    df = _frame(lines)
+    parts = [df.iloc[:0], df.iloc[:100], df.iloc[100:100], df.iloc[100:]]
+    ddf = dd.from_delayed([dask.delayed(p) for p in parts], meta=df.iloc[:0])
+    ours = tmp_path / "ours" / "a.zarrvectors"
+    zv_dask.to_zv(ddf, ours, chunk_shape=50, geometry="streamline", dtype="float64", bounds=box)
+    assert_same_store(ref, ours)
