@@ -2,6 +2,7 @@
 
     python benchmarks/bench_write.py [--points 2000000] [--levels 3] [--partitions 8]
                                      [--repeat 2] [--data benchmarks/_data]
+                                     [--geometry point|streamline|mesh]
 
 Each run is a fresh Python process (so peak RSS is that side's own), sides interleaved.
 The input is N uniform float32 points in a 2000^3 box with two attributes
@@ -17,6 +18,17 @@ seeded generator, ``_part``); both sides see the same points in the same order:
   ``(N, 3)`` and one array per attribute, all held for the whole run; generation not
   timed), through ``write_points(chunk_shape=250)`` then
   ``build_pyramid(factors=[(2, 1)] * (L - 1))``.
+
+``--geometry streamline``: ``--points`` lines (default 30,000) of 40-80 vertices (random
+walks of step 4 from uniform starts in a 1000^3 box, float32 ``fa`` per vertex), chunk
+100, one level: ours ``to_zv(geometry="streamline")`` of a ``dd.from_map`` frame
+(``object_id`` column), the reference ``write_polylines`` of the list of arrays.
+``--geometry mesh``: a triangulated height field of ``--points`` vertices (default
+250,000; two faces per grid square, one object), chunk 100: ours ``to_zv(geometry="mesh",
+faces=...)`` with vertices and faces as ``dd.from_map`` frames, the reference
+``write_mesh``.  Our object stores carry the owner column
+``fragment_attributes/object_id`` that the reference adds with
+``building.build_fragment_owner_index()``, which the comparison runs (untimed) first.
 
 Peak RSS (``ru_maxrss``) is the whole process: imports, input and writing.  Prints
 per-run wall time and peak RSS, medians, and the ratios ours/reference.  After the runs
@@ -73,9 +85,110 @@ def _inputs(n: int, parts: int):
     return pos, attrs
 
 
-def run_side(side: str, n: int, levels: int, partitions: int, out: str) -> dict:
+def _lines(i: int, n: int, parts: int):
+    """Lines of part ``i``: a list of (K, 3) float32 arrays, and their float32 ``fa``."""
+    m = n // parts + (i < n % parts)
+    rng = np.random.default_rng([1, i])
+    lines, fa = [], []
+    for _ in range(m):
+        k = int(rng.integers(40, 81))
+        walk = rng.normal(0, 4, (k, 3))
+        walk[0] = rng.uniform(50, 950, 3)
+        lines.append(np.cumsum(walk, axis=0).astype(np.float32))
+        fa.append(rng.random(k).astype(np.float32))
+    return lines, fa
+
+
+def _lines_part(i: int, n: int, parts: int):
+    import pandas as pd
+
+    lines, fa = _lines(i, n, parts)
+    first = sum(n // parts + (j < n % parts) for j in range(i))
+    pos = np.concatenate(lines) if lines else np.zeros((0, 3), np.float32)
+    return pd.DataFrame({"x": pos[:, 0], "y": pos[:, 1], "z": pos[:, 2],
+                         "object_id": np.repeat(np.arange(first, first + len(lines)),
+                                                [len(p) for p in lines]).astype(np.int64),
+                         "fa": np.concatenate(fa) if fa else np.zeros(0, np.float32)})
+
+
+def _grid(n: int):
+    side = max(1, int(np.sqrt(n)))
+    return side, n // side  # columns, rows
+
+
+def _mesh_part(i: int, n: int, parts: int):
+    """Vertex rows of grid rows in part ``i`` (a height field of step 1)."""
+    import pandas as pd
+
+    cols, rows = _grid(n)
+    r = np.arange(rows)[i * rows // parts:(i + 1) * rows // parts]
+    x, y = np.meshgrid(np.arange(cols, dtype=np.float64), r.astype(np.float64))
+    z = 50 + 30 * np.sin(x / 40) * np.cos(y / 40)
+    return pd.DataFrame({"x": x.ravel().astype(np.float32), "y": y.ravel().astype(np.float32),
+                         "z": z.ravel().astype(np.float32)})
+
+
+def _faces_part(i: int, n: int, parts: int):
+    """Two triangles per grid square whose top-left corner is in part ``i``'s rows."""
+    import pandas as pd
+
+    cols, rows = _grid(n)
+    r = np.arange(rows - 1)[i * (rows - 1) // parts:(i + 1) * (rows - 1) // parts]
+    c = np.arange(cols - 1)
+    a = (r[:, None] * cols + c[None, :]).ravel()
+    t = np.concatenate([np.stack([a, a + 1, a + cols], 1), np.stack([a + 1, a + cols + 1, a + cols], 1)])
+    return pd.DataFrame(t, columns=["v0", "v1", "v2"])
+
+
+def run_objects(side: str, geometry: str, n: int, partitions: int, out: str) -> dict:
+    import pandas as pd
+
+    if side == "ours":
+        import dask.dataframe as dd
+
+        import zv_dask
+
+        if geometry == "streamline":
+            ddf = dd.from_map(_lines_part, range(partitions), n=n, parts=partitions,
+                              meta=_lines_part(0, 0, 1), enforce_metadata=False)
+            t = time.perf_counter()
+            zv_dask.to_zv(ddf, out, chunk_shape=100, geometry="streamline")
+        else:
+            ddf = dd.from_map(_mesh_part, range(partitions), n=n, parts=partitions,
+                              meta=_mesh_part(0, 4, 1).iloc[:0], enforce_metadata=False)
+            faces = dd.from_map(_faces_part, range(partitions), n=n, parts=partitions,
+                                meta=_faces_part(0, 4, 1).iloc[:0], enforce_metadata=False)
+            t = time.perf_counter()
+            zv_dask.to_zv(ddf, out, chunk_shape=100, geometry="mesh", faces=faces)
+    elif geometry == "streamline":
+        from zarr_vectors.types.polylines import write_polylines
+
+        lines, fa = [], []
+        for i in range(partitions):
+            li, fi = _lines(i, n, partitions)
+            lines += li
+            fa += fi
+        t = time.perf_counter()
+        write_polylines(out, lines, chunk_shape=(100, 100, 100), vertex_attributes={"fa": fa})
+    else:
+        from zarr_vectors.types.meshes import write_mesh
+
+        verts = pd.concat([_mesh_part(i, n, partitions) for i in range(partitions)])
+        faces = pd.concat([_faces_part(i, n, partitions) for i in range(partitions)])
+        verts, faces = verts.to_numpy(), faces.to_numpy()
+        t = time.perf_counter()
+        write_mesh(out, verts, faces, chunk_shape=(100, 100, 100))
+    wall = time.perf_counter() - t
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"side": side, "wall": wall, "rss_mb": rss}
+
+
+def run_side(side: str, n: int, levels: int, partitions: int, out: str,
+             geometry: str = "point") -> dict:
     if os.path.exists(out):
         shutil.rmtree(out)
+    if geometry != "point":
+        return run_objects(side, geometry, n, partitions, out)
     if side == "ours":
         import dask.dataframe as dd
 
@@ -120,7 +233,9 @@ def _same_store(a: Path, b: Path) -> tuple[int, list]:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--points", type=int, default=2_000_000)
+    ap.add_argument("--points", type=int, default=None,
+                    help="points (2,000,000), lines (30,000) or mesh vertices (250,000)")
+    ap.add_argument("--geometry", choices=["point", "streamline", "mesh"], default="point")
     ap.add_argument("--levels", type=int, default=3)
     ap.add_argument("--partitions", type=int, default=8)
     ap.add_argument("--repeat", type=int, default=2)
@@ -128,17 +243,23 @@ def main(argv=None) -> int:
     ap.add_argument("--side", choices=["ours", "reference"], help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.points is None:
+        args.points = {"point": 2_000_000, "streamline": 30_000, "mesh": 250_000}[args.geometry]
+    if args.geometry != "point":
+        args.levels = 1
 
     if args.side:  # child process: one run, one JSON line
         print(json.dumps(run_side(args.side, args.points, args.levels, args.partitions,
-                                  args.out)))
+                                  args.out, args.geometry)))
         return 0
 
     data = Path(args.data)
     data.mkdir(parents=True, exist_ok=True)
-    outs = {s: str(data / f"write_{s}_{args.points}.zarrvectors") for s in ("ours", "reference")}
+    outs = {s: str(data / f"write_{args.geometry}_{s}_{args.points}.zarrvectors")
+            for s in ("ours", "reference")}
     print(f"python {platform.python_version()}, {os.cpu_count()} cpus, load "
-          f"{os.getloadavg()[0]:.1f}; {args.points} points, {args.levels} levels, "
+          f"{os.getloadavg()[0]:.1f}; {args.geometry}, {args.points} points/lines/vertices, "
+          f"{args.levels} levels, "
           f"{args.partitions} partitions")
     runs = {"ours": [], "reference": []}
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]) + os.pathsep
@@ -147,7 +268,7 @@ def main(argv=None) -> int:
         for side in ("reference", "ours") if i % 2 else ("ours", "reference"):
             cmd = [sys.executable, __file__, "--side", side, "--points", str(args.points),
                    "--levels", str(args.levels), "--partitions", str(args.partitions),
-                   "--out", outs[side]]
+                   "--out", outs[side], "--geometry", args.geometry]
             r = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True,
                                           env=env).stdout.strip().splitlines()[-1])
             runs[side].append(r)
@@ -158,6 +279,10 @@ def main(argv=None) -> int:
         print(f"median {s:9s}  wall {w:7.2f} s   peak RSS {m:7.0f} MB")
     print(f"ratio ours/reference: wall {med['ours'][0] / med['reference'][0]:.2f}x, "
           f"peak RSS {med['ours'][1] / med['reference'][1]:.2f}x")
+    if args.geometry != "point":  # the owner column, which our object stores carry
+        from zarr_vectors.building import build_fragment_owner_index
+
+        build_fragment_owner_index(outs["reference"])
     n, diff = _same_store(Path(outs["reference"]), Path(outs["ours"]))
     print(f"stores compared: {n} files, {len(diff)} differ" + (f" (e.g. {diff[:3]})" if diff else ""))
     return 0 if not diff else 1

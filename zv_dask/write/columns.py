@@ -200,7 +200,7 @@ def plan_columns(dtypes, axes, attributes, store: str) -> tuple:
       ``zarr.json``, at most 255 UTF-8 bytes) and not start with ``_zv_`` (the
       writer's own columns).  Stored names must differ beyond case and Unicode
       normalisation (on macOS and Windows ``T`` and ``t`` are one directory).
-      ``object_id`` is refused (objects are not written yet).
+      ``object_id`` is refused (it names objects: ``to_zv(geometry=...)``).
     * **Multi-column attributes.**  Columns ``name_0, name_1, ..., name_{C-1}``
       (``C >= 2``, indices written without leading zeros, all present from 0, one
       dtype, numeric or bool) become one ``(N, C)`` attribute ``name``, read back as
@@ -222,8 +222,9 @@ def plan_columns(dtypes, axes, attributes, store: str) -> tuple:
     for bad in RESERVED_COLUMNS:
         if bad in cols and (attributes is None or bad in attributes):
             raise WriteInputError(
-                f"column {bad!r} is not supported yet (objects are a later step); drop it "
-                "or pass attributes=[...] without it", store=store)
+                f"column {bad!r} names objects, which a point cloud has not: pass "
+                "geometry='streamline' (or 'polyline') to write lines, or drop it / pass "
+                "attributes=[...] without it", store=store)
     if axes is None:
         axes = ("x", "y", "z") if "z" in cols else ("x", "y")
     axes = tuple(axes)

@@ -1,4 +1,4 @@
-"""``to_zv``: build a Zarr Vectors point-cloud store (pyramid included) from a DataFrame."""
+"""``to_zv``: build a Zarr Vectors store (points with a pyramid, or polylines) from a DataFrame."""
 
 from __future__ import annotations
 
@@ -14,13 +14,18 @@ from zv_dask.write.documents import store_attributes_json, store_name
 from zv_dask.write.estimate import check_max_overhead, check_overhead
 from zv_dask.write.graph import (compute_options, missing_counts, prepass, to_dask_frame,
                                   write_graph)
+from zv_dask.write import object_writer as OW
+from zv_dask.write import edges_graph as EG
+from zv_dask.write import objects_graph as OG
+from zv_dask.write.objects import align_object_attributes
 from zv_dask.write.sources import refuse_own_input
 
 
 def to_zv(df, path_or_url, *, chunk_shape=None, bin_shape=None, bounds=None, levels=None,
           axes=None, attributes=None, compressor=None, shard_shape=None, storage_options=None,
           overwrite=False, compute=True, dtype=None, max_overhead=100, like=None, retries=4,
-          store_attributes=None):
+          store_attributes=None, geometry="point", object_attributes=None, edges=None,
+          faces=None):
     """Write a point cloud held in a dask or pandas DataFrame as a ZV store.
 
     The store is the one the reference writer makes for the same points and options
@@ -53,7 +58,8 @@ def to_zv(df, path_or_url, *, chunk_shape=None, bin_shape=None, bounds=None, lev
         and dtypes are refused, what ``<NA>`` becomes) are those of
         :func:`zv_dask.write.columns.plan_columns`; a refused column raises
         :class:`~zv_dask.errors.WriteInputError` before anything is read or written.
-        An ``object_id`` column is refused (objects are not supported yet).
+        An ``object_id`` column is refused for points; with an object ``geometry`` it
+        names each vertex's object (integers; not stored as an attribute).
     path_or_url : str or os.PathLike
         Local path or fsspec URL (``s3://...``).
     chunk_shape : float or sequence of float
@@ -127,6 +133,38 @@ def to_zv(df, path_or_url, *, chunk_shape=None, bin_shape=None, bounds=None, lev
         JSON values added to the root ``zarr.json`` attributes beside the format's own
         (``zv-dask convert`` records a LAS file's scales, offsets and CRS this way);
         the keys ``zarr_vectors``, ``multiscales`` and ``ome`` are refused.
+    geometry : {"point", "streamline", "polyline", "graph", "skeleton", "mesh"}
+        ``"point"``: a point cloud.  ``"streamline"``/``"polyline"``: one row per vertex
+        with an integer ``object_id`` column; the rows of one object, in the frame's
+        order (across partitions; other objects' rows may come between), are its line.
+        The store is the one ``write_polylines`` makes for the lines in id order (runs
+        per chunk, manifests, ``links/0`` bridges, ``object_index/object_ids`` holding
+        the ids as given) plus the owner column ``fragment_attributes/object_id`` that
+        ``building.build_fragment_owner_index()`` adds.  For now with ``levels=1``, no
+        ``compressor``, ``shard_shape`` or ``bin_shape``.  Float or ``<NA>`` ids and
+        NaN positions raise :class:`~zv_dask.errors.WriteInputError` before writing.
+        ``"graph"``/``"mesh"``: the store ``write_graph``/``write_mesh`` makes (one
+        fragment per object per chunk, by object id then row; every record in
+        ``links/0``, winding and direction restored by the stored permutation), owner
+        column included; without an ``object_id`` column every vertex is object 0.
+        ``"skeleton"``: as ``write_graph(kind="skeleton")``: vertices reordered
+        depth-first from the first root (their indices, not positions, are gathered
+        in one step for that), only the edges the implicit parent rule does not give
+        stored; an object with several roots is refused naming it.
+    edges : DataFrame or (M, 2) int array, optional
+        ``geometry="graph"``/``"skeleton"`` (child -> parent): columns ``source``,
+        ``target`` holding global vertex row
+        positions (0-based, in the vertices' frame order); every other column is a link
+        attribute (numbers).  Rows outside the vertices, floats and ``<NA>`` are refused
+        before writing.
+    faces : DataFrame or (M, 3) int array, optional
+        ``geometry="mesh"``: columns ``v0, v1, v2`` of vertex row positions, in winding
+        order (kept).
+    object_attributes : pandas.DataFrame, optional
+        One row per object, indexed by ``object_id``, numeric columns; each column is an
+        ``object_attributes/<name>`` array.  Objects without a row hold the "absent"
+        sentinel (NaN, or the integer type's minimum / unsigned maximum); ids with no
+        vertices, repeated ids and other dtypes are refused.
 
     Returns
     -------
@@ -172,6 +210,13 @@ def to_zv(df, path_or_url, *, chunk_shape=None, bin_shape=None, bounds=None, lev
     >>> copy = zv_dask.to_zv(store.to_dask_dataframe(level=0), path + ".copy", like=store)
     >>> copy.levels, copy.chunk_shape == store.chunk_shape
     ([0, 1], True)
+    >>> lines = pd.DataFrame({"x": [1., 60, 120, 5, 6], "y": [1., 2, 3, 90, 95],
+    ...                       "object_id": [0, 0, 0, 1, 1]})
+    >>> s = zv_dask.to_zv(lines, path + ".lines", chunk_shape=50, geometry="streamline",
+    ...                   object_attributes=pd.DataFrame({"score": [0.5, 2.0]}))
+    >>> r = s.read_objects()
+    >>> r["offsets"].tolist(), r["positions"][:3, 0].tolist()
+    ([0, 3, 5], [1.0, 60.0, 120.0])
     """
     loc = StoreLocation(path_or_url, storage_options, retries=retries)
     name = loc.url
@@ -188,12 +233,17 @@ def to_zv(df, path_or_url, *, chunk_shape=None, bin_shape=None, bounds=None, lev
         o["shard_shape"] = None
     dtype, levels, bin_shape = o["dtype"], o["levels"], o["bin_shape"]
     from_like = L.taken_from_like(layout, asked)
+    objects = OW.check_geometry(geometry, o, attributes, name)
+    if objects:
+        ddf = OW.with_object_ids(ddf, geometry)
     try:
         if str(dtype) not in ("float32", "float64"):
             raise WriteInputError(f"dtype must be 'float32' or 'float64', got {dtype!r}",
                                   store=name)
         extra_attributes = store_attributes_json(store_attributes, name)
-        ax, planned = P.plan_columns(list(ddf.dtypes.items()), o["axes"], attributes, name)
+        ax, planned = P.plan_columns(
+            [kv for kv in ddf.dtypes.items() if not objects or kv[0] != OW.OBJECT_ID],
+            o["axes"], attributes, name)
         cs, bs = P.check_shapes(o["chunk_shape"], bin_shape, len(ax), levels, name)
         given = P.check_bounds(o["bounds"], len(ax), name)
         if given is not None:
@@ -211,8 +261,17 @@ def to_zv(df, path_or_url, *, chunk_shape=None, bin_shape=None, bounds=None, lev
     dtypes = dict(ddf.dtypes.items())
     C.refuse_missing(missing_counts(ddf, C.missing_columns(dtypes, ax, planned)), dtypes, ax, name)
     cat_cols = {n: m[0] for n, m, kind, _ in planned if kind == "cat"}
-    stats = prepass(ddf, ax, str(dtype), given, cat_cols, binning=G.binning(cs, bs),
-                    store=name)
+    if objects:
+        stats = OW.prepass(ddf, ax, str(dtype), given, cat_cols, cs, OW.OBJECT_ID, name,
+                           raw_extent=geometry in OW.POLYLINES)
+        object_attrs = align_object_attributes(object_attributes, stats["object_ids"], name)
+        if geometry in OW.RECORD_WIDTH:
+            recs = OW.records(geometry, edges, faces, stats["n"], name)
+            order = (EG.skeleton_order(ddf, recs[0], OW.OBJECT_ID, name)
+                     if geometry == "skeleton" else None)
+    else:
+        stats = prepass(ddf, ax, str(dtype), given, cat_cols, binning=G.binning(cs, bs),
+                        store=name)
     try:
         final_bounds = P.resolve_bounds(stats, given, ax, name)
     except WriteInputError as exc:
@@ -234,7 +293,13 @@ def to_zv(df, path_or_url, *, chunk_shape=None, bin_shape=None, bounds=None, lev
         writer.check_target(overwrite)
         if overwrite:
             writer.clear()
-        job = write_graph(ddf, spec, writer, stats["chunks"], stats["counts"])
+        if objects and geometry in OW.RECORD_WIDTH:
+            job = EG.write_graph(ddf, spec, writer, stats, OW.OBJECT_ID, object_attrs, geometry,
+                                 recs[0], OW.RECORD_WIDTH[geometry], recs[1], recs[2], order)
+        elif objects:
+            job = OG.write_graph(ddf, spec, writer, stats, OW.OBJECT_ID, object_attrs, geometry)
+        else:
+            job = write_graph(ddf, spec, writer, stats["chunks"], stats["counts"])
     except BaseException:
         writer.unlock(failed=True)
         raise
