@@ -2,13 +2,16 @@
 
 The reference writer hands these options to zarr (``create_array(dtype="bytes",
 serializer=vlen-bytes, compressors=..., shards=...)``) and lets zarr encode every cell
-and every shard.  This module does the same on an in-memory zarr array with those very
-arguments, so the codec documents and the bytes (shard layout in Morton order, index,
-crc32c) are zarr's own.  Only level 0's vertex, fragment and attribute arrays carry
-these codecs; links and coarse levels are plain, as ``build_pyramid`` writes them.
+and every shard.  :func:`resolve` creates an in-memory zarr array with those very
+arguments once, before the write, so the codec documents are zarr's own.  Only level
+0's vertex, fragment and attribute arrays carry these codecs; links and coarse levels
+are plain, as ``build_pyramid`` writes them.
 
-The block builder frames level-0 cells itself for the two fast cases (no compression,
-or ``"zstd"`` without sharding); every other case goes through :class:`CellRecoder`.
+The block builder frames level-0 cells itself (``vlen-bytes``; with ``"zstd"`` and no
+sharding it compresses them too).  Every other case is re-encoded in the task by
+:func:`level0_recoder`'s choice: :mod:`zv_dask.write.shards` (numcodecs for ``zstd``,
+``gzip`` and ``blosc``, shard objects built by hand, the bytes zarr writes), or, for a
+codec zv_dask does not encode itself, :class:`CellRecoder` on an in-memory zarr array.
 No store IO here: the in-memory array never leaves the task.
 """
 
@@ -22,6 +25,7 @@ import numpy as np
 
 from zv_dask.errors import WriteInputError
 from zv_dask.write.plan import WriteSpec, level0_chunks
+from zv_dask.write.shards import Level0Encoder, is_level0_cell, plan_level0
 
 _ZSTD_DEFAULT = {"name": "zstd", "configuration": {"level": 0, "checksum": False}}
 _BLOSC_DEFAULT = {"name": "blosc", "configuration": {
@@ -130,9 +134,14 @@ def _encode_cells(arr, data: dict, cells) -> dict:
     return out
 
 
-def is_level0_cell(rel: str) -> bool:
-    """A level-0 vertex, fragment or attribute cell (links are never recoded)."""
-    return rel.startswith("0/") and not rel.startswith("0/links/") and "/c/" in rel
+def level0_recoder(spec):
+    """What re-encodes a task's level-0 cells: ``None`` when the builder's frames stand,
+    zv_dask's own encoder (:class:`~zv_dask.write.shards.Level0Encoder`: numcodecs and
+    hand-built shards) when every codec is one it encodes, else :class:`CellRecoder`."""
+    if not spec.recode:
+        return None
+    planned = plan_level0(json.loads(spec.level0_codecs), spec.shard_shape)
+    return CellRecoder(spec) if planned is None else Level0Encoder(*planned)
 
 
 class CellRecoder:

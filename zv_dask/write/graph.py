@@ -24,7 +24,7 @@ from zv_dask.write import plan as P
 from zv_dask.write.block import build_block
 from zv_dask.errors import WriteInputError
 from zv_dask.write import grid as G
-from zv_dask.write.codecs import CellRecoder, group_coords
+from zv_dask.write.codecs import group_coords, level0_recoder
 from zv_dask.write.documents import documents, dumps, root_document
 
 _SUMMARY_META = pd.DataFrame({"level": pd.Series(dtype="int64"), "array": pd.Series(dtype=object),
@@ -157,7 +157,7 @@ def _values(s, dtype: str) -> np.ndarray:
 def write_partition(frame, spec: P.WriteSpec, writer: StoreWriter) -> pd.DataFrame:
     """Encode and put every block in one shuffled partition; return what was written."""
     rows = []
-    recoder = CellRecoder(spec) if spec.recode else None
+    recoder = level0_recoder(spec)
     if len(frame):
         keys = frame[P.KEY_COLUMN].to_numpy()
         # one block (the usual case) is used in place; several are taken one at a time
