@@ -68,7 +68,7 @@ def test_shard_objects_equal_zarrs(grid, shard, at, comp):
     codecs_doc, want = _zarr_shards(grid, shard, _COMPRESSORS[comp], at, cells)
     encoder, layout = S.plan_level0(codecs_doc, shard)
     assert layout.index_at_end == (at != "start") and layout.index_crc == (at != "nocrc")
-    level0 = S.Level0Encoder(encoder, layout)
+    level0 = S.GridEncoder(encoder, layout)
     assert level0.take({"0/v/c/" + "/".join(map(str, k)): vlen_frame(p)
                         for k, p in cells.items()}) == {}
     got = {k[len("0/v/"):]: v for k, v in level0.flush().items()}
@@ -112,7 +112,7 @@ def test_codecs_zarr_would_need_go_through_zarr():
                       CellRecoder)
     for comp, shard in [("zstd", 2), ("blosc", None), (GZIP, 2), (None, 3)]:
         got = level0_recoder(WriteSpec(**spec_kw, **resolve(comp, shard, 2, (4, 4), "s")))
-        assert isinstance(got, S.Level0Encoder), (comp, shard)
+        assert isinstance(got, S.GridEncoder), (comp, shard)
     assert level0_recoder(WriteSpec(**spec_kw, **resolve("zstd", None, 2, (4, 4), "s"))) is None
 
 
@@ -156,3 +156,44 @@ def test_sparse_sharded_stores_match_the_reference(tmp_path, ndim, shard, levels
     assert cells < len(stored) * int(np.prod(outer))  # stored shards hold empty cells
     assert_valid(ours)
     _check_reads(ours, pos, attrs, levels)
+
+
+@pytest.mark.parametrize("ndim,shard,levels,compressor", [
+    (3, 2, 3, "zstd"),
+    (2, 3, 2, "blosc"),
+    (3, (2, 3, 2), 2, None),
+], ids=["3d-s2-l3-zstd", "2d-s3-l2-blosc", "3d-s232-l2"])
+def test_shard_levels_is_the_reference_shard_store(tmp_path, ndim, shard, levels, compressor):
+    from zarr_vectors.sharding import shard_store
+
+    rng = np.random.default_rng(60 + ndim)
+    pos, attrs, df = sample(300 if ndim == 3 else 500, rng, lo=-130.0, hi=900.0, ndim=ndim)
+    chunk = 200.0 if ndim == 3 else 100.0
+    ref, ours = _pair(tmp_path)
+    reference(ref, pos, attrs, levels=levels, chunk_shape=(chunk,) * ndim,
+              compressor=compressor, shard_shape=shard)
+    shard_store(str(ref), shard_shape=shard)  # links and coarse levels repacked
+    zv_dask.to_zv(dd.from_pandas(df, npartitions=3), ours, chunk_shape=chunk, levels=levels,
+                  compressor=compressor, shard_shape=shard, shard_levels=True)
+    assert_same_store(ref, ours, coarse_tolerance=False)
+    docs = files(ours)
+    outer = [shard] * ndim if isinstance(shard, int) else list(shard)
+    grid_arrays = [k for k in docs if k.endswith("zarr.json") and "nonempty_chunks" in
+                   json.loads(docs[k]).get("attributes", {})]
+    assert any(k.startswith("0/links/") for k in grid_arrays) and any(
+        k.startswith(f"{levels - 1}/") for k in grid_arrays)
+    for k in grid_arrays:  # every grid array of every level is sharded
+        d = json.loads(docs[k])
+        assert d["codecs"][0]["name"] == "sharding_indexed", k
+        assert d["chunk_grid"]["configuration"]["chunk_shape"] == outer, k
+    assert_valid(ours)
+    _check_reads(ours, pos, attrs, levels)
+
+
+def test_shard_levels_needs_shard_shape(tmp_path):
+    _, _, df = sample(20, np.random.default_rng(1))
+    for kw, words in [(dict(shard_levels=True), "give shard_shape"),
+                      (dict(shard_levels="yes", shard_shape=2), "True or False")]:
+        with pytest.raises(zv_dask.errors.WriteInputError, match=words):
+            zv_dask.to_zv(df, tmp_path / "x.zarrvectors", chunk_shape=300, **kw)
+    assert not (tmp_path / "x.zarrvectors").exists()

@@ -49,6 +49,8 @@ class WriteSpec:
     level0_codecs: str = ""         # JSON codecs document of level-0 grid arrays (zarr's)
     recode_compressors: str = ""    # JSON compressors when level-0 cells go through zarr
                                     # (see write.codecs); "" when the builder frames them
+    levels_codecs: str = ""         # JSON codecs document of links and coarse levels when
+                                    # shard_levels=True (sharded); "" plain
 
     @property
     def recode(self) -> bool:

@@ -182,42 +182,48 @@ def encode_shard(inner: dict, layout: ShardLayout) -> bytes | None:
     return b"".join(parts)
 
 
-class Level0Encoder:
-    """Re-encodes the level-0 cells a task built (``rel path -> framed bytes``) with the
-    store's codecs; with a shard layout, holds them until :meth:`flush` builds each
-    shard once (so the task must hold every cell of its shards).
+class GridEncoder:
+    """Re-encodes the grid cells a task built (``rel path -> framed bytes``) with one
+    array family's codecs; with a shard layout, holds them until :meth:`flush` builds
+    each shard once (so the task must hold every cell of its shards).
+
+    ``which`` picks the cells: ``"level0"`` (level 0's vertices, fragments and
+    attributes, which carry the ``compressor`` and ``shard_shape`` options) or
+    ``"others"`` (links and coarse levels); every other blob passes through.
 
     Examples
     --------
     >>> lay = ShardLayout((2, 2), (), index_at_end=True, index_crc=True)
-    >>> enc = Level0Encoder(CellEncoder(()), lay)
+    >>> enc = GridEncoder(CellEncoder(()), lay)
     >>> enc.take({"0/vertices/c/1/3": b"x", "0/links/+1/0.0/c/1/3": b"y"})
     {'0/links/+1/0.0/c/1/3': b'y'}
     >>> sorted(enc.flush())
     ['0/vertices/c/0/1']
     """
 
-    def __init__(self, encoder: CellEncoder, layout: ShardLayout | None):
+    def __init__(self, encoder: CellEncoder, layout: ShardLayout | None, which: str = "level0"):
         self.encoder = encoder
         self.layout = layout
-        self.held: dict = {}   # (array, shard index) -> {inner C index: bytes}
+        self.level0 = which == "level0"
+        self.held: dict = {}   # (level/array, shard index) -> {inner C index: bytes}
         if layout is not None:
             self._shape = tuple(layout.shard_shape)
             self._strides = [math.prod(self._shape[a + 1:]) for a in range(len(self._shape))]
 
     def take(self, blobs: dict) -> dict:
-        """Blobs to put now: level-0 cells encoded (held when sharded), others as they are."""
+        """Blobs to put now: the chosen cells encoded (held when sharded), others as
+        they are."""
         now = {}
         codecs = self.encoder.codecs
         for rel, raw in blobs.items():
-            if not is_level0_cell(rel):
+            if "/c/" not in rel or is_level0_cell(rel) != self.level0:
                 now[rel] = raw
                 continue
             data = self.encoder.encode(raw) if codecs else raw
             if self.layout is None:
                 now[rel] = data
                 continue
-            array, _, idx = rel[2:].partition("/c/")
+            array, _, idx = rel.partition("/c/")
             shard, inner = [], 0
             for i, s, st in zip(idx.split("/"), self._shape, self._strides):
                 q, r = divmod(int(i), s)
@@ -232,11 +238,11 @@ class Level0Encoder:
         for (array, shard), inner in self.held.items():
             obj = encode_shard(inner, self.layout)
             if obj is not None:
-                out[f"0/{array}/c/" + "/".join(map(str, shard))] = obj
+                out[f"{array}/c/" + "/".join(map(str, shard))] = obj
         self.held = {}
         return out
 
 
 def is_level0_cell(rel: str) -> bool:
-    """A level-0 vertex, fragment or attribute cell (links are never recoded)."""
+    """A level-0 vertex, fragment or attribute cell (not a link)."""
     return rel.startswith("0/") and not rel.startswith("0/links/") and "/c/" in rel

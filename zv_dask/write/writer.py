@@ -18,7 +18,7 @@ from zv_dask.write.sources import refuse_own_input
 
 def to_zv(df, path_or_url, *, chunk_shape, bin_shape=None, bounds=None, levels=1, axes=None,
           attributes=None, compressor=None, shard_shape=None, storage_options=None,
-          overwrite=False, compute=True, dtype="float32", max_overhead=100):
+          overwrite=False, compute=True, dtype="float32", max_overhead=100, shard_levels=False):
     """Write a point cloud held in a dask or pandas DataFrame as a ZV store.
 
     The store is the one the reference writer makes for the same points and options
@@ -75,9 +75,9 @@ def to_zv(df, path_or_url, *, chunk_shape, bin_shape=None, bounds=None, levels=1
         Links and coarse levels stay uncompressed, as ``build_pyramid`` writes them.
     shard_shape : int or sequence of int, optional
         Level-0 cells per shard along each axis (zarr's ``sharding_indexed``, one
-        object per shard); coarse levels are not sharded, as in the reference.  One
-        task writes each shard: rows are shuffled to groups of whole shards and whole
-        pyramid blocks.  Where the grid origin is not a multiple of
+        object per shard); coarse levels are not sharded, as in the reference (see
+        ``shard_levels``).  One task writes each shard: rows are shuffled to groups of
+        whole shards and whole pyramid blocks.  Where the grid origin is not a multiple of
         ``gcd(block, shard)`` along an axis, shards and blocks do not meet and that
         axis is not split between tasks; a ``bounds`` whose lower corner lies on such a
         multiple of ``chunk_shape`` avoids this.
@@ -106,6 +106,11 @@ def to_zv(df, path_or_url, *, chunk_shape, bin_shape=None, bounds=None, levels=1
         (positions and attributes as stored) the write is refused with
         :class:`~zv_dask.errors.WriteInputError` giving the estimate.  ``None``: never
         refuse.
+    shard_levels : bool
+        True: links and coarse levels are sharded too, with ``shard_shape`` and no
+        compression: the store the reference's
+        ``zarr_vectors.sharding.shard_store(path, shard_shape=shard_shape)`` makes of
+        the default one.  Needs ``shard_shape``.
 
     Returns
     -------
@@ -164,7 +169,7 @@ def to_zv(df, path_or_url, *, chunk_shape, bin_shape=None, bounds=None, levels=1
         G.check_cell_range(given, cs, bs, ax, name)
     max_overhead = check_max_overhead(max_overhead, name)
     # codecs checked on a grid of one shard now, before any pass over the data
-    resolve_codecs(compressor, shard_shape, len(ax), None, name)
+    resolve_codecs(compressor, shard_shape, len(ax), None, name, shard_levels)
     refuse_own_input(ddf, loc._spec, name)
     writer = StoreWriter(loc)
     writer.check_target(overwrite)  # cheap, before the pass over the data
@@ -181,7 +186,7 @@ def to_zv(df, path_or_url, *, chunk_shape, bin_shape=None, bounds=None, levels=1
         bin_shape=None if bin_shape is None else bs, bounds=final_bounds, levels=int(levels),
         dtype=str(dtype), attributes=P.attribute_specs(planned, cats, name),
         axis_names=tuple(str(a) for a in ax),
-        **resolve_codecs(compressor, shard_shape, len(ax), grid_shape, name))
+        **resolve_codecs(compressor, shard_shape, len(ax), grid_shape, name, shard_levels))
     # before the lock and clear(): a refused layout leaves the target as it was
     check_overhead(spec, stats["chunk_rows"], max_overhead, name, stats["chunks"])
     writer.lock()  # one writer at a time; checked again under the lock
