@@ -28,7 +28,7 @@ both stores are compared: same files, same bytes.
 ``chunk_shape=--chunk``; the ratio is sharded/unsharded, and after the runs both
 stores must read back (``zv_dask``, every level) the same positions.  The sharding
 case of the docs: ``--points 1000000 --levels 1 --chunk 62.5 --shards 8`` (32,768
-chunks, 64 shards an array).
+chunks, 64 shards an array); ``--shard-levels`` shards links and coarse levels too.
 """
 
 from __future__ import annotations
@@ -82,7 +82,7 @@ def _inputs(n: int, parts: int):
 
 
 def run_side(side: str, n: int, levels: int, partitions: int, out: str, chunk: float = 250,
-             shards: int | None = None) -> dict:
+             shards: int | None = None, shard_levels: bool = False) -> dict:
     if os.path.exists(out):
         shutil.rmtree(out)
     if side in ("ours", "sharded"):
@@ -94,7 +94,8 @@ def run_side(side: str, n: int, levels: int, partitions: int, out: str, chunk: f
                           meta=_part(0, 0, 1), enforce_metadata=False)
         t = time.perf_counter()
         zv_dask.to_zv(ddf, out, chunk_shape=chunk, levels=levels,
-                      shard_shape=shards if side == "sharded" else None)
+                      shard_shape=shards if side == "sharded" else None,
+                      shard_levels=shard_levels and side == "sharded")
     else:
         from zarr_vectors.multiresolution.coarsen import build_pyramid
         from zarr_vectors.types.points import write_points
@@ -147,13 +148,15 @@ def main(argv=None) -> int:
     ap.add_argument("--data", default=str(Path(__file__).parent / "_data"))
     ap.add_argument("--chunk", type=float, default=250.0)
     ap.add_argument("--shards", type=int, help="compare unsharded with shard_shape=SHARDS")
+    ap.add_argument("--shard-levels", action="store_true",
+                    help="with --shards: shard links and coarse levels too")
     ap.add_argument("--side", choices=["ours", "reference", "sharded"], help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
 
     if args.side:  # child process: one run, one JSON line
         print(json.dumps(run_side(args.side, args.points, args.levels, args.partitions,
-                                  args.out, args.chunk, args.shards)))
+                                  args.out, args.chunk, args.shards, args.shard_levels)))
         return 0
 
     data = Path(args.data)
@@ -163,7 +166,8 @@ def main(argv=None) -> int:
     print(f"python {platform.python_version()}, {os.cpu_count()} cpus, load "
           f"{os.getloadavg()[0]:.1f}; {args.points} points, {args.levels} levels, "
           f"{args.partitions} partitions, chunk {args.chunk:g}"
-          + (f", shard_shape {args.shards}" if args.shards else ""))
+          + (f", shard_shape {args.shards}" if args.shards else "")
+          + (", shard_levels" if args.shard_levels else ""))
     runs = {s: [] for s in sides}
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]) + os.pathsep
                + os.environ.get("PYTHONPATH", ""))
@@ -173,6 +177,7 @@ def main(argv=None) -> int:
                    "--levels", str(args.levels), "--partitions", str(args.partitions),
                    "--chunk", str(args.chunk), "--out", outs[side]]
             cmd += ["--shards", str(args.shards)] if args.shards else []
+            cmd += ["--shard-levels"] if args.shard_levels else []
             r = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True,
                                           env=env).stdout.strip().splitlines()[-1])
             runs[side].append(r)

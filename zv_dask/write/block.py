@@ -76,9 +76,11 @@ def build_block(spec: WriteSpec, pos: np.ndarray, attrs: dict, seq: np.ndarray) 
 
 def _putter(out: BlockResult, level: int, coord, origin, compressor):
     key = E.cell_key(coord)
+    # "<level>/<array>/c/<i>/<j>/..." with the index part made once for the cell's arrays
+    head, tail = E.cell_path("|", coord, origin).split("|")
 
     def put(array, payload, count=None):
-        out.blobs[f"{level}/" + E.cell_path(array, coord, origin)] = E.frame(payload, compressor)
+        out.blobs[f"{level}/{head}{array}{tail}"] = E.frame(payload, compressor)
         if count is not None:
             out.cells.append((level, array, key, int(count)))
     return put
