@@ -3,6 +3,7 @@
     python benchmarks/bench_write.py [--points 2000000] [--levels 3] [--partitions 8]
                                      [--repeat 2] [--data benchmarks/_data]
                                      [--geometry point|streamline|mesh]
+                                     [--chunk 250] [--shards S] [--shard-levels]
 
 Each run is a fresh Python process (so peak RSS is that side's own), sides interleaved.
 The input is N uniform float32 points in a 2000^3 box with two attributes
@@ -33,6 +34,13 @@ faces=...)`` with vertices and faces as ``dd.from_map`` frames, the reference
 Peak RSS (``ru_maxrss``) is the whole process: imports, input and writing.  Prints
 per-run wall time and peak RSS, medians, and the ratios ours/reference.  After the runs
 both stores are compared: same files, same bytes.
+
+``--shards S`` compares ours with ours instead: the same input written unsharded
+(side ``ours``) and with ``shard_shape=S`` (side ``sharded``), both with
+``chunk_shape=--chunk``; the ratio is sharded/unsharded, and after the runs both
+stores must read back (``zv_dask``, every level) the same positions.  The sharding
+case of the docs: ``--points 1000000 --levels 1 --chunk 62.5 --shards 8`` (32,768
+chunks, 64 shards an array); ``--shard-levels`` shards links and coarse levels too.
 """
 
 from __future__ import annotations
@@ -143,7 +151,7 @@ def _faces_part(i: int, n: int, parts: int):
 def run_objects(side: str, geometry: str, n: int, partitions: int, out: str) -> dict:
     import pandas as pd
 
-    if side == "ours":
+    if side in ("ours", "sharded"):
         import dask.dataframe as dd
 
         import zv_dask
@@ -184,12 +192,13 @@ def run_objects(side: str, geometry: str, n: int, partitions: int, out: str) -> 
 
 
 def run_side(side: str, n: int, levels: int, partitions: int, out: str,
-             geometry: str = "point") -> dict:
+             geometry: str = "point", chunk: float = 250, shards: int | None = None,
+             shard_levels: bool = False) -> dict:
     if os.path.exists(out):
         shutil.rmtree(out)
     if geometry != "point":
         return run_objects(side, geometry, n, partitions, out)
-    if side == "ours":
+    if side in ("ours", "sharded"):
         import dask.dataframe as dd
 
         import zv_dask
@@ -197,7 +206,9 @@ def run_side(side: str, n: int, levels: int, partitions: int, out: str,
         ddf = dd.from_map(_part, range(partitions), n=n, parts=partitions,
                           meta=_part(0, 0, 1), enforce_metadata=False)
         t = time.perf_counter()
-        zv_dask.to_zv(ddf, out, chunk_shape=250, levels=levels)
+        zv_dask.to_zv(ddf, out, chunk_shape=chunk, levels=levels,
+                      shard_shape=shards if side == "sharded" else None,
+                      shard_levels=shard_levels and side == "sharded")
     else:
         from zarr_vectors.multiresolution.coarsen import build_pyramid
         from zarr_vectors.types.points import write_points
@@ -231,6 +242,16 @@ def _same_store(a: Path, b: Path) -> tuple[int, list]:
     return len(fa), diff
 
 
+def _same_points(a: Path, b: Path, levels: int) -> tuple[int, list]:
+    """Files of the sharded store ``b``; levels whose positions differ from ``a``'s."""
+    import zv_dask
+
+    sa, sb = zv_dask.open_zv(str(a)), zv_dask.open_zv(str(b))
+    diff = [lv for lv in range(levels) if not np.array_equal(
+        sa.read(level=lv)["positions"], sb.read(level=lv)["positions"])]
+    return sum(1 for p in b.rglob("*") if p.is_file()), diff
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--points", type=int, default=None,
@@ -240,7 +261,11 @@ def main(argv=None) -> int:
     ap.add_argument("--partitions", type=int, default=8)
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--data", default=str(Path(__file__).parent / "_data"))
-    ap.add_argument("--side", choices=["ours", "reference"], help=argparse.SUPPRESS)
+    ap.add_argument("--chunk", type=float, default=250.0)
+    ap.add_argument("--shards", type=int, help="compare unsharded with shard_shape=SHARDS")
+    ap.add_argument("--shard-levels", action="store_true",
+                    help="with --shards: shard links and coarse levels too")
+    ap.add_argument("--side", choices=["ours", "reference", "sharded"], help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.points is None:
@@ -250,25 +275,29 @@ def main(argv=None) -> int:
 
     if args.side:  # child process: one run, one JSON line
         print(json.dumps(run_side(args.side, args.points, args.levels, args.partitions,
-                                  args.out, args.geometry)))
+                                  args.out, args.geometry, args.chunk, args.shards,
+                                  args.shard_levels)))
         return 0
 
     data = Path(args.data)
     data.mkdir(parents=True, exist_ok=True)
-    outs = {s: str(data / f"write_{args.geometry}_{s}_{args.points}.zarrvectors")
-            for s in ("ours", "reference")}
+    sides = ("ours", "sharded") if args.shards else ("ours", "reference")
+    outs = {s: str(data / f"write_{args.geometry}_{s}_{args.points}.zarrvectors") for s in sides}
     print(f"python {platform.python_version()}, {os.cpu_count()} cpus, load "
           f"{os.getloadavg()[0]:.1f}; {args.geometry}, {args.points} points/lines/vertices, "
-          f"{args.levels} levels, "
-          f"{args.partitions} partitions")
-    runs = {"ours": [], "reference": []}
+          f"{args.levels} levels, {args.partitions} partitions, chunk {args.chunk:g}"
+          + (f", shard_shape {args.shards}" if args.shards else "")
+          + (", shard_levels" if args.shard_levels else ""))
+    runs = {s: [] for s in sides}
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]) + os.pathsep
                + os.environ.get("PYTHONPATH", ""))
     for i in range(args.repeat):
-        for side in ("reference", "ours") if i % 2 else ("ours", "reference"):
+        for side in sides[::-1] if i % 2 else sides:
             cmd = [sys.executable, __file__, "--side", side, "--points", str(args.points),
                    "--levels", str(args.levels), "--partitions", str(args.partitions),
-                   "--out", outs[side], "--geometry", args.geometry]
+                   "--chunk", str(args.chunk), "--out", outs[side], "--geometry", args.geometry]
+            cmd += ["--shards", str(args.shards)] if args.shards else []
+            cmd += ["--shard-levels"] if args.shard_levels else []
             r = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True,
                                           env=env).stdout.strip().splitlines()[-1])
             runs[side].append(r)
@@ -277,8 +306,14 @@ def main(argv=None) -> int:
            for s, rs in runs.items()}
     for s, (w, m) in med.items():
         print(f"median {s:9s}  wall {w:7.2f} s   peak RSS {m:7.0f} MB")
-    print(f"ratio ours/reference: wall {med['ours'][0] / med['reference'][0]:.2f}x, "
-          f"peak RSS {med['ours'][1] / med['reference'][1]:.2f}x")
+    num = "sharded" if args.shards else "ours"
+    den = "ours" if args.shards else "reference"
+    print(f"ratio {num}/{den}: wall {med[num][0] / med[den][0]:.2f}x, "
+          f"peak RSS {med[num][1] / med[den][1]:.2f}x")
+    if args.shards:
+        n, diff = _same_points(Path(outs["ours"]), Path(outs["sharded"]), args.levels)
+        print(f"sharded store: {n} files; levels whose points differ from unsharded: {diff}")
+        return 0 if not diff else 1
     if args.geometry != "point":  # the owner column, which our object stores carry
         from zarr_vectors.building import build_fragment_owner_index
 

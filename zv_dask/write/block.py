@@ -43,7 +43,8 @@ def _groups(keys: np.ndarray):
 
 
 def build_block(spec: WriteSpec, pos: np.ndarray, attrs: dict, seq: np.ndarray) -> BlockResult:
-    """Encode every cell of every level for the rows of one block.
+    """Encode every cell of every level for the rows of one block, or of several whole
+    blocks at once (each block's cells are the same either way).
 
     ``pos`` is ``(N, D)`` in ``spec.dtype``; ``attrs`` maps attribute names to arrays in
     their stored dtype (codes for categoricals), ``(N,)`` or ``(N, C)``; ``seq`` gives
@@ -75,9 +76,11 @@ def build_block(spec: WriteSpec, pos: np.ndarray, attrs: dict, seq: np.ndarray) 
 
 def _putter(out: BlockResult, level: int, coord, origin, compressor):
     key = E.cell_key(coord)
+    # "<level>/<array>/c/<i>/<j>/..." with the index part made once for the cell's arrays
+    head, tail = E.cell_path("|", coord, origin).split("|")
 
     def put(array, payload, count=None):
-        out.blobs[f"{level}/" + E.cell_path(array, coord, origin)] = E.frame(payload, compressor)
+        out.blobs[f"{level}/{head}{array}{tail}"] = E.frame(payload, compressor)
         if count is not None:
             out.cells.append((level, array, key, int(count)))
     return put
@@ -103,7 +106,7 @@ def _coarsen(spec: WriteSpec, level: int, fine_pos, fine_chunks, fine_vi, origin
     for a in range(d):
         cent[:, a] = np.bincount(inv, weights=fine_pos[:, a].astype(np.float64), minlength=m) / counts
     mv_chunks = np.floor(cent / np.asarray(spec.chunk_shape, np.float64)).astype(np.int64)
-    _check_nested(spec, fine_chunks[0], mv_chunks)
+    _check_nested(spec, fine_chunks, mv_chunks, inv)
     order = np.lexsort([np.arange(m)] + [mv_chunks[:, a] for a in range(d - 1, -1, -1)])
     mv_vi = np.empty(m, np.int64)
     starts, stops = _groups(mv_chunks[order])
@@ -166,10 +169,12 @@ def _linear_key(cols):
     return lin
 
 
-def _check_nested(spec: WriteSpec, any_fine_chunk, mv_chunks):
+def _check_nested(spec: WriteSpec, fine_chunks, mv_chunks, inv):
+    """Every metavertex lies in the block of its fine rows (the rows of several blocks
+    may be coarsened together: bins nest in blocks, so each block's result is its own)."""
     m = np.asarray(spec.block_chunks, np.int64)
-    block = np.floor_divide(np.asarray(any_fine_chunk, np.int64), m)
-    if (np.floor_divide(mv_chunks, m) != block).any():  # pragma: no cover - rounding guard
+    outside = np.floor_divide(mv_chunks[inv], m) != np.floor_divide(fine_chunks, m)
+    if outside.any():  # pragma: no cover - rounding guard
         from zv_dask.errors import WriteInputError
 
         raise WriteInputError(

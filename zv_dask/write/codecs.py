@@ -2,13 +2,16 @@
 
 The reference writer hands these options to zarr (``create_array(dtype="bytes",
 serializer=vlen-bytes, compressors=..., shards=...)``) and lets zarr encode every cell
-and every shard.  This module does the same on an in-memory zarr array with those very
-arguments, so the codec documents and the bytes (shard layout in Morton order, index,
-crc32c) are zarr's own.  Only level 0's vertex, fragment and attribute arrays carry
-these codecs; links and coarse levels are plain, as ``build_pyramid`` writes them.
+and every shard.  :func:`resolve` creates an in-memory zarr array with those very
+arguments once, before the write, so the codec documents are zarr's own.  Only level
+0's vertex, fragment and attribute arrays carry these codecs; links and coarse levels
+are plain, as ``build_pyramid`` writes them.
 
-The block builder frames level-0 cells itself for the two fast cases (no compression,
-or ``"zstd"`` without sharding); every other case goes through :class:`CellRecoder`.
+The block builder frames level-0 cells itself (``vlen-bytes``; with ``"zstd"`` and no
+sharding it compresses them too).  Every other case is re-encoded in the task by
+:func:`level0_recoder`'s choice: :mod:`zv_dask.write.shards` (numcodecs for ``zstd``,
+``gzip`` and ``blosc``, shard objects built by hand, the bytes zarr writes), or, for a
+codec zv_dask does not encode itself, :class:`CellRecoder` on an in-memory zarr array.
 No store IO here: the in-memory array never leaves the task.
 """
 
@@ -22,6 +25,7 @@ import numpy as np
 
 from zv_dask.errors import WriteInputError
 from zv_dask.write.plan import WriteSpec, level0_chunks
+from zv_dask.write.shards import GridEncoder, is_level0_cell, plan_level0
 
 _ZSTD_DEFAULT = {"name": "zstd", "configuration": {"level": 0, "checksum": False}}
 _BLOSC_DEFAULT = {"name": "blosc", "configuration": {
@@ -85,19 +89,28 @@ def _memory_array(grid_shape, compressors, shard_shape):
     return arr, data
 
 
-def resolve(compressor, shard_shape, ndim: int, grid_shape, store: str) -> dict:
+def resolve(compressor, shard_shape, ndim: int, grid_shape, store: str,
+            shard_levels=False) -> dict:
     """Check the options and settle what the write will use (before anything is written).
 
     Returns the ``WriteSpec`` fields: ``compressor`` (what the block builder applies
     itself: None or "zstd"), ``shard_shape``, ``level0_codecs`` (JSON of the codec
-    document) and ``recode_compressors`` (JSON, or "" when the builder's frames stand).
+    document), ``recode_compressors`` (JSON, or "" when the builder's frames stand) and
+    ``levels_codecs`` (JSON codec document of links and coarse levels: sharded as level
+    0, uncompressed, with ``shard_levels=True``; "" plain).
     A codec zarr cannot build or cannot run on a sample cell raises :class:`~zv_dask.errors.WriteInputError`.
     """
     comps = compressors_of(compressor, store)
     shards = shard_shape_of(shard_shape, ndim, store)
+    if not isinstance(shard_levels, (bool, np.bool_)):
+        raise WriteInputError(f"shard_levels must be True or False, got {shard_levels!r}",
+                              store=store)
+    if shard_levels and shards is None:
+        raise WriteInputError("shard_levels=True shards links and coarse levels with the "
+                              "level-0 shard shape: give shard_shape too", store=store)
     if not comps and shards is None:  # the default: no zarr import (0.2 s, ~6 MB)
         return {"compressor": None, "shard_shape": None, "level0_codecs": PLAIN_CODECS,
-                "recode_compressors": ""}
+                "recode_compressors": "", "levels_codecs": ""}
     grid_shape = shards or (1,) * ndim  # the codec document does not depend on the grid
     try:
         arr, data = _memory_array(grid_shape, comps, shards)
@@ -111,9 +124,14 @@ def resolve(compressor, shard_shape, ndim: int, grid_shape, store: str) -> dict:
                               f"compressors: {_ACCEPTED}", store=store) from None
     fast = None if not comps else "zstd" if comps == [_ZSTD_DEFAULT] else False
     recode = shards is not None or fast is False
+    levels_codecs = ""
+    if shard_levels:  # as the reference's shard_store repacks them: sharded, uncompressed
+        levels_codecs = json.dumps(
+            json.loads(_memory_array(shards, [], shards)[1]["zarr.json"].to_bytes())["codecs"])
     return {"compressor": None if recode else fast, "shard_shape": shards,
             "level0_codecs": json.dumps(doc["codecs"]),
-            "recode_compressors": json.dumps(comps) if recode else ""}
+            "recode_compressors": json.dumps(comps) if recode else "",
+            "levels_codecs": levels_codecs}
 
 
 def _encode_cells(arr, data: dict, cells) -> dict:
@@ -130,9 +148,37 @@ def _encode_cells(arr, data: dict, cells) -> dict:
     return out
 
 
-def is_level0_cell(rel: str) -> bool:
-    """A level-0 vertex, fragment or attribute cell (links are never recoded)."""
-    return rel.startswith("0/") and not rel.startswith("0/links/") and "/c/" in rel
+def level0_recoder(spec):
+    """What re-encodes a task's cells: ``None`` when the builder's frames stand; for
+    level 0 zv_dask's own encoder (:class:`~zv_dask.write.shards.GridEncoder`: numcodecs
+    and hand-built shards) when every codec is one it encodes, else :class:`CellRecoder`;
+    with ``shard_levels`` a second encoder shards links and coarse levels."""
+    if not spec.recode:
+        return None
+    planned = plan_level0(json.loads(spec.level0_codecs), spec.shard_shape)
+    level0 = CellRecoder(spec) if planned is None else GridEncoder(*planned)
+    if not spec.levels_codecs:
+        return level0
+    return Recoders([level0, GridEncoder(*plan_level0(json.loads(spec.levels_codecs),
+                                                      spec.shard_shape), which="others")])
+
+
+class Recoders:
+    """Several recoders, each taking the cells it encodes and passing on the rest."""
+
+    def __init__(self, recoders):
+        self.recoders = recoders
+
+    def take(self, blobs: dict) -> dict:
+        for r in self.recoders:
+            blobs = r.take(blobs)
+        return blobs
+
+    def flush(self) -> dict:
+        out = {}
+        for r in self.recoders:
+            out.update(r.flush())
+        return out
 
 
 class CellRecoder:

@@ -164,15 +164,17 @@ def documents(spec: WriteSpec, cells) -> dict:
         counts[(int(level), array)] += int(n)
     docs = {}
     # level-0 cells carry the compressor and shard options; links and coarse levels
-    # are plain, as build_pyramid writes them
+    # are plain, as build_pyramid writes them (sharded with shard_levels=True)
     codecs0 = (json.loads(spec.level0_codecs) if spec.level0_codecs
                else E.codecs_for(spec.compressor))
     shard0 = list(spec.shard_shape) if spec.shard_shape else None
-    plain = E.codecs_for(None)
+    plain, plain_outer = E.codecs_for(None), None
+    if spec.levels_codecs:  # shard_levels=True: sharded as level 0, uncompressed
+        plain, plain_outer = json.loads(spec.levels_codecs), shard0
     for lv in range(spec.levels):
         verts = keys.get((lv, "vertices"), set())
         vc = counts.get((lv, "vertices"), 0)
-        codecs, outer = (codecs0, shard0) if lv == 0 else (plain, None)
+        codecs, outer = (codecs0, shard0) if lv == 0 else (plain, plain_outer)
         dtype = spec.dtype if lv == 0 else "float32"
         docs[f"{lv}/vertices/zarr.json"] = grid_array_document(
             spec, verts, {"zv_array": "vertices", "dtype": dtype, "encoding": "raw"}, codecs,
@@ -213,5 +215,5 @@ def documents(spec: WriteSpec, cells) -> dict:
                 off = [0 if c == "0" else int(c) for c in seg.split(".")]
                 docs[f"{lv}/{a}/zarr.json"] = grid_array_document(spec, keys[(lv, a)], {
                     "zv_array": "links", "dtype": "int64", "offsets": [off], "has_perm": False,
-                    "link_width": 2, "level_delta": int(delta)}, plain)
+                    "link_width": 2, "level_delta": int(delta)}, plain, plain_outer)
     return docs

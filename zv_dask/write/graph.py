@@ -24,7 +24,7 @@ from zv_dask.write import plan as P
 from zv_dask.write.block import build_block
 from zv_dask.errors import WriteInputError
 from zv_dask.write import grid as G
-from zv_dask.write.codecs import CellRecoder, group_coords
+from zv_dask.write.codecs import group_coords, level0_recoder
 from zv_dask.write.documents import documents, dumps, root_document
 
 _SUMMARY_META = pd.DataFrame({"level": pd.Series(dtype="int64"), "array": pd.Series(dtype=object),
@@ -156,29 +156,42 @@ def _values(s, dtype: str) -> np.ndarray:
 
 
 def write_partition(frame, spec: P.WriteSpec, writer: StoreWriter) -> pd.DataFrame:
-    """Encode and put every block in one shuffled partition; return what was written."""
+    """Encode and put every block in one shuffled partition; return what was written.
+
+    Unsharded, blocks are built one at a time.  Sharded, a group (whole shards and
+    whole blocks) is built in one go and its shards put before the next group: one
+    build per group, not per block (a block may be a single chunk), and a task holds
+    the cells of one group at a time."""
     rows = []
-    recoder = CellRecoder(spec) if spec.recode else None
-    if len(frame):
-        keys = frame[P.KEY_COLUMN].to_numpy()
-        # one block (the usual case) is used in place; several are taken one at a time
-        order = None if (keys == keys[0]).all() else np.argsort(keys, kind="stable")
-        if order is not None:
-            keys = keys[order]
-        cuts = np.flatnonzero(keys[1:] != keys[:-1]) + 1
-        for a, b in zip(np.concatenate(([0], cuts)), np.concatenate((cuts, [len(keys)]))):
-            block = frame if order is None else frame.take(order[a:b])
-            res = build_block(spec, P.positions_of(block, spec.axes, spec.dtype),
-                              _attribute_arrays(block, spec),
-                              block[P.SEQ_COLUMN].to_numpy())
-            writer.put_many(res.blobs if recoder is None else recoder.take(res.blobs))
-            rows.extend(res.cells)
-    if recoder is not None:  # every shard of this partition, each put once
-        writer.put_many(recoder.flush())
+    recoder = level0_recoder(spec)
+    on = P.GROUP_COLUMN if spec.shard_shape is not None else P.KEY_COLUMN
+    for block in _runs(frame, on):
+        res = build_block(spec, P.positions_of(block, spec.axes, spec.dtype),
+                          _attribute_arrays(block, spec), block[P.SEQ_COLUMN].to_numpy())
+        writer.put_many(res.blobs if recoder is None else recoder.take(res.blobs))
+        if recoder is not None:  # the group's shards are whole: each put once
+            writer.put_many(recoder.flush())
+        rows.extend(res.cells)
     if not rows:
         return _SUMMARY_META.copy()
     out = pd.DataFrame(rows, columns=["level", "array", "key", "n"])
     return out.astype({"level": "int64", "n": "int64", "array": object, "key": object})
+
+
+def _runs(frame, on: str):
+    """The rows of each value of column ``on``, one frame per value (the frame itself
+    when it holds one value, the usual case)."""
+    if not len(frame):
+        return
+    keys = frame[on].to_numpy()
+    order = None if (keys == keys[0]).all() else np.argsort(keys, kind="stable")
+    if order is None:
+        yield frame
+        return
+    keys = keys[order]
+    cuts = np.flatnonzero(keys[1:] != keys[:-1]) + 1
+    for a, b in zip(np.concatenate(([0], cuts)), np.concatenate((cuts, [len(keys)]))):
+        yield frame.take(order[a:b])
 
 
 def finalize(spec: P.WriteSpec, writer: StoreWriter, summary) -> dict:

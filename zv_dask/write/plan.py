@@ -50,6 +50,8 @@ class WriteSpec:
     recode_compressors: str = ""    # JSON compressors when level-0 cells go through zarr
                                     # (see write.codecs); "" when the builder frames them
     store_attributes: str = ""      # JSON object merged into the root attributes
+    levels_codecs: str = ""         # JSON codecs document of links and coarse levels when
+                                    # shard_levels=True (sharded); "" plain
 
     @property
     def recode(self) -> bool:

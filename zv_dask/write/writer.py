@@ -25,7 +25,7 @@ def to_zv(df, path_or_url, *, chunk_shape=None, bin_shape=None, bounds=None, lev
           axes=None, attributes=None, compressor=None, shard_shape=None, storage_options=None,
           overwrite=False, compute=True, dtype=None, max_overhead=100, like=None, retries=4,
           store_attributes=None, geometry="point", object_attributes=None, edges=None,
-          faces=None):
+          faces=None, shard_levels=False):
     """Write a point cloud held in a dask or pandas DataFrame as a ZV store.
 
     The store is the one the reference writer makes for the same points and options
@@ -84,9 +84,9 @@ def to_zv(df, path_or_url, *, chunk_shape=None, bin_shape=None, bounds=None, lev
         Links and coarse levels stay uncompressed, as ``build_pyramid`` writes them.
     shard_shape : int or sequence of int, optional
         Level-0 cells per shard along each axis (zarr's ``sharding_indexed``, one
-        object per shard); coarse levels are not sharded, as in the reference.  One
-        task writes each shard: rows are shuffled to groups of whole shards and whole
-        pyramid blocks.  Where the grid origin is not a multiple of
+        object per shard); coarse levels are not sharded, as in the reference (see
+        ``shard_levels``).  One task writes each shard: rows are shuffled to groups of
+        whole shards and whole pyramid blocks.  Where the grid origin is not a multiple of
         ``gcd(block, shard)`` along an axis, shards and blocks do not meet and that
         axis is not split between tasks; a ``bounds`` whose lower corner lies on such a
         multiple of ``chunk_shape`` avoids this.
@@ -165,6 +165,11 @@ def to_zv(df, path_or_url, *, chunk_shape=None, bin_shape=None, bounds=None, lev
         ``object_attributes/<name>`` array.  Objects without a row hold the "absent"
         sentinel (NaN, or the integer type's minimum / unsigned maximum); ids with no
         vertices, repeated ids and other dtypes are refused.
+    shard_levels : bool
+        True: links and coarse levels are sharded too, with ``shard_shape`` and no
+        compression: the store the reference's
+        ``zarr_vectors.sharding.shard_store(path, shard_shape=shard_shape)`` makes of
+        the default one.  Needs ``shard_shape``.
 
     Returns
     -------
@@ -249,7 +254,8 @@ def to_zv(df, path_or_url, *, chunk_shape=None, bin_shape=None, bounds=None, lev
         if given is not None:
             G.check_cell_range(given, cs, bs, ax, name)
         # codecs checked on a grid of one shard now, before any pass over the data
-        codecs = resolve_codecs(o["compressor"], o["shard_shape"], len(ax), None, name)
+        codecs = resolve_codecs(o["compressor"], o["shard_shape"], len(ax), None, name,
+                                shard_levels)
     except WriteInputError as exc:
         raise _with_like(exc, from_like, like_name, name) from None
     if layout is not None and not {"compressor", "shard_shape"} - set(from_like):
@@ -285,7 +291,8 @@ def to_zv(df, path_or_url, *, chunk_shape=None, bin_shape=None, bounds=None, lev
         dtype=str(dtype), attributes=P.attribute_specs(planned, cats, name),
         axis_names=tuple(str(a) for a in ax),
         store_attributes=extra_attributes,
-        **resolve_codecs(o["compressor"], o["shard_shape"], len(ax), grid_shape, name))
+        **resolve_codecs(o["compressor"], o["shard_shape"], len(ax), grid_shape, name,
+                         shard_levels))
     # before the lock and clear(): a refused layout leaves the target as it was
     check_overhead(spec, stats["chunk_rows"], max_overhead, name, stats["chunks"])
     writer.lock()  # one writer at a time; checked again under the lock
