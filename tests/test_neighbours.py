@@ -202,3 +202,86 @@ def test_bad_input_is_a_query_error(clustered, call, match):
 def test_unknown_column_is_a_column_error(clustered):
     with pytest.raises(ColumnNotFoundError):
         zv_dask.open_zv(clustered).nearest([[0.0, 0.0, 0.0]], columns=["nope"])
+
+
+# --------------------------------------------------------------------------- dask
+
+
+def _dask_queries(store, q, npartitions=3):
+    import dask.dataframe as dd
+
+    return dd.from_pandas(pd.DataFrame(q, columns=list(store.axes)), npartitions=npartitions)
+
+
+def test_dask_queries_give_a_dask_frame_partitioned_like_the_input(clustered):
+    import dask.dataframe as dd
+
+    store, _ = _level(clustered)
+    q = _queries(store, np.random.default_rng(4), 30)
+    ddf = _dask_queries(store, q)
+    got = store.nearest(ddf, k=3, columns=["label"])
+    assert isinstance(got, dd.DataFrame) and got.npartitions == ddf.npartitions
+    want = store.nearest(q, k=3, columns=["label"])
+    pd.testing.assert_frame_equal(got.compute(scheduler="sync").reset_index(drop=True), want)
+    got = store.within(ddf, 50.0).compute(scheduler="sync").reset_index(drop=True)
+    pd.testing.assert_frame_equal(got, store.within(q, 50.0))
+
+
+def test_nan_in_a_dask_query_frame_fails_at_compute(clustered):
+    store, _ = _level(clustered)
+    q = np.zeros((4, 3))
+    q[2, 1] = np.nan
+    with pytest.raises(QueryError, match="NaN"):
+        store.nearest(_dask_queries(store, q, 2)).compute(scheduler="sync")
+
+
+def test_same_answers_on_a_local_cluster(clustered):
+    from distributed import Client, LocalCluster
+
+    store, _ = _level(clustered)
+    q = _queries(store, np.random.default_rng(6), 10)
+    want_nn = store.nearest(q, k=2)
+    want_pairs = store.pairs(25.0)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                      dashboard_address=None, silence_logs=40) as cluster, Client(cluster):
+        got_nn = store.nearest(_dask_queries(store, q, 2), k=2).compute()
+        got_pairs = store.pairs(25.0, lazy=True).compute()
+    pd.testing.assert_frame_equal(got_nn.reset_index(drop=True), want_nn)
+    pd.testing.assert_frame_equal(got_pairs.reset_index(drop=True), want_pairs)
+
+
+# --------------------------------------------------------------------------- properties
+
+
+def test_random_stores_and_queries(tmp_path_factory):
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    root = tmp_path_factory.mktemp("nn-prop")
+
+    @settings(max_examples=12, deadline=None,
+              suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(seed=st.integers(0, 2**16), n=st.integers(1, 300), ndim=st.sampled_from([2, 3]),
+           chunk=st.sampled_from([7.0, 20.0, 55.0]), k=st.integers(1, 6),
+           clusters=st.integers(1, 3))
+    def check(seed, n, ndim, chunk, k, clusters):
+        rng = np.random.default_rng(seed)
+        centres = rng.uniform(-100, 100, (clusters, ndim))
+        pos = centres[rng.integers(0, clusters, n)] + rng.normal(0, 8, (n, ndim))
+        pos = np.round(pos, 1)   # coarse values make ties
+        path = root / f"s{seed}-{n}-{ndim}-{chunk}.zarrvectors"
+        if not path.exists():
+            lo, hi = pos.min(0) - 1, pos.max(0) + 1
+            _write(path, pos, (chunk,) * ndim, (lo.tolist(), hi.tolist()))
+        store, stored = _level(str(path))
+        q = np.round(rng.uniform(-150, 150, (25, ndim)), 1)
+        _check_nearest(store, stored, q, k)
+        r = float(rng.uniform(1, 30))
+        got = store.within(q, r)
+        balls = cKDTree(stored).query_ball_point(q, r)
+        assert list(zip(got["query"], got["vertex_id"])) == sorted(
+            (i, j) for i, b in enumerate(balls) for j in b)
+        pairs = store.pairs(r)
+        assert len(pairs) == len(cKDTree(stored).query_pairs(r))
+
+    check()
