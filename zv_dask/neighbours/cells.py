@@ -73,7 +73,7 @@ class Gathered:
         self.grid = grid
         self.source = source
         self.loaded = np.zeros(len(grid), bool)
-        self._parts: list = []
+        self.parts: list = []
         self._cache = None
         self.store, self.level = store, level
 
@@ -92,19 +92,19 @@ class Gathered:
                     store=self.store, level=self.level, array="vertices",
                     chunk=self.grid.coords[c])
             ids = self.grid.starts[c] + np.arange(len(pos), dtype=np.int64)
-            self._parts.append((pos, ids, cols))
+            self.parts.append((pos, ids, cols))
         self._cache = None
 
     def _concat(self):
         if self._cache is None:
             D = self.grid.lo.shape[1]
-            if not self._parts:
+            if not self.parts:
                 self._cache = (np.zeros((0, D)), np.zeros(0, np.int64), {})
             else:
-                pos = np.concatenate([p for p, _, _ in self._parts])
-                ids = np.concatenate([i for _, i, _ in self._parts])
-                names = list(self._parts[0][2])
-                cols = {n: np.concatenate([c[n] for _, _, c in self._parts]) for n in names}
+                pos = np.concatenate([p for p, _, _ in self.parts])
+                ids = np.concatenate([i for _, i, _ in self.parts])
+                names = list(self.parts[0][2])
+                cols = {n: np.concatenate([c[n] for _, _, c in self.parts]) for n in names}
                 self._cache = (pos, ids, cols)
         return self._cache
 

@@ -21,33 +21,53 @@ def _distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.sqrt((d * d).sum(-1))
 
 
-def _grow_nearest(got: Gathered, points: np.ndarray, k: int, max_distance) -> None:
-    """Read cells until every query's ``k`` nearest (within ``max_distance``) are in."""
-    cKDTree = kdtree_class()
-    grid = got.grid
-    got.add(halos.cells_needed(grid, points, np.zeros(len(points))))
-    while True:
-        n = len(got.positions)
-        reach = np.full(len(points), np.inf)
-        if n >= k:
-            d, _ = cKDTree(got.positions).query(points, k=[k])
-            reach = d[:, 0]
-        if max_distance is not None:
-            reach = np.minimum(reach, max_distance)
-        finite = np.isfinite(reach)
-        new = [halos.cells_needed(grid, points[finite], reach[finite], got.loaded)]
-        if not finite.all() and not got.loaded.all():
-            new.append(halos.first_cells_for(grid, points[~finite], k - n if n < k else k,
-                                             got.loaded))
-        new = np.unique(np.concatenate(new))
-        if not len(new):
-            return
-        got.add(new)
+def _merge(best_d, best_r, d, r, ids, keep):
+    """The ``keep`` best (distance, then vertex id) of two candidate lists per query."""
+    cd = np.concatenate([best_d, d], 1)
+    cr = np.concatenate([best_r, r], 1)
+    big = np.iinfo(np.int64).max
+    cid = np.where(cr >= 0, ids[np.maximum(cr, 0)], big)
+    order = np.lexsort((cid, cd), axis=1)[:, :keep]
+    return np.take_along_axis(cd, order, 1), np.take_along_axis(cr, order, 1)
+
+
+def _search_new(got, points, best_d, best_r, reach, start, new, kk):
+    """Fold the rows read from ``start`` on into the candidates of the queries that
+    can reach one of the ``new`` cells."""
+    grid, pos, ids = got.grid, got.positions, got.ids
+    active = np.ones(len(points), bool)
+    finite = np.isfinite(reach)
+    if finite.any():
+        d_cells = halos.box_distances(points[finite], grid.lo[new], grid.hi[new])
+        active[finite] = (d_cells <= reach[finite, None]).any(1)
+    rows = np.arange(start, len(pos))
+    if finite[active].all() and active.any():  # rows beyond every active reach are no use
+        far = float(reach[active].max())
+        qa = points[active]
+        near = halos.box_distances(pos[rows], qa.min(0)[None], qa.max(0)[None])[:, 0] <= far
+        rows = rows[near]
+    act = np.flatnonzero(active)
+    if not len(rows) or not len(act):
+        return best_d, best_r
+    m = min(kk, len(rows))
+    bound = np.where(finite[act], np.nextafter(reach[act], np.inf) * (1 + 1e-9), np.inf)
+    d, i = kdtree_class()(pos[rows]).query(points[act], k=list(range(1, m + 1)),
+                                          distance_upper_bound=np.max(bound))
+    hit = i < len(rows)
+    r = np.where(hit, rows[np.minimum(i, len(rows) - 1)], -1)
+    d = np.where(hit, d, np.inf)
+    best_d, best_r = best_d.copy(), best_r.copy()
+    best_d[act], best_r[act] = _merge(best_d[act], best_r[act], d, r, ids, kk)
+    return best_d, best_r
 
 
 def nearest_group(got: Gathered, points: np.ndarray, query_rows: np.ndarray, k: int,
                   max_distance=None) -> dict:
     """The ``k`` nearest vertices of each query, ties to the smaller vertex id.
+
+    Reads the cells the queries fall in, then, while some query's ``k``-th distance
+    reaches an unread cell, those cells; each step builds a KD-tree over the new
+    rows only (those within reach) and merges the candidates.
 
     Returns columns ``query`` (from ``query_rows``), ``rank``, ``vertex_id``,
     ``distance`` and the source's columns, sorted by query then rank; queries with
@@ -58,31 +78,51 @@ def nearest_group(got: Gathered, points: np.ndarray, query_rows: np.ndarray, k: 
     >>> # got = Gathered(grid, source); nearest_group(got, pts, np.arange(len(pts)), k=2)
     """
     points = np.asarray(points, np.float64)
-    _grow_nearest(got, points, k, max_distance)
+    grid, Q, kk = got.grid, len(points), k + 1
+    best_d, best_r = np.full((Q, kk), np.inf), np.full((Q, kk), -1, np.int64)
+    new = halos.cells_needed(grid, points, np.zeros(Q))
+    while True:
+        reach = best_d[:, k - 1].copy()
+        if max_distance is not None:
+            reach = np.minimum(reach, max_distance)
+        if len(new):
+            start = len(got.positions)
+            got.add(new)
+            best_d, best_r = _search_new(got, points, best_d, best_r, reach, start, new, kk)
+            reach = best_d[:, k - 1].copy()
+            if max_distance is not None:
+                reach = np.minimum(reach, max_distance)
+        finite = np.isfinite(reach)
+        new = [halos.cells_needed(grid, points[finite], reach[finite], got.loaded)]
+        if not finite.all() and not got.loaded.all():
+            new.append(halos.first_cells_for(grid, points[~finite], k, got.loaded))
+        new = np.unique(np.concatenate(new)).astype(np.int64)
+        if not len(new):
+            break
     pos, ids = got.positions, got.ids
-    n = len(pos)
-    if not n or not len(points):
+    if not len(pos) or not Q:
         return _empty(got)
-    kk = min(k + 1, n)
-    tree = kdtree_class()(pos)
-    _, idx = tree.query(points, k=list(range(1, kk + 1)))
-    rows = idx[:, :k]
-    dist = _distances(pos[rows], points[:, None, :])
-    if kk > k:  # a tie at the k-th distance: the smaller ids among all that tie win
-        nxt = _distances(pos[idx[:, k]], points)
-        for q in np.flatnonzero(nxt <= dist.max(1)):
-            ball = np.asarray(tree.query_ball_point(points[q], dist[q].max() * (1 + 1e-12)),
+    rows = best_r
+    dist = np.where(rows >= 0, _distances(pos[np.maximum(rows, 0)], points[:, None, :]), np.inf)
+    tied = np.flatnonzero(np.isfinite(dist[:, k]) & (dist[:, k] <= dist[:, :k].max(1)))
+    if len(tied):  # a tie at the k-th distance: the smaller ids among all that tie win
+        tree = kdtree_class()(pos)
+        for q in tied.tolist():
+            ball = np.asarray(tree.query_ball_point(points[q], dist[q, :k].max() * (1 + 1e-12)),
                               np.int64)
             bd = _distances(pos[ball], points[q])
             pick = ball[np.lexsort((ids[ball], bd))][:k]
-            rows[q], dist[q] = pick, _distances(pos[pick], points[q])
-    order = np.lexsort((ids[rows], dist), axis=1)
-    rows = np.take_along_axis(rows, order, 1)
-    dist = np.take_along_axis(dist, order, 1)
-    q = np.repeat(np.asarray(query_rows, np.int64), rows.shape[1])
-    rank = np.tile(np.arange(rows.shape[1], dtype=np.int64), len(points))
-    rows, dist = rows.ravel(), dist.ravel()
-    keep = slice(None) if max_distance is None else dist <= max_distance
+            rows[q, :k], dist[q, :k] = pick, _distances(pos[pick], points[q])
+    rows, dist = rows[:, :k], dist[:, :k]
+    big = np.iinfo(np.int64).max
+    order = np.lexsort((np.where(rows >= 0, ids[np.maximum(rows, 0)], big), dist), axis=1)
+    rows = np.take_along_axis(rows, order, 1).ravel()
+    dist = np.take_along_axis(dist, order, 1).ravel()
+    q = np.repeat(np.asarray(query_rows, np.int64), k)
+    rank = np.tile(np.arange(k, dtype=np.int64), Q)
+    keep = rows >= 0
+    if max_distance is not None:
+        keep &= dist <= max_distance
     rows = rows[keep]
     return {"query": q[keep], "rank": rank[keep], "vertex_id": ids[rows],
             "distance": dist[keep], **got.columns(rows)}
@@ -122,29 +162,35 @@ def pairs_cell(got: Gathered, cell: int, halo: np.ndarray, radius: float, bbox=N
     """
     grid = got.grid
     got.add(np.concatenate([[cell], halo]).astype(np.int64))
-    pos, ids = got.positions, got.ids
-    home = (ids >= grid.starts[cell]) & (ids < grid.starts[cell] + grid.lengths[cell])
-    near = halos.box_distances(pos, grid.lo[cell][None], grid.hi[cell][None])[:, 0] <= radius
-    keep = home | near
+    lo, hi = grid.lo[cell] - radius, grid.hi[cell] + radius
+    home, near = None, []
+    for pos, ids, _ in got.parts:
+        if ids[0] == grid.starts[cell]:
+            home = (pos, ids)
+            continue
+        inside = np.all((pos >= lo) & (pos <= hi), 1)  # a superset; the trees decide
+        if inside.any():
+            near.append((pos[inside], ids[inside]))
     if bbox is not None:
-        lo, hi = (np.asarray(b, np.float64) for b in bbox)
-        keep &= np.all((pos >= lo) & (pos <= hi), 1)
-    sel = np.flatnonzero(keep)
-    empty = {"vertex_id_0": np.zeros(0, np.int64), "vertex_id_1": np.zeros(0, np.int64),
-             "distance": np.zeros(0)}
-    if len(sel) < 2:
-        return empty
-    p = pos[sel]
-    pairs = kdtree_class()(p).query_pairs(radius, output_type="ndarray")
-    if not len(pairs):
-        return empty
-    a, b = sel[pairs[:, 0]], sel[pairs[:, 1]]
-    mine = home[a] | home[b]
-    a, b = a[mine], b[mine]
-    i0, i1 = np.minimum(ids[a], ids[b]), np.maximum(ids[a], ids[b])
-    order = np.lexsort((i1, i0))
-    return {"vertex_id_0": i0[order], "vertex_id_1": i1[order],
-            "distance": _distances(pos[a], pos[b])[order]}
+        blo, bhi = (np.asarray(b, np.float64) for b in bbox)
+        home, *near = [(p[m], i[m]) for p, i in [home] + near
+                       for m in [np.all((p >= blo) & (p <= bhi), 1)]]
+    cKDTree = kdtree_class()
+    hp, hid = home
+    tree = cKDTree(hp)
+    pairs = tree.query_pairs(radius, output_type="ndarray")
+    i0, i1 = [hid[pairs[:, 0]]], [hid[pairs[:, 1]]]
+    dist = [_distances(hp[pairs[:, 0]], hp[pairs[:, 1]])]
+    if near:
+        np_, nid = (np.concatenate(x) for x in zip(*near))
+        cross = tree.sparse_distance_matrix(cKDTree(np_), radius, output_type="ndarray")
+        i0.append(hid[cross["i"]])
+        i1.append(nid[cross["j"]])
+        dist.append(_distances(hp[cross["i"]], np_[cross["j"]]))
+    a, b, dist = np.concatenate(i0), np.concatenate(i1), np.concatenate(dist)
+    v0, v1 = np.minimum(a, b), np.maximum(a, b)
+    order = np.lexsort((v1, v0))
+    return {"vertex_id_0": v0[order], "vertex_id_1": v1[order], "distance": dist[order]}
 
 
 def _empty(got: Gathered, rank: bool = True) -> dict:
