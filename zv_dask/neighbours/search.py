@@ -44,8 +44,8 @@ def _search_new(got, points, best_d, best_r, reach, start, new, kk):
     if finite[active].all() and active.any():  # rows beyond every active reach are no use
         far = float(reach[active].max())
         qa = points[active]
-        near = halos.box_distances(pos[rows], qa.min(0)[None], qa.max(0)[None])[:, 0] <= far
-        rows = rows[near]
+        p = pos[start:]  # a box test is a superset of the reach test and much cheaper
+        rows = rows[np.all((p >= qa.min(0) - far) & (p <= qa.max(0) + far), 1)]
     act = np.flatnonzero(active)
     if not len(rows) or not len(act):
         return best_d, best_r
