@@ -11,6 +11,8 @@ warm-up each, the side that goes first alternating:
     ``read(level=0, attributes=[])`` + ``cKDTree(positions).query(q)``; target <= 0.3x.
 (b) ``store.pairs(radius)`` over the whole level against the same read +
     ``cKDTree.query_pairs(radius, output_type="ndarray")``; target <= 1.5x.
+
+Wall and CPU seconds (this process, all threads) are both shown.
 """
 
 from __future__ import annotations
@@ -32,14 +34,16 @@ from bench_read import build  # noqa: E402
 
 
 def _median_pair(fa, fb, repeat):
+    """Medians of (wall, CPU) seconds of ``fa`` and ``fb``: CPU time of this process
+    (all its threads) is the steadier figure on a machine shared with other work."""
     fa(), fb()
     a, b = [], []
     for i in range(repeat):
         for f, out in ((fa, a), (fb, b))[:: 1 if i % 2 == 0 else -1]:
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             f()
-            out.append(time.perf_counter() - t)
-    return statistics.median(a), statistics.median(b)
+            out.append((time.perf_counter() - t, time.process_time() - c))
+    return [tuple(statistics.median(x[j] for x in side) for j in (0, 1)) for side in (a, b)]
 
 
 def main(argv=None) -> int:
@@ -90,14 +94,16 @@ def main(argv=None) -> int:
     store = zv_dask.open_zv(path)
     print(f"store: {args.points:,} points, {len(store.chunks(0))} chunks at level 0; "
           f"median of {args.repeat} interleaved runs")
-    rows = []
-    t_ours, t_ref = _median_pair(ours_nearest, tree_nearest, args.repeat)
-    rows.append((f"nearest, {args.queries:,} queries in one octant", t_ours, t_ref, 0.3))
-    t_ours, t_ref = _median_pair(ours_pairs, tree_pairs, args.repeat)
-    rows.append((f"pairs(radius={args.radius:g}), {n_pairs:,} pairs", t_ours, t_ref, 1.5))
-    print(f"{'case':44s} {'zv_dask':>9s} {'cKDTree':>9s} {'ratio':>7s} {'target':>7s}")
-    for name, a, b, target in rows:
-        print(f"{name:44s} {a:8.3f}s {b:8.3f}s {a / b:6.2f}x {target:6.1f}x")
+    rows = [(f"nearest, {args.queries:,} queries in one octant",
+             *_median_pair(ours_nearest, tree_nearest, args.repeat), 0.3),
+            (f"pairs(radius={args.radius:g}), {n_pairs:,} pairs",
+             *_median_pair(ours_pairs, tree_pairs, args.repeat), 1.5)]
+    print(f"load average before: {os.getloadavg()[0]:.1f}")
+    print(f"{'case':44s} {'zv_dask':>9s} {'cKDTree':>9s} {'ratio':>7s} "
+          f"{'cpu zv':>8s} {'cpu ref':>8s} {'ratio':>6s} {'target':>7s}")
+    for name, (a, ca), (b, cb), target in rows:
+        print(f"{name:44s} {a:8.3f}s {b:8.3f}s {a / b:6.2f}x {ca:7.3f}s {cb:7.3f}s "
+              f"{ca / cb:5.2f}x {target:6.1f}x")
     return 0
 
 

@@ -20,6 +20,13 @@ def kdtree_class():
     return cKDTree
 
 
+def kdtree(points):
+    """A KD-tree of one task's rows.  Sliding-midpoint splits without node compaction
+    build about 3x faster than scipy's default at a chunk's size, and a task's tree
+    is queried only by its group, so the build dominates."""
+    return kdtree_class()(points, balanced_tree=False, compact_nodes=False)
+
+
 class CellSource:
     """Picklable: loads cells of one level as float64 positions and the requested
     columns (axis names or attributes; a C-wide attribute gives ``name_0..``).

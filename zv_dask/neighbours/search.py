@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from zv_dask.neighbours.cells import Gathered, kdtree_class
+from zv_dask.neighbours.cells import Gathered, kdtree
 from zv_dask.plan import halos
 
 RESULT_KEYS = ("query", "rank", "vertex_id", "distance")
@@ -19,6 +19,14 @@ RESULT_KEYS = ("query", "rank", "vertex_id", "distance")
 def _distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     d = a - b
     return np.sqrt((d * d).sum(-1))
+
+
+def _in_box(p: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Rows inside a closed box: a superset of a reach test and much cheaper."""
+    mask = (p[:, 0] >= lo[0]) & (p[:, 0] <= hi[0])
+    for a in range(1, p.shape[1]):
+        mask &= (p[:, a] >= lo[a]) & (p[:, a] <= hi[a])
+    return mask
 
 
 def _merge(best_d, best_r, d, r, ids, keep):
@@ -44,14 +52,13 @@ def _search_new(got, points, best_d, best_r, reach, start, new, kk):
     if finite[active].all() and active.any():  # rows beyond every active reach are no use
         far = float(reach[active].max())
         qa = points[active]
-        p = pos[start:]  # a box test is a superset of the reach test and much cheaper
-        rows = rows[np.all((p >= qa.min(0) - far) & (p <= qa.max(0) + far), 1)]
+        rows = rows[_in_box(pos[start:], qa.min(0) - far, qa.max(0) + far)]
     act = np.flatnonzero(active)
     if not len(rows) or not len(act):
         return best_d, best_r
     m = min(kk, len(rows))
     bound = np.where(finite[act], np.nextafter(reach[act], np.inf) * (1 + 1e-9), np.inf)
-    d, i = kdtree_class()(pos[rows]).query(points[act], k=list(range(1, m + 1)),
+    d, i = kdtree(pos[rows]).query(points[act], k=list(range(1, m + 1)),
                                           distance_upper_bound=np.max(bound))
     hit = i < len(rows)
     r = np.where(hit, rows[np.minimum(i, len(rows) - 1)], -1)
@@ -106,7 +113,7 @@ def nearest_group(got: Gathered, points: np.ndarray, query_rows: np.ndarray, k: 
     dist = np.where(rows >= 0, _distances(pos[np.maximum(rows, 0)], points[:, None, :]), np.inf)
     tied = np.flatnonzero(np.isfinite(dist[:, k]) & (dist[:, k] <= dist[:, :k].max(1)))
     if len(tied):  # a tie at the k-th distance: the smaller ids among all that tie win
-        tree = kdtree_class()(pos)
+        tree = kdtree(pos)
         for q in tied.tolist():
             ball = np.asarray(tree.query_ball_point(points[q], dist[q, :k].max() * (1 + 1e-12)),
                               np.int64)
@@ -141,7 +148,7 @@ def within_group(got: Gathered, points: np.ndarray, query_rows: np.ndarray,
     pos, ids = got.positions, got.ids
     if not len(pos) or not len(points):
         return _empty(got, rank=False)
-    balls = kdtree_class()(pos).query_ball_point(points, radius)
+    balls = kdtree(pos).query_ball_point(points, radius)
     counts = np.fromiter((len(b) for b in balls), np.int64, len(balls))
     rows = np.fromiter((r for b in balls for r in b), np.int64, int(counts.sum()))
     qpos = np.repeat(np.arange(len(points)), counts)
@@ -168,22 +175,21 @@ def pairs_cell(got: Gathered, cell: int, halo: np.ndarray, radius: float, bbox=N
         if ids[0] == grid.starts[cell]:
             home = (pos, ids)
             continue
-        inside = np.all((pos >= lo) & (pos <= hi), 1)  # a superset; the trees decide
+        inside = _in_box(pos, lo, hi)  # a superset; the trees decide
         if inside.any():
             near.append((pos[inside], ids[inside]))
     if bbox is not None:
         blo, bhi = (np.asarray(b, np.float64) for b in bbox)
         home, *near = [(p[m], i[m]) for p, i in [home] + near
                        for m in [np.all((p >= blo) & (p <= bhi), 1)]]
-    cKDTree = kdtree_class()
     hp, hid = home
-    tree = cKDTree(hp)
+    tree = kdtree(hp)
     pairs = tree.query_pairs(radius, output_type="ndarray")
     i0, i1 = [hid[pairs[:, 0]]], [hid[pairs[:, 1]]]
     dist = [_distances(hp[pairs[:, 0]], hp[pairs[:, 1]])]
     if near:
         np_, nid = (np.concatenate(x) for x in zip(*near))
-        cross = tree.sparse_distance_matrix(cKDTree(np_), radius, output_type="ndarray")
+        cross = tree.sparse_distance_matrix(kdtree(np_), radius, output_type="ndarray")
         i0.append(hid[cross["i"]])
         i1.append(nid[cross["j"]])
         dist.append(_distances(hp[cross["i"]], np_[cross["j"]]))

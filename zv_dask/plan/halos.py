@@ -116,14 +116,21 @@ def home_cells(grid: NeighbourGrid, points: np.ndarray) -> np.ndarray:
     home = np.full(len(points), -1, np.int64)
     if not len(grid) or not len(points):
         return home
-    # the cell a writer puts the point in, looked up among the non-empty cells
+    # the cell a writer puts the point in, looked up among the non-empty cells by
+    # their row-major number in the box of the non-empty cells
     inside = np.zeros(len(points), bool)
-    where = {tuple(c): i for i, c in reversed(list(enumerate(grid.spatial.tolist())))}
+    first, last = grid.spatial.min(0), grid.spatial.max(0)
+    shape = last - first + 1
+    keys = np.ravel_multi_index((grid.spatial - first).T, shape)
+    order = np.argsort(keys, kind="stable")  # the first of equal keys: the smaller index
+    sorted_keys = keys[order]
     for cells in _select.writer_cells(grid.rule, points):
-        for i, c in enumerate(cells.tolist()):
-            j = where.get(tuple(c))
-            if j is not None and not inside[i]:
-                home[i], inside[i] = j, True
+        ok = ~inside & np.all((cells >= first) & (cells <= last), 1)
+        key = np.ravel_multi_index((cells[ok] - first).T, shape)
+        at = np.minimum(np.searchsorted(sorted_keys, key), len(keys) - 1)
+        hit = sorted_keys[at] == key
+        idx = np.flatnonzero(ok)[hit]
+        home[idx], inside[idx] = order[at[hit]], True
     rest = np.flatnonzero(~inside)
     if len(rest):
         home[rest] = _nearest_box(points[rest], grid)
