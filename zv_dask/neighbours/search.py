@@ -46,8 +46,8 @@ def _search_new(got, points, best_d, best_r, reach, start, new, kk):
     active = np.ones(len(points), bool)
     finite = np.isfinite(reach)
     if finite.any():
-        d_cells = halos.box_distances(points[finite], grid.lo[new], grid.hi[new])
-        active[finite] = (d_cells <= reach[finite, None]).any(1)
+        active[finite] = halos.boxes_within(points[finite], grid.lo[new], grid.hi[new],
+                                            reach[finite]).any(1)
     rows = np.arange(start, len(pos))
     if finite[active].all() and active.any():  # rows beyond every active reach are no use
         far = float(reach[active].max())

@@ -90,6 +90,24 @@ def box_distances(points: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndar
     return np.sqrt((gap * gap).sum(-1))
 
 
+def boxes_within(points: np.ndarray, lo: np.ndarray, hi: np.ndarray, reach) -> np.ndarray:
+    """(N, K) mask: box k lies within ``reach[n]`` (closed) of point n.
+
+    Compares squared gaps (no square roots), widened by a few ulps so that rounding
+    can only add a box, never drop one.
+
+    Examples
+    --------
+    >>> boxes_within(np.array([[3.0, 0.0]]), np.array([[0.0, 0.0]]), np.array([[1.0, 1.0]]),
+    ...              np.array([2.0])).tolist()
+    [[True]]
+    """
+    p = np.asarray(points, np.float64)[:, None, :]
+    gap = np.maximum(np.maximum(lo[None] - p, p - hi[None]), 0.0)
+    r = np.asarray(reach, np.float64)[:, None]
+    return (gap * gap).sum(-1) <= r * r * (1 + 1e-12)
+
+
 def _nearest_box(points: np.ndarray, grid: NeighbourGrid) -> np.ndarray:
     """Index of the nearest cell box (smallest index on ties), blockwise in memory."""
     out = np.empty(len(points), np.int64)
@@ -181,8 +199,8 @@ def cells_needed(grid: NeighbourGrid, points: np.ndarray, reach: np.ndarray,
     hit = np.zeros(len(cand), bool)
     step = max(1, _BLOCK // len(cand))
     for s in range(0, len(points), step):
-        d = box_distances(points[s:s + step], grid.lo[cand], grid.hi[cand])
-        hit |= (d <= reach[s:s + step, None]).any(0)
+        hit |= boxes_within(points[s:s + step], grid.lo[cand], grid.hi[cand],
+                            reach[s:s + step]).any(0)
     return cand[hit]
 
 
