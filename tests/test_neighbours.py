@@ -285,3 +285,35 @@ def test_random_stores_and_queries(tmp_path_factory):
         assert len(pairs) == len(cKDTree(stored).query_pairs(r))
 
     check()
+
+
+# --------------------------------------------------------------------------- the rest
+
+
+@pytest.mark.parametrize("module", ["plan.halos", "api.neighbours"])
+def test_docstring_examples_run(module):
+    import doctest
+    import importlib
+
+    m = importlib.import_module(f"zv_dask.{module}")
+    result = doctest.testmod(m, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0
+
+
+def test_a_level_without_vertices_is_a_query_error(clustered, monkeypatch):
+    store = zv_dask.open_zv(clustered)
+    grid = store._neighbour_grid(0)
+    empty = halos.NeighbourGrid(grid.coords[:0], grid.lo[:0], grid.hi[:0], grid.starts[:0],
+                                grid.lengths[:0], grid.rule)
+    store._derived[("neighbour_grid", 0)] = empty   # as a level whose chunks hold no rows
+    with pytest.raises(QueryError, match="no vertices") as e:
+        store.nearest([[0.0, 0.0, 0.0]])
+    assert e.value.level == 0
+
+
+def test_without_scipy_the_error_says_how_to_install_it(clustered, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "scipy.spatial", None)   # import fails as if absent
+    with pytest.raises(zv_dask.MissingDependencyError, match="pip install scipy"):
+        zv_dask.open_zv(clustered).nearest([[0.0, 0.0, 0.0]])
