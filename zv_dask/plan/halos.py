@@ -244,9 +244,16 @@ def pair_tasks(grid: NeighbourGrid, radius: float, bbox=None) -> list[tuple[int,
     if bbox is not None:
         blo, bhi = (np.asarray(b, np.float64) for b in bbox)
         keep = np.all((grid.lo <= bhi) & (grid.hi >= blo), 1)
+    # in grid order the first spatial axis never decreases (without a leading
+    # attribute axis), so the later cells a halo can reach end at a searchsorted bound
+    first_lo = grid.lo[:, 0]
+    ordered = len(grid) < 2 or bool((np.diff(first_lo) >= 0).all())
     out = []
     for c in np.flatnonzero(keep).tolist():
-        later = np.flatnonzero(keep[c + 1:]) + c + 1
+        end = len(grid)
+        if ordered:
+            end = int(np.searchsorted(first_lo, grid.hi[c, 0] + radius, side="right"))
+        later = np.flatnonzero(keep[c + 1:end]) + c + 1
         d = box_distances(np.zeros((1, grid.lo.shape[1])), grid.lo[later] - grid.hi[c],
                           grid.hi[later] - grid.lo[c])[0]
         out.append((c, later[d <= radius]))
