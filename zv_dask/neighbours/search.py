@@ -13,9 +13,6 @@ import numpy as np
 from zv_dask.neighbours.cells import Gathered, kdtree
 from zv_dask.plan import halos
 
-RESULT_KEYS = ("query", "rank", "vertex_id", "distance")
-
-
 def _distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     d = a - b
     return np.sqrt((d * d).sum(-1))
@@ -59,7 +56,7 @@ def _search_new(got, points, best_d, best_r, reach, start, new, kk):
     m = min(kk, len(rows))
     bound = np.where(finite[act], np.nextafter(reach[act], np.inf) * (1 + 1e-9), np.inf)
     d, i = kdtree(pos[rows]).query(points[act], k=list(range(1, m + 1)),
-                                          distance_upper_bound=np.max(bound))
+                                   distance_upper_bound=np.max(bound))
     hit = i < len(rows)
     r = np.where(hit, rows[np.minimum(i, len(rows) - 1)], -1)
     d = np.where(hit, d, np.inf)
