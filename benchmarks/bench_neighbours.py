@@ -13,6 +13,10 @@ warm-up each, the side that goes first alternating:
     ``cKDTree.query_pairs(radius, output_type="ndarray")``; target <= 1.5x.
 
 Wall and CPU seconds (this process, all threads) are both shown.
+
+``--workers 1 2`` adds a scaling line: the same ``nearest`` with the queries as a dask
+DataFrame of 8 partitions and ``pairs(radius, lazy=True)`` on a ``distributed.LocalCluster``
+of that many single-threaded worker processes (wall seconds, median of ``--repeat``).
 """
 
 from __future__ import annotations
@@ -53,6 +57,7 @@ def main(argv=None) -> int:
     ap.add_argument("--radius", type=float, default=5.0)
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--data", default=str(Path(__file__).parent / "_data"))
+    ap.add_argument("--workers", type=int, nargs="*", default=[])
     args = ap.parse_args(argv)
 
     import scipy
@@ -104,7 +109,37 @@ def main(argv=None) -> int:
     for name, (a, ca), (b, cb), target in rows:
         print(f"{name:44s} {a:8.3f}s {b:8.3f}s {a / b:6.2f}x {ca:7.3f}s {cb:7.3f}s "
               f"{ca / cb:5.2f}x {target:6.1f}x")
+    for n in args.workers:
+        _scaling(path, q, args.radius, n, args.repeat)
     return 0
+
+
+def _scaling(path, q, radius, n_workers, repeat):
+    import dask.dataframe as dd
+    import pandas as pd
+    from distributed import Client, LocalCluster
+
+    import zv_dask
+
+    with LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
+                      dashboard_address=None, silence_logs=40) as cluster, Client(cluster):
+        def nearest():
+            s = zv_dask.open_zv(path)
+            qdf = dd.from_pandas(pd.DataFrame(q, columns=list(s.axes)), npartitions=8)
+            return s.nearest(qdf).compute()
+
+        def pairs():
+            return zv_dask.open_zv(path).pairs(radius, lazy=True).compute()
+
+        for name, f in (("nearest (8 query partitions)", nearest), ("pairs(lazy=True)", pairs)):
+            f()
+            times = []
+            for _ in range(repeat):
+                t = time.perf_counter()
+                f()
+                times.append(time.perf_counter() - t)
+            print(f"LocalCluster {n_workers} worker(s): {name:30s} "
+                  f"{statistics.median(times):7.3f}s")
 
 
 if __name__ == "__main__":

@@ -168,7 +168,8 @@ class NeighbourMethods:
         bbox : (lo, hi), optional
             Closed box: only pairs with both vertices inside it.
         lazy : bool
-            ``True`` gives a dask DataFrame, one partition per chunk.
+            ``True`` gives a dask DataFrame, one partition per run of consecutive
+            chunks (about 2**19 rows each).
 
         Returns
         -------

@@ -45,15 +45,16 @@ def _pairs_task(tasks, source, grid, radius, bbox, meta, store, level):
 
 
 def pairs_frame(reader, axes, grid, tasks, radius, bbox, meta, store):
-    """The self-join as a dask DataFrame, one partition per chunk (its pairs with the
-    smaller id in that chunk)."""
+    """The self-join as a dask DataFrame: one partition per run of consecutive chunks
+    (about 2**19 rows; a run reads each of its chunks and halo chunks once), holding
+    the pairs whose smaller id lies in those chunks."""
     import dask
     import dask.dataframe as dd
 
     source = CellSource(reader, axes, [], [], in_task=True)
     level = reader.level.level
-    out = [dask.delayed(_pairs_task, pure=True)([t], source, grid, radius, bbox, meta, store,
-                                                level) for t in tasks]
+    out = [dask.delayed(_pairs_task, pure=True)(run, source, grid, radius, bbox, meta, store,
+                                                level) for run in _run.batches(tasks, grid)]
     if not out:
         return dd.from_pandas(meta, npartitions=1)
     return dd.from_delayed(out, meta=meta, verify_meta=False)

@@ -75,11 +75,63 @@ def run_within(grid, source, points, query_rows, radius, meta, store=None,
     return _sorted(result_frame(parts, meta), ["query", "vertex_id"])
 
 
+class _RunCells:
+    """A source that keeps each cell a run of pair tasks loads until its last task
+    is done: a run reads every cell once, holding a halo's window of cells."""
+
+    def __init__(self, source, tasks):
+        self.source = source
+        self.left: dict = {}
+        for c, h in tasks:
+            for cell in [c, *np.asarray(h).tolist()]:
+                self.left[int(cell)] = self.left.get(int(cell), 0) + 1
+        self.kept: dict = {}
+
+    def load_cells(self, grid, cells) -> list:
+        cells = [int(c) for c in cells]
+        todo = [c for c in cells if c not in self.kept]
+        for c, part in zip(todo, self.source.load(grid.coords[todo].tolist())):
+            self.kept[c] = part
+        out = [self.kept[c] for c in cells]
+        for c in cells:
+            self.left[c] -= 1
+            if self.left[c] <= 0:
+                self.kept.pop(c, None)
+        return out
+
+
+class _CellsOf:
+    """The ``load(coords)`` face of a :class:`_RunCells` for one grid."""
+
+    def __init__(self, run: _RunCells, grid):
+        self.run, self.grid = run, grid
+        self.index = {tuple(c): i for i, c in enumerate(grid.coords.tolist())}
+
+    def load(self, coords) -> list:
+        return self.run.load_cells(self.grid, [self.index[tuple(c)] for c in coords])
+
+
 def run_pairs(grid, source, tasks, radius, bbox, meta, store=None, level=None) -> pd.DataFrame:
-    """The self-join over some ``(cell, halo)`` tasks of :func:`halos.pair_tasks`."""
-    parts = [search.pairs_cell(Gathered(grid, source, store, level), c, h, radius, bbox)
+    """The self-join over some ``(cell, halo)`` tasks of :func:`halos.pair_tasks`,
+    each cell read once for the run."""
+    cells = _CellsOf(_RunCells(source, tasks), grid)
+    parts = [search.pairs_cell(Gathered(grid, cells, store, level), c, h, radius, bbox)
              for c, h in tasks]
     return _sorted(result_frame(parts, meta), ["vertex_id_0", "vertex_id_1"])
+
+
+def batches(tasks, grid, rows: int = 1 << 19) -> list:
+    """Consecutive pair tasks in runs of about ``rows`` home rows (one dask task each)."""
+    out, run, n = [], [], 0
+    for t in tasks:
+        run.append(t)
+        n += int(grid.lengths[t[0]])
+        if n >= rows:
+            out.append(run)
+            run, n = [], 0
+    if run:
+        out.append(run)
+    return out
 
 
 def _sorted(df: pd.DataFrame, by: list) -> pd.DataFrame:
