@@ -15,7 +15,7 @@ def test_import_contracts_hold():
 
 PACKAGE = Path(__file__).parents[1] / "zv_dask"
 WINGS = {"format", "io", "plan", "read", "collections", "api", "stats", "write", "cli", "xarray",
-         "ingest"}
+         "ingest", "neighbours"}
 
 
 def test_the_package_is_wings_with_a_small_public_face():

@@ -12,9 +12,10 @@ job; imports point down this list (checked by import-linter, see ``setup.cfg``):
 - ``stats/`` - statistics as dask reductions;
 - ``collections/`` - the only builder of dask collections (:func:`read_las`,
   :func:`read_ply` included);
-- ``ingest/`` - readers of foreign files (LAS/LAZ, PLY): headers, per-task ranges;
+- ``neighbours/`` - neighbour searches in a task: a chunk and its halo, KD-trees;
 - ``read/`` - readers run inside tasks: cells, object arrays, objects, links of a level;
-- ``plan/`` - pure: which level, chunks and columns; predicates; partitions;
+- ``ingest/`` - readers of foreign files (LAS/LAZ, PLY): headers, per-task ranges;
+- ``plan/`` - pure: which level, chunks and columns; predicates; partitions; halos;
 - ``io/`` - the only wing that touches a store: locations, reads, documents, puts;
 - ``format/`` - pure: zarr.json documents -> metadata values, chunk bytes <-> numpy;
 - ``errors.py`` - the one error hierarchy.

@@ -11,7 +11,9 @@ one job each:
   ``to_dask_dataframe``, ``partitions``, ``to_dask_array``, ``describe``, ``histogram``,
   ``bounds``, ``density``;
 - ``api/objects.py`` (:class:`ObjectMethods`) - objects and links: ``objects``,
-  ``read_objects``, ``edges``, ``faces``.
+  ``read_objects``, ``edges``, ``faces``;
+- ``api/neighbours.py`` (:class:`NeighbourMethods`) - neighbourhoods across chunks:
+  ``nearest``, ``within``, ``pairs``.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from collections import OrderedDict
 from zv_dask import stats
 from zv_dask.api.eager import ReadMethods, check_row_total  # noqa: F401  (public before)
 from zv_dask.api.lazy import DaskMethods
+from zv_dask.api.neighbours import NeighbourMethods
 from zv_dask.api.objects import ObjectMethods
 from zv_dask.api.raw import RawMethods
 from zv_dask.errors import QueryError, StoreClosedError
@@ -71,7 +74,7 @@ def open_zv(path_or_url, *, storage_options=None, cache_size: int = 128, n_worke
     return ZVStore(loc, meta, cache_size=int(cache_size))
 
 
-class ZVStore(ReadMethods, RawMethods, DaskMethods, ObjectMethods):
+class ZVStore(ReadMethods, RawMethods, DaskMethods, ObjectMethods, NeighbourMethods):
     """An open Zarr Vectors store: metadata in memory, chunk data read on demand.
 
     Create it with :func:`open_zv`.  Nothing here writes to the store.
