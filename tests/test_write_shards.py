@@ -10,6 +10,7 @@ import warnings
 
 import dask.dataframe as dd
 import numpy as np
+import pandas as pd
 import pytest
 import zarr
 from zarr.codecs import (BloscCodec, BytesCodec, Crc32cCodec, ShardingCodec, VLenBytesCodec,
@@ -197,3 +198,28 @@ def test_shard_levels_needs_shard_shape(tmp_path):
         with pytest.raises(zv_dask.errors.WriteInputError, match=words):
             zv_dask.to_zv(df, tmp_path / "x.zarrvectors", chunk_shape=300, **kw)
     assert not (tmp_path / "x.zarrvectors").exists()
+
+
+def test_convert_shard_levels_writes_what_to_zv_writes(tmp_path, capsys):
+    from zv_dask.cli import main
+
+    _, _, df = sample(300, np.random.default_rng(7), lo=-130.0, hi=900.0)
+    src = tmp_path / "rows.parquet"
+    df.to_parquet(src)
+    lib, cli = tmp_path / "lib.zarrvectors", tmp_path / "cli.zarrvectors"
+    zv_dask.to_zv(pd.read_parquet(src), lib, chunk_shape=200, levels=2, shard_shape=2,
+                  shard_levels=True)
+    assert main(["convert", str(src), str(cli), "--chunk-shape", "200", "--levels", "2",
+                 "--shard-shape", "2", "--shard-levels", "--scheduler", "sync"]) == 0
+    a, b = files(lib), files(cli)
+    assert sorted(a) == sorted(b)
+    assert [k for k in a if k != "zarr.json" and a[k] != b[k]] == []  # root names the store
+    assert any(k.startswith("1/") and json.loads(v).get("codecs", [{}])[0].get("name")
+               == "sharding_indexed" for k, v in a.items() if k.endswith("zarr.json"))
+    capsys.readouterr()
+    # without --shard-shape: one error line in CLI words, nothing written
+    assert main(["convert", str(src), str(tmp_path / "no.zarrvectors"), "--chunk-shape",
+                 "200", "--shard-levels"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--shard-shape" in err[0] and "shard_shape" not in err[0]
+    assert not (tmp_path / "no.zarrvectors").exists()

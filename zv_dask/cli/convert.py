@@ -79,6 +79,9 @@ def add_parser(sub):
                         "\"configuration\": {\"level\": 5}}]'")
     p.add_argument("--shard-shape", type=int, nargs="+",
                    help="level-0 cells per shard (one value, or one per axis)")
+    p.add_argument("--shard-levels", action="store_true",
+                   help="shard links and coarse levels too, with --shard-shape and no "
+                        "compression (what zarr_vectors.sharding.shard_store makes)")
     p.add_argument("--max-overhead", type=_overhead_arg, default=100,
                    help="refuse a layout estimated above 256 MiB and this many times the "
                         "rows' bytes (default 100; none: never refuse)")
@@ -310,7 +313,8 @@ def run(args, store=None) -> str:
                         compressor=args.compressor, shard_shape=shards, dtype=dtype,
                         overwrite=args.overwrite, max_overhead=args.max_overhead,
                         like=args.like, storage_options=options, retries=args.retries,
-                        store_attributes=extra, compute=False)
+                        store_attributes=extra, shard_levels=args.shard_levels,
+                        compute=False)
             summary = compute_with_progress(job, client)
     except StoreExistsError as exc:  # OUT refused: nothing was written or deleted
         raise OutputRefusedError(str(exc)) from None
