@@ -234,3 +234,24 @@ def test_float64_given_bounds_and_empty_partitions(tmp_path):
     ours = tmp_path / "ours" / "a.zarrvectors"
     zv_dask.to_zv(ddf, ours, chunk_shape=50, geometry="streamline", dtype="float64", bounds=box)
     assert_same_store(ref, ours)
+
+
+def test_object_source_fills_the_keywords_and_records_its_facts(tmp_path):
+    from zv_dask.ingest.source import ObjectSource
+    lines = pd.DataFrame({"x": [1., 60, 120, 5, 6], "y": [1., 2, 3, 90, 95],
+                          "object_id": [0, 0, 0, 1, 1]})
+    table = pd.DataFrame({"score": [0.5, 2.0]})
+    src = ObjectSource("streamline", dd.from_pandas(lines, npartitions=2),
+                       object_attributes=table, source={"format": "test", "files": ["a"]})
+    store = zv_dask.to_zv(src, str(tmp_path / "s.zarrvectors"), chunk_shape=50)
+    got = store.read_objects()
+    assert got["offsets"].tolist() == [0, 3, 5]
+    assert store.objects(attributes=["score"]).compute()["score"].tolist() == [0.5, 2.0]
+    np.testing.assert_array_equal(got["positions"][:, 1], lines["y"].to_numpy("float32"))
+    root = json.loads((tmp_path / "s.zarrvectors" / "zarr.json").read_text())
+    assert root["attributes"]["zv_dask_source"] == {"format": "test", "files": ["a"]}
+    with pytest.raises(WriteInputError, match="given twice"):
+        zv_dask.to_zv(src, str(tmp_path / "t.zarrvectors"), chunk_shape=50,
+                      object_attributes=table)
+    with pytest.raises(WriteInputError, match="holds 'streamline'"):
+        zv_dask.to_zv(src, str(tmp_path / "u.zarrvectors"), chunk_shape=50, geometry="mesh")

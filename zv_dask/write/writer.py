@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from zv_dask.errors import InvalidPointsError, WriteInputError
+from zv_dask.ingest.source import ObjectSource
 from zv_dask.io.location import StoreLocation
 from zv_dask.io.puts import StoreWriter
 from zv_dask.write import columns as C
@@ -49,8 +50,10 @@ def to_zv(df, path_or_url, *, chunk_shape=None, bin_shape=None, bounds=None, lev
 
     Parameters
     ----------
-    df : dask.dataframe.DataFrame or pandas.DataFrame
-        One row per point, in any order.  Axis columns are ``axes``; every other column
+    df : dask.dataframe.DataFrame, pandas.DataFrame or ObjectSource
+        One row per point, in any order; or what an object reader (``read_swc``,
+        ``read_trk``, ...) returns, which fills ``geometry``, ``edges``, ``faces``,
+        ``object_attributes`` and adds its header facts to ``store_attributes``.  Axis columns are ``axes``; every other column
         is a vertex attribute unless ``attributes`` lists which, stored under its own
         name (never dropped or renamed).  Columns ``name_0 ... name_{C-1}`` become one
         ``(N, C)`` attribute ``name``; categorical, string and object columns become
@@ -225,6 +228,9 @@ def to_zv(df, path_or_url, *, chunk_shape=None, bin_shape=None, bounds=None, lev
     """
     loc = StoreLocation(path_or_url, storage_options, retries=retries)
     name = loc.url
+    if isinstance(df, ObjectSource):
+        df, geometry, edges, faces, object_attributes, store_attributes = _unpack_source(
+            df, geometry, edges, faces, object_attributes, store_attributes, name)
     ddf = to_dask_frame(df)
     if ddf is None:
         raise WriteInputError(f"df must be a dask or pandas DataFrame, got {type(df).__name__}",
@@ -320,6 +326,29 @@ def to_zv(df, path_or_url, *, chunk_shape=None, bin_shape=None, bounds=None, lev
     from zv_dask.store import open_zv
 
     return open_zv(path_or_url, storage_options=storage_options, retries=retries)
+
+
+def _unpack_source(source, geometry, edges, faces, object_attributes, store_attributes,
+                   name) -> tuple:
+    """The frames and keywords of an :class:`ObjectSource`; keywords given as well
+    must agree (a different geometry or a second edges/faces/object_attributes is an
+    error, never a silent choice)."""
+    given = {"edges": edges, "faces": faces, "object_attributes": object_attributes}
+    twice = sorted(k for k, v in given.items()
+                   if v is not None and getattr(source, k) is not None)
+    if twice:
+        raise WriteInputError(f"{', '.join(twice)} given twice: the {source.geometry} source "
+                              "already holds them; drop the keyword", store=name)
+    if geometry not in ("point", source.geometry):
+        raise WriteInputError(f"geometry={geometry!r} but the source holds "
+                              f"{source.geometry!r} objects; drop geometry=", store=name)
+    extra = dict(store_attributes or {})
+    if source.source:
+        extra.setdefault("zv_dask_source", source.source)
+    pick = {k: getattr(source, k) if getattr(source, k) is not None else v
+            for k, v in given.items()}
+    return (source.vertices, source.geometry, pick["edges"], pick["faces"],
+            pick["object_attributes"], extra or None)
 
 
 def _like_layout(like, storage_options, retries, name) -> tuple:
