@@ -1,5 +1,5 @@
 """``zv-dask convert SOURCE... OUT``: build a store from LAS/LAZ, PLY, Parquet or CSV
-with ``to_zv``.
+points, SWC skeletons or OBJ/STL/PLY meshes with ``to_zv``.
 
 One of the command modules listed in ``zv_dask.cli.COMMANDS``: :func:`add_parser`
 adds it, :func:`run` runs it (it writes a store instead of opening one).
@@ -20,12 +20,15 @@ OPENS_STORE = False
 
 #: --format choices and the file name endings that pick them
 FORMATS = {"las": (".las", ".laz"), "ply": (".ply",), "csv": (".csv", ".csv.gz", ".txt"),
-           "parquet": (".parquet", ".pq")}
+           "parquet": (".parquet", ".pq"), "swc": (".swc",), "obj": (".obj",),
+           "stl": (".stl",), "ply-points": ()}
 
 EPILOG = """\
 examples:
   zv-dask convert 'tiles/*.laz' city.zarrvectors --chunk-shape 100 --levels 3
   zv-dask convert scan.ply scan.zarrvectors --chunk-shape 0.5
+  zv-dask convert 'neurons/*.swc' neurons.zarrvectors --chunk-shape 5000
+  zv-dask convert 'meshes/*.obj' meshes.zarrvectors --chunk-shape 1000
   zv-dask convert points.parquet points.zarrvectors --chunk-shape 250 --levels 3
   zv-dask convert points.parquet sharded.zarrvectors --chunk-shape 250 --shard-shape 4 \\
       --compressor zstd
@@ -40,7 +43,7 @@ def add_parser(sub):
     """Add the ``convert`` sub-command to ``sub`` (an argparse subparsers object)."""
     p = sub.add_parser(
         NAME, help="build a store (pyramid included) from LAS/LAZ, PLY, Parquet or CSV "
-                   "points",
+                   "points, SWC skeletons or OBJ/STL/PLY meshes",
         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
         description="Read SOURCE (LAS/LAZ or PLY files, a Parquet file, directory or glob, "
                     "or CSV files; several paths or globs of one format) with dask and write "
@@ -48,14 +51,17 @@ def add_parser(sub):
                     "non-axis column becomes a vertex attribute.  LAS/LAZ: positions are "
                     "stored as float64 when float32 cannot hold the file's scale, and the "
                     "scales, offsets and CRS go into the store's root attributes "
-                    "(zv_dask_source).  PLY: vertices only (faces are not read).")
+                    "(zv_dask_source).  PLY: a mesh when a file has faces (--format "
+                    "ply-points: its vertices as points).  SWC: one skeleton object per "
+                    "tree; OBJ (one object per g/o group), STL, PLY with faces: meshes.")
     p.add_argument("source", metavar="SOURCE", nargs="+",
                    help="LAS/LAZ, PLY, Parquet (file/directory/glob) or CSV; several paths "
                         "or globs of one format")
     p.add_argument("out", metavar="OUT", help="store path or URL to create")
     p.add_argument("--format", choices=sorted(FORMATS), default=None,
                    help="the SOURCE format (default: from the file name ending: "
-                        ".las/.laz, .ply, .csv/.csv.gz/.txt, otherwise Parquet)")
+                        ".las/.laz, .ply, .csv/.csv.gz/.txt, .swc, .obj, .stl, otherwise "
+                        "Parquet); ply-points reads a PLY's vertices only")
     p.add_argument("--like", metavar="STORE",
                    help="copy the layout of this store: axes, chunk and bin shape, bounds, "
                         "levels, dtype, compressor and shard shape default to its values "
@@ -204,6 +210,7 @@ def read_source(source, options=None, fmt=None):
     of Parquet/CSV; ``fmt``: the format, by default from the name)."""
     import dask.dataframe as dd
 
+    from zv_dask.collections import ingest_objects as IO
     from zv_dask.collections.ingest import read_las, read_ply
 
     sources = [source] if isinstance(source, str) else list(source)
@@ -211,8 +218,12 @@ def read_source(source, options=None, fmt=None):
     one = sources[0] if len(sources) == 1 else sources
     if fmt == "las":
         return read_las(sources, storage_options=options)
-    if fmt == "ply":
+    if fmt == "ply" and IO.ply_has_faces(sources, options):
+        return IO.read_ply_mesh(sources, storage_options=options)
+    if fmt in ("ply", "ply-points"):
         return read_ply(sources, storage_options=options)
+    if fmt in ("swc", "obj", "stl"):
+        return getattr(IO, f"read_{fmt}")(sources, storage_options=options)
     if fmt == "csv":
         return dd.read_csv(one, storage_options=options)
     return dd.read_parquet(one, storage_options=options)
@@ -250,7 +261,15 @@ def _ingest_choices(df, args) -> tuple:
     """The position dtype and root attributes of a LAS/LAZ or PLY source (what its
     headers said), with a progress line; ``(args.dtype, None)`` for other sources."""
     from zv_dask.collections.ingest import SOURCE_KEY, source_attributes
+    from zv_dask.ingest.source import ObjectSource
 
+    if isinstance(df, ObjectSource):  # to_zv records its facts itself
+        info = df.source
+        _progress(f"read {len(info['files'])} {info['format'].upper()} files: "
+                  f"{info['vertex_count']} vertices, {info['object_count']} "
+                  f"{'trees' if df.geometry == 'skeleton' else 'objects'} in "
+                  f"{df.vertices.npartitions} partitions")
+        return args.dtype, None
     info = source_attributes(df)
     if info is None:  # Parquet/CSV: quiet as before (the progress bar shows the work)
         return args.dtype, None
@@ -306,7 +325,7 @@ def run(args, store=None) -> str:
             except (ValueError, OSError) + unreadable as exc:
                 raise _unreadable(shown, exc) from None
             dtype, extra = _ingest_choices(df, args)
-            if extra is not None:
+            if extra is not None or getattr(df, "geometry", None):
                 _progress(f"writing {args.out}")
             job = to_zv(df, args.out, chunk_shape=chunk, bin_shape=bins, bounds=bounds,
                         levels=args.levels, axes=args.axes, attributes=args.attributes,

@@ -18,9 +18,21 @@ SOURCE_KEY = "zv_dask_source"  # the attrs key, and the store's root attribute c
 DEFAULT_POINTS_PER_PARTITION = 1_000_000
 
 
-def _frame(reader, parts, meta, label):
+def _same_columns(files, what: str, hint: str):
+    """The first file's header, once every file has its columns."""
+    first = files[0]
+    for f in files[1:]:
+        if f.columns != first.columns:
+            raise InputFileError(f"{f.path} has {what} {[c for c, _ in f.columns]} but "
+                                 f"{first.path} has {[c for c, _ in first.columns]}; {hint}")
+    return first
+
+
+def _frame(reader, parts, meta, label, source: dict):
+    """One partition per ``(file, start, stop)`` part; the headers' facts on ``attrs``."""
     import dask.dataframe as dd
 
+    meta.attrs[SOURCE_KEY] = source
     return dd.from_map(reader, parts, meta=meta, label=label, enforce_metadata=False)
 
 
@@ -88,19 +100,13 @@ def read_las(paths, points_per_partition=DEFAULT_POINTS_PER_PARTITION, storage_o
     """
     files = [L.read_header(p, storage_options)
              for p in expand_paths(paths, "LAS/LAZ file", storage_options)]
-    first = files[0]
-    for f in files[1:]:
-        if f.columns != first.columns:
-            raise InputFileError(
-                f"{f.path} has dimensions {[c for c, _ in f.columns]} but {first.path} has "
-                f"{[c for c, _ in first.columns]}; convert tiles of one point format together")
+    first = _same_columns(files, "dimensions", "convert tiles of one point format together")
     parts = [(f.path, a, b) for f in files for a, b in L.point_ranges(f, points_per_partition)]
-    meta = L.empty_frame(first.columns)
-    meta.attrs[SOURCE_KEY] = {
-        "format": "las", "point_count": sum(f.point_count for f in files),
-        "files": [f.describe() for f in files],
-        "float32_exact": all(L.float32_holds(f) for f in files)}
-    return _frame(L.LasRangeReader(first.columns, storage_options), parts, meta, "read-las")
+    source = {"format": "las", "point_count": sum(f.point_count for f in files),
+              "files": [f.describe() for f in files],
+              "float32_exact": all(L.float32_holds(f) for f in files)}
+    return _frame(L.LasRangeReader(first.columns, storage_options), parts,
+                  L.empty_frame(first.columns), "read-las", source)
 
 
 def read_ply(paths, rows_per_partition=DEFAULT_POINTS_PER_PARTITION, storage_options=None):
@@ -109,10 +115,10 @@ def read_ply(paths, rows_per_partition=DEFAULT_POINTS_PER_PARTITION, storage_opt
     Every scalar property of the ``vertex`` element is a column with its PLY type
     (``x, y, z`` float32 or float64, ``red, green, blue`` uint8, ``nx ...``).  A binary
     PLY whose first element is ``vertex`` is read by row range; an ASCII PLY in one
-    task per file.  Faces are not read: a PLY with a non-empty ``face`` (or other)
-    element warns with :class:`~zv_dask.errors.ZVWarning` and gives its vertices
-    (meshes will come with the mesh writer); list properties of vertices are skipped
-    with the same warning.
+    task per file.  Faces are not read here (:func:`~zv_dask.read_ply_mesh` reads a
+    mesh): a PLY with a non-empty ``face`` (or other) element warns with
+    :class:`~zv_dask.errors.ZVWarning` and gives its vertices; list properties of
+    vertices are skipped with the same warning.
 
     Parameters
     ----------
@@ -146,24 +152,19 @@ def read_ply(paths, rows_per_partition=DEFAULT_POINTS_PER_PARTITION, storage_opt
     """
     files = [P.read_header(p, storage_options)
              for p in expand_paths(paths, "PLY file", storage_options)]
-    first = files[0]
+    first = _same_columns(files, "vertex properties", "convert files with the same properties")
     for f in files:
-        if f.columns != first.columns:
-            raise InputFileError(
-                f"{f.path} has vertex properties {[c for c, _ in f.columns]} but {first.path} "
-                f"has {[c for c, _ in first.columns]}; convert files with the same properties")
         ignored = [f"{n} ({c})" for n, c in f.other_elements if c] + list(f.skipped)
         if ignored:
             warnings.warn(ZVWarning(
                 f"{f.path}: reading its {f.vertex_count} vertices as points; "
-                f"{', '.join(ignored)} not read (meshes will come with the mesh writer)"),
+                f"{', '.join(ignored)} not read (read_ply_mesh reads the mesh)"),
                 stacklevel=2)
     parts = [(f, a, b) for f in files for a, b in P.row_ranges(f, rows_per_partition)]
-    meta = P.empty_frame(first.columns)
     axes = [t for n, t in first.columns if n in ("x", "y", "z")]
-    meta.attrs[SOURCE_KEY] = {
-        "format": "ply", "point_count": sum(f.vertex_count for f in files),
-        "files": [{"path": f.path, "point_count": f.vertex_count, "format": f.fmt}
-                  for f in files],
-        "float32_exact": all(t != "float64" for t in axes)}
-    return _frame(P.PlyRangeReader(first.columns, storage_options), parts, meta, "read-ply")
+    source = {"format": "ply", "point_count": sum(f.vertex_count for f in files),
+              "files": [{"path": f.path, "point_count": f.vertex_count, "format": f.fmt}
+                        for f in files],
+              "float32_exact": all(t != "float64" for t in axes)}
+    return _frame(P.PlyRangeReader(first.columns, storage_options), parts,
+                  P.empty_frame(first.columns), "read-ply", source)

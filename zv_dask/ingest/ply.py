@@ -2,8 +2,9 @@
 
 A binary PLY whose first element is ``vertex`` without list properties is read by row
 range straight from the file (bounded memory); any other PLY (ASCII, or vertices after
-another element) is parsed whole by plyfile in one task.  Faces are not read (meshes
-come with the mesh writer): :func:`read_header` reports them so the caller can warn.
+another element) is parsed whole by plyfile in one task.  Faces are not read here
+(:func:`zv_dask.ingest.meshes.parse_ply_mesh` reads meshes): :func:`read_header` reports
+them so the caller can warn or pick the mesh reader.
 """
 
 from __future__ import annotations
