@@ -340,6 +340,7 @@ def run(args, store=None) -> str:
     except unreadable as exc:
         raise _unreadable(shown, exc) from None
     lines = [f"wrote {summary['url']}"]
+    objects = f", {summary['objects']} objects" if "objects" in summary else ""
     for lv, (n, c) in enumerate(zip(summary["vertex_count"], summary["chunks"])):
-        lines.append(f"  level {lv}: {n} vertices in {c} chunks")
+        lines.append(f"  level {lv}: {n} vertices{objects} in {c} chunks")
     return "\n".join(lines)

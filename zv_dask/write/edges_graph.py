@@ -201,7 +201,8 @@ def finalize(spec, writer, fragments, link_summary, object_ids, object_attribute
     writer.put_many({k: v for k, v in blobs.items() if not isinstance(v, dict)})
     writer.put_many({k: dumps(v) for k, v in docs.items()})
     writer.put_many({ROOT_DOC: dumps(object_root_document(spec, geometry))})
-    return {"url": writer.url, "vertex_count": [int(t["n"].sum())], "objects": len(object_ids)}
+    return {"url": writer.url, "vertex_count": [int(t["n"].sum())], "objects": len(object_ids),
+            "chunks": [len(cells)]}
 
 
 def skeleton_order(ddf, rdf, column: str, store: str):
