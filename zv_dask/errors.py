@@ -121,8 +121,9 @@ class MissingDependencyError(ZVError, ImportError):
 
 
 class InputFileError(ZVError, ValueError):
-    """A file given to an ingest reader (LAS/LAZ, PLY) cannot be read: not that format,
-    truncated, or tiles that do not go together; the message names the file.
+    """A file given to an ingest reader (LAS/LAZ, PLY, SWC, OBJ, STL) cannot be read:
+    not that format, truncated, a malformed line, or tiles that do not go together; the
+    message names the file (and the line when there is one).
 
     Examples
     --------
