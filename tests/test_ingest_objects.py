@@ -188,6 +188,28 @@ def test_malformed_swc_lines_name_file_and_line(tmp_path, capsys, line, number, 
     assert f"line {number}" in lines[0] and "bad.swc" in lines[0]
 
 
+def test_fsspec_urls_and_lists(tmp_path):
+    import fsspec
+
+    fs = fsspec.filesystem("memory")
+    with fs.open("/zv-ingest/a.swc", "w") as f:
+        f.write(FOREST)
+    with fs.open("/zv-ingest/b.obj", "w") as f:
+        f.write(GROUPS)
+    local = tmp_path / "c.swc"
+    local.write_text("1 1 7 7 7 1 -1\n")
+    try:
+        src = zv_dask.read_swc(["memory://zv-ingest/*.swc", str(local)])
+        assert src.object_attributes.file_index.tolist() == [0, 0, 1]
+        assert len(src.vertices.compute()) == 8
+        mesh = zv_dask.read_obj("memory://zv-ingest/b.obj")
+        assert mesh.faces.compute().values.tolist() == [[0, 1, 2], [0, 2, 3], [4, 6, 5]]
+    finally:
+        fs.rm("/zv-ingest", recursive=True)
+    with pytest.raises(zv_dask.QueryError, match="objects must be"):
+        zv_dask.read_obj(local, objects="groups")
+
+
 def test_swc_cycle_is_refused(tmp_path):
     path = tmp_path / "loop.swc"
     path.write_text("1 1 0 0 0 1 -1\n2 3 1 0 0 1 3\n3 3 2 0 0 1 2\n")
@@ -214,9 +236,10 @@ f -3//1 -1//1 -2//1
 """
 
 
-def test_obj_groups_forms_negative_indices_and_fanned_quads(tmp_path):
+@pytest.mark.parametrize("newline", ["\n", "\r\n"], ids=["lf", "crlf"])
+def test_obj_groups_forms_negative_indices_and_fanned_quads(tmp_path, newline):
     path = tmp_path / "groups.obj"
-    path.write_text(GROUPS)
+    path.write_bytes(GROUPS.replace("\n", newline).encode())
     src = zv_dask.read_obj(path)
     v, f = src.vertices.compute(), src.faces.compute()
     assert v.object_id.tolist() == [0, 0, 0, 0, 1, 1, 1]

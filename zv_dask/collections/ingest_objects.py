@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from zv_dask.errors import InputFileError
+from zv_dask.errors import InputFileError, QueryError
 from zv_dask.ingest import meshes as M
 from zv_dask.ingest import swc as S
 from zv_dask.ingest.files import expand_paths
@@ -177,7 +177,7 @@ def read_obj(paths, objects="group", storage_options=None) -> ObjectSource:
     ([[0, 1, 2], [3, 5, 4]], ['a', 'b'])
     """
     if objects not in ("group", "file"):
-        raise ValueError(f"objects must be 'group' or 'file', got {objects!r}")
+        raise QueryError(f"read_obj: objects must be 'group' or 'file', got {objects!r}")
     return _read_meshes("obj", paths, "OBJ file", storage_options, {"objects": objects})
 
 
