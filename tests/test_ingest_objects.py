@@ -221,7 +221,7 @@ GROUPS = """# two groups, texture and normal forms, a quad and negative indices
 mtllib x.mtl
 o first
 v 0 0 0
-v 1 0 0
+v 1 0 0  # a trailing comment
 v 1 1 0
 v 0 1 0
 vt 0 0
@@ -232,7 +232,7 @@ v 5 5 5
 v 6 5 5
 v 5 6 5
 usemtl red
-f -3//1 -1//1 -2//1
+f -3//1 -1//1 -2//1 # the tip
 """
 
 

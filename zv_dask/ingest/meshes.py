@@ -70,6 +70,43 @@ def _blank_runs(buf: np.ndarray, mark: int, stop: np.ndarray) -> np.ndarray:
     return out
 
 
+def _without_inline_comments(buf, starts, ends, first) -> np.ndarray:
+    """A copy of ``buf`` with every ``# ...`` after a record blanked (comment lines
+    need nothing: their keyword is ``#``)."""
+    out = buf.copy()
+    hashes = np.flatnonzero(buf == ord("#"))
+    line = np.searchsorted(starts, hashes, "right") - 1
+    inline = hashes != first[line]
+    if inline.any():
+        step = np.zeros(len(buf) + 1, np.int8)
+        np.add.at(step, hashes[inline], 1)
+        np.add.at(step, ends[line[inline]], -1)
+        out[np.cumsum(step[:-1], dtype=np.int8) > 0] = 32
+    return out
+
+
+def _record_values(body, starts, ends, selected, dtype, slashes: bool) -> tuple:
+    """The numbers of the ``selected`` lines of ``body`` (keywords blanked) and how many
+    each line holds; ``slashes``: only the part of a token before its ``/`` counts.
+    ``(None, counts)`` when they do not parse."""
+    step = np.zeros(len(body) + 1, np.int8)
+    step[starts[selected]] += 1
+    step[np.minimum(ends[selected] + 1, len(body))] -= 1
+    text = body[np.cumsum(step[:-1], dtype=np.int8) > 0]
+    if not selected.any():
+        return np.zeros(0, dtype), np.zeros(0, np.int64)
+    if text[-1] != 10:
+        text = np.r_[text, np.uint8(10)]
+    if slashes and (text == ord("/")).any():
+        text = _blank_runs(text, ord("/"), SPACE)
+    blank = SPACE[text]
+    token = ~blank & np.r_[True, blank[:-1]]
+    breaks = np.flatnonzero(text == 10)
+    counts = np.bincount(np.searchsorted(breaks, np.flatnonzero(token)),
+                         minlength=len(breaks))
+    return _numbers(text, dtype, int(counts.sum())), counts
+
+
 def _numbers(buf: np.ndarray, dtype, expected: int):
     """The whitespace-separated numbers of ``buf``, or None when they are not
     ``expected`` numbers of ``dtype``."""
@@ -114,7 +151,7 @@ def parse_obj(data: bytes, path: str, objects: str = "group") -> MeshPart:
     >>> part.faces.tolist(), part.polygons
     ([[0, 1, 2], [0, 2, 3]], 1)
     """
-    buf = _blank_runs(np.frombuffer(data, np.uint8), ord("#"), np.eye(256, dtype=bool)[10])
+    buf = np.frombuffer(data, np.uint8)
     n = len(buf)
     newline = np.flatnonzero(buf == 10)
     starts = np.r_[0, newline + 1]
@@ -127,17 +164,10 @@ def parse_obj(data: bytes, path: str, objects: str = "group") -> MeshPart:
     single = used & SPACE[c1]
     is_v, is_f = single & (c0 == ord("v")), single & (c0 == ord("f"))
     is_g = single & ((c0 == ord("g")) | (c0 == ord("o"))) & (objects == "group")
-    # tokens after blanking the /vt/vn tails: starts of non-blank runs, by line
-    buf = _blank_runs(buf, ord("/"), SPACE)
-    token = ~SPACE[buf] & np.r_[True, SPACE[buf[:-1]]] if n else np.zeros(0, bool)
-    token_line = np.searchsorted(starts, np.flatnonzero(token), "right") - 1
-    per_line = np.bincount(token_line, minlength=len(starts)) - 1  # values after keyword
-    line_of_byte = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, n]))
-    body = buf.copy()
-    body[first[used]] = 32  # the keyword letter
+    body = _without_inline_comments(buf, starts, ends, first)
+    body[first[is_v | is_f]] = 32  # the keyword letter
 
-    v_count = per_line[is_v]
-    values = _numbers(body[is_v[line_of_byte]], np.float64, int(v_count.sum()))
+    values, v_count = _record_values(body, starts, ends, is_v, np.float64, slashes=False)
     if values is None or (v_count < 3).any():
         raise _bad_obj_line(data, path, b"v", "a vertex needs 3 numbers")
     at = np.cumsum(v_count) - v_count
@@ -145,8 +175,7 @@ def parse_obj(data: bytes, path: str, objects: str = "group") -> MeshPart:
     if len(v_count) and (v_count == 6).all():  # "v x y z r g b": vertex colours
         cols.update({c: values[at + 3 + i].astype(np.float32)
                      for i, c in enumerate(("red", "green", "blue"))})
-    f_count = per_line[is_f]
-    flat = _numbers(body[is_f[line_of_byte]], np.int64, int(f_count.sum()))
+    flat, f_count = _record_values(body, starts, ends, is_f, np.int64, slashes=True)
     if flat is None or (f_count < 3).any() or (flat == 0).any():
         raise _bad_obj_line(data, path, b"f", "a face needs 3 or more vertex indices "
                                               "(1-based integers, not 0)")
