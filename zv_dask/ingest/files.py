@@ -48,3 +48,9 @@ def open_binary(path: str, storage_options=None):
     import fsspec
 
     return fsspec.open(path, "rb", **(storage_options or {})).open()
+
+
+def read_bytes(path: str, storage_options=None) -> bytes:
+    """The whole content of a local path or fsspec URL (a task parsing one file)."""
+    with open_binary(path, storage_options) as f:
+        return f.read()

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from zv_dask.errors import InputFileError
-from zv_dask.ingest.files import open_binary
+from zv_dask.ingest.files import read_bytes
 
 SPACE = np.zeros(256, bool)
 SPACE[[9, 10, 11, 12, 13, 32]] = True
@@ -33,11 +33,6 @@ class MeshPart:
     faces: np.ndarray
     objects: list
     polygons: int = 0
-
-
-def read_bytes(path: str, storage_options=None) -> bytes:
-    with open_binary(path, storage_options) as f:
-        return f.read()
 
 
 def fan_triangles(flat: np.ndarray, counts: np.ndarray) -> np.ndarray:

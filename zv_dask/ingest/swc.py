@@ -15,18 +15,12 @@ import numpy as np
 import pandas as pd
 
 from zv_dask.errors import InputFileError
-from zv_dask.ingest.files import open_binary
+from zv_dask.ingest.files import read_bytes
 
 FIELDS = ("node_id", "type", "x", "y", "z", "radius", "parent")
 #: the vertex columns of a parsed file, with their dtypes
 VERTEX_COLUMNS = (("x", "float64"), ("y", "float64"), ("z", "float64"),
                   ("radius", "float64"), ("type", "int32"), ("node_id", "int64"))
-
-
-def read_bytes(path: str, storage_options=None) -> bytes:
-    """The bytes of a local file or fsspec URL."""
-    with open_binary(path, storage_options) as f:
-        return f.read()
 
 
 def _bad_line(data: bytes, path: str) -> InputFileError:
