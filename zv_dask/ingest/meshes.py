@@ -250,17 +250,26 @@ def parse_stl(data: bytes, path: str, merge_vertices: bool = True) -> MeshPart:
     else:
         raise InputFileError(f"{path} is not an STL file (too short); check the file")
     if merge_vertices and len(corners):
-        unique, first, inverse = np.unique(corners, axis=0, return_index=True,
-                                           return_inverse=True)
-        order = np.argsort(first, kind="stable")
-        rank = np.empty(len(order), np.int64)
-        rank[order] = np.arange(len(order))
-        corners, faces = unique[order], rank[inverse.ravel()].reshape(-1, 3)
+        codes = _first_seen_codes(corners)
+        top = np.maximum.accumulate(codes)
+        corners = corners[np.flatnonzero(np.r_[True, top[1:] > top[:-1]])]
+        faces = codes.reshape(-1, 3)
     else:
         faces = np.arange(len(corners), dtype=np.int64).reshape(-1, 3)
     vertices = pd.DataFrame({a: corners[:, i] for i, a in enumerate("xyz")})
     vertices["object_id"] = np.zeros(len(vertices), np.int64)
     return MeshPart(vertices, faces, [""])
+
+
+def _first_seen_codes(rows: np.ndarray) -> np.ndarray:
+    """One code per row, equal for bit-identical rows, numbered in first-seen order
+    (hash factorizations of the columns' bits, combined column by column)."""
+    bits = np.ascontiguousarray(rows).view(f"u{rows.dtype.itemsize}")
+    codes = pd.factorize(bits[:, 0])[0].astype(np.int64)
+    for c in range(1, bits.shape[1]):
+        more = pd.factorize(bits[:, c])[0].astype(np.int64)
+        codes = pd.factorize(codes * (int(more.max()) + 1) + more)[0].astype(np.int64)
+    return codes
 
 
 def _ascii_corners(data: bytes, path: str) -> np.ndarray:
