@@ -99,6 +99,14 @@ def test_navis_neurons_round_trip_every_node_and_parent_link(tmp_path):
     assert as_points(back["positions"], back["edges"]) == expected
     assert sorted(map(tuple, np.asarray(back["positions"], np.float32).tolist())) == \
         sorted(map(tuple, rows[list("xyz")].to_numpy(np.float32).tolist()))
+    whole = store.read_objects()  # whole trees, each with its own nodes
+    sizes = np.bincount(src.vertices.object_id.compute())
+    np.testing.assert_array_equal(np.diff(whole["offsets"]), sizes)
+    for o in (0, len(sizes) - 1):
+        mine = rows[rows.object_id == o]
+        got = whole["positions"][whole["offsets"][o]:whole["offsets"][o + 1]]
+        assert sorted(map(tuple, got.tolist())) == \
+            sorted(map(tuple, mine[list("xyz")].to_numpy(np.float32).tolist()))
     root = json.loads((out / "zarr.json").read_text())["attributes"]["zv_dask_source"]
     assert [f["path"] for f in root["files"]] == paths
     assert [f["trees"] for f in root["files"]] == [2 if i == forest[0] else 1
@@ -128,6 +136,8 @@ def test_navis_meshes_round_trip_every_face_with_its_winding(tmp_path):
     oid = store.to_dask_dataframe()["object_id"].compute().to_numpy()
     f = np.asarray(store.faces())
     assert (oid[f] == oid[f[:, :1]]).all() and len(np.unique(oid)) == 5
+    whole = store.read_objects()
+    np.testing.assert_array_equal(np.diff(whole["offsets"]), [len(v) for v in expected_v])
     assert src.object_attributes.file_index.tolist() == [0, 1, 2, 3, 4]
 
 
