@@ -144,7 +144,9 @@ def to_zv(df, path_or_url, *, chunk_shape=None, bin_shape=None, bounds=None, lev
         per chunk, manifests, ``links/0`` bridges, ``object_index/object_ids`` holding
         the ids as given) plus the owner column ``fragment_attributes/object_id`` that
         ``building.build_fragment_owner_index()`` adds.  For now with ``levels=1``, no
-        ``compressor``, ``shard_shape`` or ``bin_shape``.  Float or ``<NA>`` ids and
+        ``shard_shape`` or ``bin_shape``; ``compressor`` None or ``"zstd"`` (as the
+        reference's ``compressor="zstd"``: level-0 cells, ``links/0``, object ids and
+        object attributes compressed, the owner column plain).  Float or ``<NA>`` ids and
         NaN positions raise :class:`~zv_dask.errors.WriteInputError` before writing.
         ``"graph"``/``"mesh"``: the store ``write_graph``/``write_mesh`` makes (one
         fragment per object per chunk, by object id then row; every record in
