@@ -182,7 +182,6 @@ def test_bad_object_attributes_refused(tmp_path, table, match):
     ({"levels": 2}, "levels > 1"),
     ({"compressor": "blosc"}, "compressor other than 'zstd'"),
     ({"shard_shape": 2}, "shard_shape"),
-    ({"bin_shape": 50}, "bin_shape"),
 ])
 def test_unsupported_options_refused(tmp_path, kw, match):
     df = _frame(_lines(np.random.default_rng(3), n=4))

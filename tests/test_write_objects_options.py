@@ -1,7 +1,9 @@
-"""to_zv(geometry=..., compressor="zstd"): the store write_polylines / write_graph /
-write_mesh (compressor="zstd", then building.build_fragment_owner_index) makes, file for
-file: level-0 cells, links/0, link_fragments, link attributes, object ids and object
-attributes compressed, the owner column plain; readers give back the input."""
+"""to_zv(geometry=..., compressor="zstd" | bin_shape=...): the store write_polylines /
+write_graph / write_mesh (same options, then building.build_fragment_owner_index)
+makes, file for file: with zstd level-0 cells, links/0, link_fragments, link attributes,
+object ids and object attributes compressed, the owner column plain; with a bin_shape
+the root's base_bin_shape (object cells keep one fragment per run or object); readers
+give back the input."""
 
 from __future__ import annotations
 
@@ -20,6 +22,14 @@ from writehelpers import assert_same_store, assert_valid
 
 N = 300
 CHUNK = (100, 100, 100)
+OPTIONS = pytest.mark.parametrize("kw", [{"compressor": "zstd"},
+                                         {"bin_shape": 25, "compressor": "zstd"},
+                                         {"bin_shape": (50, 100, 20)}], ids=["zstd", "bin+zstd", "bin"])
+
+
+def _ref_kw(kw):
+    b = kw.get("bin_shape")
+    return dict(kw, bin_shape=(b,) * 3 if isinstance(b, int) else b) if b else kw
 
 
 def _vertices(rng):
@@ -37,7 +47,8 @@ def _same(ref, ours):
     assert_valid(ours)
 
 
-def test_streamlines_zstd_same_store(tmp_path):
+@OPTIONS
+def test_streamlines_same_store(tmp_path, kw):
     rng = np.random.default_rng(1)
     lines = [np.cumsum(rng.normal(0, 30, (int(rng.integers(1, 40)), 3)), 0) + 200
              for _ in range(50)]
@@ -45,13 +56,13 @@ def test_streamlines_zstd_same_store(tmp_path):
     length = np.array([len(p) for p in lines], np.int32)
     ref = tmp_path / "ref" / "s.zarrvectors"
     write_polylines(str(ref), lines, chunk_shape=CHUNK, vertex_attributes={"fa": fa},
-                    object_attributes={"length": length}, compressor="zstd")
+                    object_attributes={"length": length}, **_ref_kw(kw))
     df = pd.DataFrame(np.concatenate(lines), columns=list("xyz"))
     df["object_id"] = np.repeat(np.arange(len(lines)), [len(p) for p in lines])
     df["fa"] = np.concatenate(fa)
     ours = tmp_path / "ours" / "s.zarrvectors"
     zv_dask.to_zv(dd.from_pandas(df, npartitions=3, sort=False), ours, chunk_shape=100,
-                  geometry="streamline", compressor="zstd",
+                  geometry="streamline", **kw,
                   object_attributes=pd.DataFrame({"length": length}))
     _same(ref, ours)
     back = read_polylines(str(ours))
@@ -62,8 +73,9 @@ def test_streamlines_zstd_same_store(tmp_path):
     np.testing.assert_array_equal(ours["attributes"]["fa"], np.concatenate(fa))
 
 
+@OPTIONS
 @pytest.mark.parametrize("kind", ["graph", "skeleton"])
-def test_graphs_zstd_same_store(tmp_path, kind):
+def test_graphs_same_store(tmp_path, kind, kw):
     rng = np.random.default_rng(2)
     pos, oids, w, df = _vertices(rng)
     if kind == "graph":
@@ -77,12 +89,11 @@ def test_graphs_zstd_same_store(tmp_path, kind):
     ln = rng.random(len(edges)).astype(np.float32)
     ref = tmp_path / "ref" / "g.zarrvectors"
     write_graph(str(ref), pos, edges, chunk_shape=CHUNK, object_ids=oids, kind=kind,
-                vertex_attributes={"w": w}, link_attributes={"len": ln}, compressor="zstd")
+                vertex_attributes={"w": w}, link_attributes={"len": ln}, **_ref_kw(kw))
     ours = tmp_path / "ours" / "g.zarrvectors"
     e = pd.DataFrame({"source": edges[:, 0], "target": edges[:, 1], "len": ln})
     zv_dask.to_zv(dd.from_pandas(df, npartitions=3, sort=False), ours, chunk_shape=100,
-                  geometry=kind, edges=dd.from_pandas(e, npartitions=2, sort=False),
-                  compressor="zstd")
+                  geometry=kind, edges=dd.from_pandas(e, npartitions=2, sort=False), **kw)
     _same(ref, ours)
     back = read_graph(str(ours))
     assert len(back["edges"]) == len(edges)
@@ -90,15 +101,16 @@ def test_graphs_zstd_same_store(tmp_path, kind):
         assert sorted(zv_dask.open_zv(ours).edges().compute()["len"]) == sorted(ln)
 
 
-def test_mesh_zstd_same_store(tmp_path):
+@OPTIONS
+def test_mesh_same_store(tmp_path, kw):
     rng = np.random.default_rng(3)
     pos, oids, w, df = _vertices(rng)
     faces = np.stack([rng.permutation(N)[:3] for _ in range(300)])
     ref = tmp_path / "ref" / "m.zarrvectors"
     write_mesh(str(ref), pos, faces, chunk_shape=CHUNK, object_ids=oids,
-               vertex_attributes={"w": w}, compressor="zstd")
+               vertex_attributes={"w": w}, **_ref_kw(kw))
     ours = tmp_path / "ours" / "m.zarrvectors"
-    zv_dask.to_zv(df, ours, chunk_shape=100, geometry="mesh", compressor="zstd",
+    zv_dask.to_zv(df, ours, chunk_shape=100, geometry="mesh", **kw,
                   faces=pd.DataFrame(faces, columns=["v0", "v1", "v2"]))
     _same(ref, ours)
     back = read_mesh(str(ours))
