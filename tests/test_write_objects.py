@@ -180,7 +180,8 @@ def test_bad_object_attributes_refused(tmp_path, table, match):
 @pytest.mark.parametrize("kw, match", [
     ({"geometry": "surface"}, "geometry must be"),
     ({"levels": 2}, "levels > 1"),
-    ({"compressor": "zstd"}, "compressor"),
+    ({"compressor": "blosc"}, "compressor other than 'zstd'"),
+    ({"shard_shape": 2}, "shard_shape"),
 ])
 def test_unsupported_options_refused(tmp_path, kw, match):
     df = _frame(_lines(np.random.default_rng(3), n=4))

@@ -180,7 +180,8 @@ def write_link_cells(frame, spec, writer, width, extra) -> pd.DataFrame:
     attrs = {c: frame[c].to_numpy() for c in extra}
     blobs, cells = K.link_cells(src, off, placed, frame["perm"].to_numpy(np.int64),
                                 frame["intra"].to_numpy().astype(bool),
-                                frame["eseq"].to_numpy(np.int64), attrs, spec.grid()[0])
+                                frame["eseq"].to_numpy(np.int64), attrs, spec.grid()[0],
+                                spec.compressor)
     writer.put_many(blobs)
     return pd.DataFrame(cells, columns=["seg", "key", "n"]).astype({"n": "int64"})
 

@@ -49,7 +49,8 @@ def segment_name(offsets: np.ndarray) -> str:
     return "_".join(E.offsets_segment(o) for o in offsets)
 
 
-def link_cells(src, offsets, placed_v, perm, intra, seq, attrs: dict, origin) -> tuple:
+def link_cells(src, offsets, placed_v, perm, intra, seq, attrs: dict, origin,
+               compressor=None) -> tuple:
     """Cell files of the records (any subset, whole cells), and ``[(segment, cell key,
     records)]``.  ``seq`` is each record's input position (their order in a cell);
     ``attrs`` maps a link attribute name to its (M,) or (M, C) values."""
@@ -78,13 +79,13 @@ def link_cells(src, offsets, placed_v, perm, intra, seq, attrs: dict, origin) ->
         if intra[i[0]]:
             body = E.rows_payload(placed_v[i], "<i8")
             blobs["0/" + E.cell_path("link_fragments", coord, origin)] = E.frame(
-                E.fragment_index([len(i)]))
+                E.fragment_index([len(i)]), compressor)
         else:
             body = E.ragged_links(np.concatenate([perm[i][:, None], placed_v[i]], axis=1))
-        blobs["0/" + E.cell_path(f"links/0/{seg}", coord, origin)] = E.frame(body)
+        blobs["0/" + E.cell_path(f"links/0/{seg}", coord, origin)] = E.frame(body, compressor)
         for name, values in attrs.items():
             blobs["0/" + E.cell_path(f"link_attributes/{name}/0/{seg}", coord, origin)] = \
-                E.frame(E.rows_payload(values[i], values.dtype))
+                E.frame(E.rows_payload(values[i], values.dtype), compressor)
         cells.append((seg, E.cell_key(coord), int(b - a)))
     return blobs, cells
 

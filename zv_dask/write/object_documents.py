@@ -54,17 +54,30 @@ def _plain_array_document(shape, dtype, chunk, fill, codecs, attributes) -> dict
             "zarr_format": 3, "node_type": "array", "storage_transformers": []}
 
 
-def _numeric_chunks(path: str, values: np.ndarray, chunk: int, fill) -> dict:
-    """zarr's chunk files of a 1-D numeric array (bytes codec): full chunks padded with
-    the fill value; chunks holding only the fill value are not written."""
+def _numeric_chunks(path: str, values: np.ndarray, chunk: int, fill, compressor=None) -> dict:
+    """zarr's chunk files of a 1-D numeric array (bytes codec, then zstd with
+    ``compressor="zstd"``): full chunks padded with the fill value; chunks holding only
+    the fill value are not written."""
     out = {}
     for i in range(0, len(values), chunk):
         part = np.full(chunk, fill, values.dtype)
         part[: min(chunk, len(values) - i)] = values[i:i + chunk]
         if np.array_equal(part, np.full(chunk, fill, values.dtype), equal_nan=True):
             continue
-        out[f"{path}/c/{i // chunk}"] = part.astype(values.dtype.newbyteorder("<")).tobytes()
+        raw = part.astype(values.dtype.newbyteorder("<")).tobytes()
+        out[f"{path}/c/{i // chunk}"] = _zstd(raw) if compressor == "zstd" else raw
     return out
+
+
+def _zstd(raw: bytes) -> bytes:
+    import numcodecs
+
+    return bytes(numcodecs.Zstd(level=0, checksum=False).encode(raw))
+
+
+def _numeric_codecs(compressor) -> list:
+    """``bytes``, then zstd when the store is compressed (as the reference's object arrays)."""
+    return [dict(_BYTES)] + ([dict(_ZSTD)] if compressor == "zstd" else [])
 
 
 def _vlen_chunks(path: str, blobs: list, chunk: int) -> dict:
@@ -99,20 +112,20 @@ def object_arrays(spec: WriteSpec, object_ids: np.ndarray, manifests: list,
     out.update(_vlen_chunks("0/object_index/manifests", manifests, chunk))
     # one chunk of every id, as the reference's write_array defaults to
     out["0/object_index/object_ids/zarr.json"] = _plain_array_document(
-        [o], "int64", [o], 0, [dict(_BYTES)], {})
+        [o], "int64", [o], 0, _numeric_codecs(spec.compressor), {})
     out.update(_numeric_chunks("0/object_index/object_ids",
-                               np.asarray(object_ids, np.int64), o, 0))
+                               np.asarray(object_ids, np.int64), o, 0, spec.compressor))
     if object_attributes:
         out["0/object_attributes/zarr.json"] = group_document()
     for name, values in object_attributes.items():
         values = np.asarray(values)
         dt = str(values.dtype)
         out[f"0/object_attributes/{name}/zarr.json"] = _plain_array_document(
-            [o], dt, [OBJECT_ATTRIBUTE_CHUNK], _json_fill(dt), [dict(_BYTES)],
+            [o], dt, [OBJECT_ATTRIBUTE_CHUNK], _json_fill(dt), _numeric_codecs(spec.compressor),
             {"zv_array": "object_attribute", "name": name, "dtype": dt, "shape": [o],
              "fill_sentinel_meaning": "absent"})
         out.update(_numeric_chunks(f"0/object_attributes/{name}", values,
-                                   OBJECT_ATTRIBUTE_CHUNK, absent_value(dt)))
+                                   OBJECT_ATTRIBUTE_CHUNK, absent_value(dt), spec.compressor))
     return out
 
 
@@ -140,7 +153,7 @@ def object_documents(spec: WriteSpec, cells: list, link_cells: dict, n_links: in
         off = [0 if c == "0" else int(c) for c in seg.split(".")]
         docs[f"0/links/0/{seg}/zarr.json"] = grid_array_document(spec, keys, {
             "zv_array": "links", "dtype": "int64", "offsets": [off], "has_perm": True,
-            "link_width": 2, "level_delta": 0}, E.codecs_for(None))
+            "link_width": 2, "level_delta": 0}, E.codecs_for(spec.compressor))
     return docs
 
 
@@ -172,7 +185,7 @@ def graph_documents(spec: WriteSpec, cells: list, link_cells: list, width: int,
     keys: dict = {intra: set()}
     for seg, key, _ in link_cells:
         keys.setdefault(seg, set()).add(key)
-    plain = E.codecs_for(None)
+    plain = E.codecs_for(spec.compressor)  # links as level 0 (the owner column stays plain)
     docs["0/links/zarr.json"] = group_document()
     docs["0/links/0/zarr.json"] = group_document({
         "zv_array": "links_family", "level_delta": 0, "link_width": width, "directed": False,

@@ -25,12 +25,12 @@ def check_geometry(geometry, options: dict, attributes, store: str) -> bool:
     if geometry == "point":
         return False
     why = [k for k, bad in (("levels > 1", (options.get("levels") or 1) != 1),
-                            ("compressor", options.get("compressor") not in (None, False, "none")),
-                            ("shard_shape", options.get("shard_shape") is not None),
-                            ("bin_shape", options.get("bin_shape") is not None)) if bad]
+                            ("compressor other than 'zstd'",
+                             options.get("compressor") not in (None, False, "none", "zstd")),
+                            ("shard_shape", options.get("shard_shape") is not None)) if bad]
     if why:
-        raise WriteInputError(f"geometry={geometry!r} is written with levels=1, no compressor, "
-                              f"no shard_shape and no bin_shape for now; drop "
+        raise WriteInputError(f"geometry={geometry!r} is written with levels=1, compressor None or "
+                              f"'zstd' and no shard_shape for now; drop "
                               f"{', '.join(why)}", store=store)
     if attributes is not None and OBJECT_ID in attributes:
         raise WriteInputError(f"{OBJECT_ID!r} names the objects, not an attribute: leave it "

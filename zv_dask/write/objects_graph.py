@@ -162,7 +162,7 @@ def finalize(spec: P.WriteSpec, writer: StoreWriter, fragments, object_ids, obje
     link_cells: dict = {}
     n_links = 0
     for (seg, src), recs in O.bridge_links(t, d).items():
-        blobs["0/" + E.cell_path(f"links/0/{seg}", src, origin)] = E.frame(E.ragged_links(recs))
+        blobs["0/" + E.cell_path(f"links/0/{seg}", src, origin)] = E.frame(E.ragged_links(recs), spec.compressor)
         link_cells.setdefault(seg, set()).add(E.cell_key(src))
         n_links += len(recs)
     coords = np.stack([t[f"c{a}"] for a in range(d)], axis=1)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from zv_dask.errors import InvalidPointsError, WriteInputError
 from zv_dask.ingest.source import ObjectSource
 from zv_dask.io.location import StoreLocation
@@ -143,8 +145,11 @@ def to_zv(df, path_or_url, *, chunk_shape=None, bin_shape=None, bounds=None, lev
         The store is the one ``write_polylines`` makes for the lines in id order (runs
         per chunk, manifests, ``links/0`` bridges, ``object_index/object_ids`` holding
         the ids as given) plus the owner column ``fragment_attributes/object_id`` that
-        ``building.build_fragment_owner_index()`` adds.  For now with ``levels=1``, no
-        ``compressor``, ``shard_shape`` or ``bin_shape``.  Float or ``<NA>`` ids and
+        ``building.build_fragment_owner_index()`` adds.  For now with ``levels=1`` and no
+        ``shard_shape``; ``compressor`` None or ``"zstd"`` (as the reference's
+        ``compressor="zstd"``: level-0 cells, ``links/0``, object ids and object
+        attributes compressed, the owner column plain); ``bin_shape`` is recorded
+        (``base_bin_shape``) and, as in the reference, does not split object fragments.  Float or ``<NA>`` ids and
         NaN positions raise :class:`~zv_dask.errors.WriteInputError` before writing.
         ``"graph"``/``"mesh"``: the store ``write_graph``/``write_mesh`` makes (one
         fragment per object per chunk, by object id then row; every record in
@@ -300,7 +305,9 @@ def to_zv(df, path_or_url, *, chunk_shape=None, bin_shape=None, bounds=None, lev
         **resolve_codecs(o["compressor"], o["shard_shape"], len(ax), grid_shape, name,
                          shard_levels))
     # before the lock and clear(): a refused layout leaves the target as it was
-    check_overhead(spec, stats["chunk_rows"], max_overhead, name, stats["chunks"])
+    # object cells hold one fragment per run, not per bin: their bins cost nothing
+    check_overhead(replace(spec, bin_shape=None) if objects else spec, stats["chunk_rows"],
+                   max_overhead, name, stats["chunks"])
     writer.lock()  # one writer at a time; checked again under the lock
     try:
         writer.check_target(overwrite)
