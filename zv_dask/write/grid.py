@@ -69,7 +69,35 @@ def chunk_counts(pos: np.ndarray, base_bin, bins_per_chunk) -> tuple:
     chunks = bins if (bpc == 1).all() else np.floor_divide(bins, bpc)
     if len(chunks) == 0:
         return np.zeros((0, d), np.int64), np.zeros(0, np.int64)
-    return unique_rows(chunks)
+    return _unique_counts(chunks)
+
+
+def _unique_counts(coords: np.ndarray) -> tuple:
+    """Unique rows and their counts, in no promised order: an int64 mixed-radix key
+    when the coordinate span fits (a counting pass when it is small: the usual case of
+    a few thousand chunks), else :func:`unique_rows`."""
+    lo, hi = coords.min(axis=0), coords.max(axis=0)
+    span = [int(h) - int(l) + 1 for l, h in zip(lo, hi)]
+    total = 1
+    for s in span:
+        total *= s
+    if total >= 1 << 62:
+        return unique_rows(coords)
+    key = np.zeros(len(coords), np.int64)
+    for a, s in enumerate(span):
+        key *= s
+        key += coords[:, a] - lo[a]
+    if total <= max(1 << 20, 4 * len(coords)):
+        n = np.bincount(key, minlength=total)
+        u = np.flatnonzero(n)
+        n = n[u]
+    else:
+        u, n = np.unique(key, return_counts=True)
+    out = np.empty((len(u), len(span)), np.int64)
+    for a in range(len(span) - 1, -1, -1):
+        u, out[:, a] = np.divmod(u, span[a])
+        out[:, a] += lo[a]
+    return out, n.astype(np.int64)
 
 
 def unique_rows(coords: np.ndarray, counts=None) -> tuple:

@@ -21,6 +21,8 @@ from zv_dask.write import objects_graph as OG
 from zv_dask.write.objects import align_object_attributes
 from zv_dask.write.sources import refuse_own_input
 
+POINT_ROWS = 1 << 18
+
 
 def to_zv(df, path_or_url, *, chunk_shape=None, bin_shape=None, bounds=None, levels=None,
           axes=None, attributes=None, compressor=None, shard_shape=None, storage_options=None,
@@ -231,7 +233,8 @@ def to_zv(df, path_or_url, *, chunk_shape=None, bin_shape=None, bounds=None, lev
     if isinstance(df, ObjectSource):
         df, geometry, edges, faces, object_attributes, store_attributes = _unpack_source(
             df, geometry, edges, faces, object_attributes, store_attributes, name)
-    ddf = to_dask_frame(df)
+    # pandas: partitions of POINT_ROWS rows (a thread holds one, not a million rows)
+    ddf = to_dask_frame(df, POINT_ROWS if geometry == "point" else 1_000_000)
     if ddf is None:
         raise WriteInputError(f"df must be a dask or pandas DataFrame, got {type(df).__name__}",
                               store=name)
