@@ -5,7 +5,9 @@ Each input partition writes one file per output task holding its rows for that t
 (numpy arrays, ``np.save`` one after the other, no pickle); each output task reads its
 files and deletes them.  So a local write holds about one input and one output
 partition per thread, not the whole input (the in-memory shuffle held every row until
-the last output was built).  The files are scratch, never part of a store.
+the last output was built).  The files are scratch, never part of a store: the
+folder (``zv-dask-write-<id>`` in dask's ``temporary-directory``) is removed by the
+write's last task; a failed or cancelled write may leave it behind.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import uuid
 
 import numpy as np
 
@@ -21,7 +24,9 @@ class SpillDir:
     """A scratch folder of spill files; picklable (a path)."""
 
     def __init__(self, root: str | None = None, path: str | None = None):
-        self.path = path or tempfile.mkdtemp(prefix="zv-dask-write-", dir=root)
+        # made by the first put: a graph never computed leaves nothing behind
+        self.path = path or os.path.join(root or tempfile.gettempdir(),
+                                         f"zv-dask-write-{uuid.uuid4().hex}")
 
     def __reduce__(self):
         return (SpillDir, (None, self.path))
@@ -31,6 +36,7 @@ class SpillDir:
 
     def put(self, out: int, part: int, arrays: list) -> None:
         """Park ``arrays`` (numeric numpy arrays) of input ``part`` for output ``out``."""
+        os.makedirs(self.path, exist_ok=True)
         with open(self._file(out, part), "wb") as f:
             for a in arrays:
                 np.save(f, np.ascontiguousarray(a), allow_pickle=False)

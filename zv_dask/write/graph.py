@@ -27,7 +27,7 @@ from zv_dask.write import grid as G
 from zv_dask.write.codecs import group_coords, level0_recoder
 from zv_dask.write.documents import documents, dumps, root_document
 
-SLICE_ROWS = 1 << 18  # rows binned at a time by the pre-pass and the shuffle keys
+SLICE_ROWS = 1 << 16  # rows binned at a time by the pre-pass and the shuffle keys
 _SUMMARY_META = pd.DataFrame({"level": pd.Series(dtype="int64"), "array": pd.Series(dtype=object),
                               "key": pd.Series(dtype=object), "n": pd.Series(dtype="int64")})
 
@@ -122,13 +122,15 @@ def block_ranks(frame, spec: P.WriteSpec, blocks, i: int) -> tuple:
     keys = np.empty(len(frame), np.int64)
     groups = np.empty(len(frame), np.int64) if sharded else None
     found = True
+    by_block = G.Ranker(blocks[0])
+    by_group = G.Ranker(blocks[1]) if sharded else None
     for a in range(0, len(frame), SLICE_ROWS):
         chunks = P.level0_chunks(P.positions_of(frame.iloc[a:a + SLICE_ROWS], spec.axes,
                                                 spec.dtype), spec)[0]
-        k, ok = G.ranks(blocks[0], np.floor_divide(chunks, np.asarray(spec.block_chunks)))
+        k, ok = by_block.ranks(np.floor_divide(chunks, np.asarray(spec.block_chunks)))
         keys[a:a + len(k)] = k
         if sharded:
-            g, ok_g = G.ranks(blocks[1], group_coords(chunks, spec))
+            g, ok_g = by_group.ranks(group_coords(chunks, spec))
             groups[a:a + len(g)] = g
             ok = ok and ok_g
         found = found and ok

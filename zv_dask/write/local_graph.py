@@ -42,8 +42,8 @@ def write_graph_local(ddf, spec: P.WriteSpec, writer: StoreWriter, blocks, count
     parked = [dask.delayed(_park, pure=False)(part, i, spec, blocks, offsets, nparts, spill,
                                               dask_key_name=f"zv-park-{token}-{i}")
               for i, part in enumerate(ddf.to_delayed())]
-    written = [dask.delayed(_write_parked, pure=False)(o, spec, writer, spill, parked,
-                                                       dask_key_name=f"zv-build-{token}-{o}")
+    written = [dask.delayed(_write_parked, pure=False)(
+        o, spec, writer, spill, parked, dask_key_name=f"zv-write_partition-{token}-{o}")
                for o in range(nparts)]
     return dask.delayed(_finalize, pure=False)(spec, writer, spill, written,
                                                dask_key_name=f"zv-finalize-{token}")
