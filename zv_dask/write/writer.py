@@ -233,6 +233,8 @@ def to_zv(df, path_or_url, *, chunk_shape=None, bin_shape=None, bounds=None, lev
     if isinstance(df, ObjectSource):
         df, geometry, edges, faces, object_attributes, store_attributes = _unpack_source(
             df, geometry, edges, faces, object_attributes, store_attributes, name)
+    if geometry == "point":  # dd.from_pandas(df): df itself, split into views below
+        df = _from_pandas_source(df)
     # pandas: partitions of POINT_ROWS rows (a thread holds one, not a million rows)
     ddf = to_dask_frame(df, POINT_ROWS if geometry == "point" else 1_000_000)
     if ddf is None:
@@ -329,6 +331,17 @@ def to_zv(df, path_or_url, *, chunk_shape=None, bin_shape=None, bounds=None, lev
     from zv_dask.store import open_zv
 
     return open_zv(path_or_url, storage_options=storage_options, retries=retries)
+
+
+def _from_pandas_source(df):
+    """The pandas frame behind a bare ``dd.from_pandas`` (its partitions are copies),
+    else ``df``."""
+    try:
+        from zv_dask.collections.expr import pandas_of
+    except ImportError:  # pragma: no cover - dask without its expression modules
+        return df
+    frame = pandas_of(df)
+    return df if frame is None else frame
 
 
 def _unpack_source(source, geometry, edges, faces, object_attributes, store_attributes,
