@@ -72,3 +72,27 @@ def test_the_int64_ranker_and_chunk_counts_agree_with_the_row_scalars():
     want_u, want_n = G.unique_rows(chunks)
     assert dict(zip(map(tuple, u.tolist()), n.tolist())) == \
         dict(zip(map(tuple, want_u.tolist()), want_n.tolist()))
+
+
+def test_a_failed_local_write_removes_its_spill_files(tmp_path):
+    from dask.callbacks import Callback
+
+    class StopAtFirstBlock(Callback):
+        def _posttask(self, key, result, dsk, state, id):
+            if "write_partition" in str(key[0] if isinstance(key, tuple) else key):
+                raise KeyboardInterrupt("cancelled by the test")
+
+    rng = np.random.default_rng(5)
+    df = sample(3000, rng, categorical=False)[2]
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    with dask.config.set({"temporary-directory": str(scratch), "scheduler": "sync"}), \
+            StopAtFirstBlock():
+        try:
+            zv_dask.to_zv(pandas_partitions(df, 500), tmp_path / "s.zarrvectors",
+                          chunk_shape=200, levels=2)
+        except KeyboardInterrupt:
+            pass
+        else:  # pragma: no cover - the callback always stops it
+            raise AssertionError("the write was not cancelled")
+    assert list(scratch.iterdir()) == []

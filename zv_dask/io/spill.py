@@ -7,7 +7,8 @@ files and deletes them.  So a local write holds about one input and one output
 partition per thread, not the whole input (the in-memory shuffle held every row until
 the last output was built).  The files are scratch, never part of a store: the
 folder (``zv-dask-write-<id>`` in dask's ``temporary-directory``) is removed by the
-write's last task; a failed or cancelled write may leave it behind.
+write's last task, or by ``to_zv`` when the write fails (a ``compute=False`` job that
+fails when the caller computes it leaves it).
 """
 
 from __future__ import annotations

@@ -37,6 +37,7 @@ def write_graph_local(ddf, spec: P.WriteSpec, writer: StoreWriter, blocks, count
     import dask
 
     spill = SpillDir(dask.config.get("temporary-directory", None))
+    writer.scratch = spill  # to_zv removes it when the write fails
     offsets = seq_offsets(counts, ddf.npartitions)
     token = dask.base.tokenize(spec, writer.loc.token())
     parked = [dask.delayed(_park, pure=False)(part, i, spec, blocks, offsets, nparts, spill,

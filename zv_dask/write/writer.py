@@ -327,6 +327,8 @@ def to_zv(df, path_or_url, *, chunk_shape=None, bin_shape=None, bounds=None, lev
         job.compute(**compute_options())
     except BaseException:  # a failed or cancelled write lets the next one in
         writer.unlock(failed=True)
+        if getattr(writer, "scratch", None) is not None:  # a local write's spill files
+            writer.scratch.remove()
         raise
     from zv_dask.store import open_zv
 
