@@ -40,8 +40,10 @@ def to_zv(df, path_or_url, *, chunk_shape=None, bin_shape=None, bounds=None, lev
     level-k float64 positions as float32 and drops the links of the vertices it then
     misplaces; every fine vertex here is linked to its metavertex (the rest is equal).
 
-    Rows reach their chunk through a dask shuffle on a block key (the p2p shuffle on
-    ``distributed``); one task encodes and writes every cell of every level of a block
+    Rows reach their chunk through the p2p shuffle on a block key on ``distributed``,
+    and through spill files in dask's ``temporary-directory`` on the local schedulers
+    (each keyed input partition is parked and freed: memory follows the partition
+    size, not the input; a pandas frame is split into views, not copied); one task encodes and writes every cell of every level of a block
     of ``2**(levels-1)`` chunks per axis (fewer when the bin is smaller than the chunk),
     so a worker holds one block at a time, never a whole level.  Time and memory follow the
     points and the non-empty chunks, not the grid: two points 10^12 cells apart are
