@@ -4,6 +4,7 @@
                                      [--repeat 2] [--data benchmarks/_data]
                                      [--geometry point|streamline|mesh]
                                      [--chunk 250] [--shards S] [--shard-levels]
+                                     [--input from_map|pandas|from_pandas]
 
 Each run is a fresh Python process (so peak RSS is that side's own), sides interleaved.
 The input is N uniform float32 points in a 2000^3 box with two attributes
@@ -15,6 +16,10 @@ seeded generator, ``_part``); both sides see the same points in the same order:
   The input is never held whole: each partition is generated when a task needs it (once
   for the input checks, once for the write), and that generation is inside the timed
   call;
+* ``--input pandas``: ours gets the N points as one in-memory pandas DataFrame (built,
+  untimed, before the call; held for the whole run as the reference holds its arrays)
+  and ``to_zv`` splits it; ``--input from_pandas``: that frame as a P-partition
+  ``dd.from_pandas(df, npartitions=P)``;
 * reference: the parts concatenated into the numpy arrays its API takes (positions
   ``(N, 3)`` and one array per attribute, all held for the whole run; generation not
   timed), through ``write_points(chunk_shape=250)`` then
@@ -193,7 +198,7 @@ def run_objects(side: str, geometry: str, n: int, partitions: int, out: str) -> 
 
 def run_side(side: str, n: int, levels: int, partitions: int, out: str,
              geometry: str = "point", chunk: float = 250, shards: int | None = None,
-             shard_levels: bool = False) -> dict:
+             shard_levels: bool = False, source: str = "from_map") -> dict:
     if os.path.exists(out):
         shutil.rmtree(out)
     if geometry != "point":
@@ -203,8 +208,16 @@ def run_side(side: str, n: int, levels: int, partitions: int, out: str,
 
         import zv_dask
 
-        ddf = dd.from_map(_part, range(partitions), n=n, parts=partitions,
-                          meta=_part(0, 0, 1), enforce_metadata=False)
+        if source == "from_map":
+            ddf = dd.from_map(_part, range(partitions), n=n, parts=partitions,
+                              meta=_part(0, 0, 1), enforce_metadata=False)
+        else:
+            import pandas as pd
+
+            ddf = pd.concat([_part(i, n, partitions) for i in range(partitions)],
+                            ignore_index=True)
+            if source == "from_pandas":
+                ddf = dd.from_pandas(ddf, npartitions=partitions, sort=False)
         t = time.perf_counter()
         zv_dask.to_zv(ddf, out, chunk_shape=chunk, levels=levels,
                       shard_shape=shards if side == "sharded" else None,
@@ -265,6 +278,9 @@ def main(argv=None) -> int:
     ap.add_argument("--shards", type=int, help="compare unsharded with shard_shape=SHARDS")
     ap.add_argument("--shard-levels", action="store_true",
                     help="with --shards: shard links and coarse levels too")
+    ap.add_argument("--input", choices=["from_map", "pandas", "from_pandas"], default="from_map",
+                    help="points: ours reads a dd.from_map frame (default), one pandas "
+                         "DataFrame, or dd.from_pandas of it")
     ap.add_argument("--side", choices=["ours", "reference", "sharded"], help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -276,7 +292,7 @@ def main(argv=None) -> int:
     if args.side:  # child process: one run, one JSON line
         print(json.dumps(run_side(args.side, args.points, args.levels, args.partitions,
                                   args.out, args.geometry, args.chunk, args.shards,
-                                  args.shard_levels)))
+                                  args.shard_levels, args.input)))
         return 0
 
     data = Path(args.data)
@@ -287,7 +303,8 @@ def main(argv=None) -> int:
           f"{os.getloadavg()[0]:.1f}; {args.geometry}, {args.points} points/lines/vertices, "
           f"{args.levels} levels, {args.partitions} partitions, chunk {args.chunk:g}"
           + (f", shard_shape {args.shards}" if args.shards else "")
-          + (", shard_levels" if args.shard_levels else ""))
+          + (", shard_levels" if args.shard_levels else "")
+          + (f", input {args.input}" if args.geometry == "point" else ""))
     runs = {s: [] for s in sides}
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]) + os.pathsep
                + os.environ.get("PYTHONPATH", ""))
@@ -298,6 +315,7 @@ def main(argv=None) -> int:
                    "--chunk", str(args.chunk), "--out", outs[side], "--geometry", args.geometry]
             cmd += ["--shards", str(args.shards)] if args.shards else []
             cmd += ["--shard-levels"] if args.shard_levels else []
+            cmd += ["--input", args.input]
             r = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True,
                                           env=env).stdout.strip().splitlines()[-1])
             runs[side].append(r)

@@ -182,8 +182,8 @@ def test_linear_key_sorts_like_a_lexsort_of_its_columns():
 
 
 def test_input_order_offsets_come_from_the_partition_counts():
-    from zv_dask.write.graph import _seq_offsets
+    from zv_dask.write.graph import seq_offsets
 
-    assert _seq_offsets([3, 0, 5], 3).tolist() == [0, 3, 3]
-    assert _seq_offsets([3, 0, 5], 2) is None          # counts of another partitioning
-    assert _seq_offsets([2**30], 1) is None            # too many rows for int32
+    assert seq_offsets([3, 0, 5], 3).tolist() == [0, 3, 3]
+    assert seq_offsets([3, 0, 5], 2) is None          # counts of another partitioning
+    assert seq_offsets([2**30], 1) is None            # too many rows for int32

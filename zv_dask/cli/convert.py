@@ -205,6 +205,11 @@ def source_format(sources: list, forced=None) -> str:
     return found.pop()
 
 
+# points per LAS/LAZ task: a thread holds one range as it is read and keyed (about
+# 100 bytes a point), so peak memory follows this, not the file (1 M: ~440 MB in all)
+LAS_POINTS_PER_TASK = 250_000
+
+
 def read_source(source, options=None, fmt=None):
     """A dask DataFrame of SOURCE (a path or list; ``options``: fsspec storage options
     of Parquet/CSV; ``fmt``: the format, by default from the name)."""
@@ -217,7 +222,8 @@ def read_source(source, options=None, fmt=None):
     fmt = fmt or source_format(sources)
     one = sources[0] if len(sources) == 1 else sources
     if fmt == "las":
-        return read_las(sources, storage_options=options)
+        return read_las(sources, storage_options=options,
+                        points_per_partition=LAS_POINTS_PER_TASK)
     if fmt == "ply" and IO.ply_has_faces(sources, options):
         return IO.read_ply_mesh(sources, storage_options=options)
     if fmt in ("ply", "ply-points"):

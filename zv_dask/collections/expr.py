@@ -317,3 +317,33 @@ def new_frame(source):
 
     check = source.unchanged
     return new_collection(ZVFrame(source, guard=None if check is None else ZVGuard(check)))
+
+
+def pandas_of(ddf):
+    """The pandas DataFrame behind a bare ``dd.from_pandas(df, ...)`` (nothing applied
+    to it, no string conversion pending), rows in the partitions' order; ``None`` for
+    any other frame.  ``to_zv`` splits it into views instead of materializing the
+    expression's partitions (copies).
+
+    Examples
+    --------
+    >>> import dask.dataframe as dd, pandas as pd
+    >>> df = pd.DataFrame({"x": [3.0, 1.0, 2.0]})
+    >>> pandas_of(dd.from_pandas(df, npartitions=2))["x"].tolist()
+    [3.0, 1.0, 2.0]
+    >>> pandas_of(dd.from_pandas(df, npartitions=2)[["x"]] * 2) is None
+    True
+    """
+    try:
+        from dask.dataframe.dask_expr.io.io import FromPandas
+    except ImportError:  # pragma: no cover - other dask layouts: partitions as they are
+        return None
+    e = getattr(ddf, "expr", None)
+    if type(e) is not FromPandas or e.operand("columns") is not None \
+            or e.operand("_partitions") is not None or e.operand("_series"):
+        return None
+    frame = e.frame._data  # sorted by index when sort=True asked it (as the partitions)
+    if e.pyarrow_strings_enabled and any(
+            dt == object or isinstance(dt, pd.StringDtype) for dt in frame.dtypes):
+        return None  # its partitions convert strings: keep dask's dtypes
+    return frame

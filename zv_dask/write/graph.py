@@ -27,21 +27,25 @@ from zv_dask.write import grid as G
 from zv_dask.write.codecs import group_coords, level0_recoder
 from zv_dask.write.documents import documents, dumps, root_document
 
+SLICE_ROWS = 1 << 16  # rows binned at a time by the pre-pass and the shuffle keys
 _SUMMARY_META = pd.DataFrame({"level": pd.Series(dtype="int64"), "array": pd.Series(dtype=object),
                               "key": pd.Series(dtype=object), "n": pd.Series(dtype="int64")})
 
 
-def to_dask_frame(df):
-    """A dask DataFrame for a dask or pandas one (pandas: partitions of 1 M rows).
+def to_dask_frame(df, rows_per_partition: int = 1_000_000):
+    """A dask DataFrame for a dask or pandas one (pandas: partitions that are views of
+    ``rows_per_partition`` rows, the frame not copied).
 
     Object columns stay object: dask's string conversion would store an object
     column of ints as string categories ('3', not 3)."""
     import dask
     import dask.dataframe as dd
 
+    from zv_dask.collections.build import pandas_partitions
+
     if isinstance(df, pd.DataFrame):
         with dask.config.set({"dataframe.convert-string": False}):
-            return dd.from_pandas(df, chunksize=max(1, 1_000_000), sort=False)
+            return pandas_partitions(df, rows_per_partition)
     if isinstance(df, dd.DataFrame):
         return df
     return None
@@ -78,36 +82,64 @@ def prepass(ddf, axes, dtype: str, bounds, cat_columns: dict, binning=None,
 
 
 def _partition_facts(frame, axes, dtype, bounds, cat_columns, binning, store=None):
-    st = P.partition_stats(frame, axes, dtype, bounds, cat_columns, store)
-    if binning is None:
-        return st, None
-    return st, G.chunk_counts(P.positions_of(frame, axes, dtype), *binning)
+    # in slices of SLICE_ROWS: the float64/int64 temporaries of binning a whole
+    # partition (~100 MB a million rows) would set the write's peak memory
+    stats, chunks = [], []
+    for a in range(0, max(len(frame), 1), SLICE_ROWS):
+        part = frame.iloc[a:a + SLICE_ROWS]
+        pos = P.positions_of(part, axes, dtype)
+        stats.append(P.partition_stats(part, axes, dtype, bounds, cat_columns, store, pos=pos))
+        if binning is not None:
+            chunks.append(G.chunk_counts(pos, *binning))
+        del pos
+    st = P.merge_stats(stats)
+    return st, (None if binning is None else G.merge_chunk_counts(chunks))
 
 
 def _add_keys(frame, spec: P.WriteSpec, labels, blocks, offsets, partition_info=None):
     i = (partition_info or {}).get("number", 0)
-    if offsets is not None:  # global row number, 4 bytes a row in the shuffle
-        seq = offsets[i] + np.arange(len(frame), dtype=offsets.dtype)
-    else:
-        seq = np.int64(i) * P.SEQ_STRIDE + np.arange(len(frame), dtype=np.int64)
-    pos = P.positions_of(frame, spec.axes, spec.dtype)
-    chunks = P.level0_chunks(pos, spec)[0]
-    # rank among the non-empty blocks (groups) the pre-pass found: sized by the data
-    keys, found = G.ranks(blocks[0], np.floor_divide(chunks, np.asarray(spec.block_chunks)))
-    if spec.shard_shape is not None:
-        groups, found_g = G.ranks(blocks[1], group_coords(chunks, spec))
-        found = found and found_g
+    keys, groups = block_ranks(frame, spec, blocks, i)
+    out = frame.assign(**{
+        P.KEY_COLUMN: keys if groups is not None else labels[keys],
+        P.SEQ_COLUMN: row_numbers(len(frame), i, offsets)})
+    if groups is not None:  # shuffle whole shards (and blocks) to one task
+        out[P.GROUP_COLUMN] = labels[groups]
+    return out
+
+
+def row_numbers(n: int, i: int, offsets) -> np.ndarray:
+    """Input order of partition ``i``'s ``n`` rows (see :func:`seq_offsets`)."""
+    if offsets is not None:  # global row number, 4 bytes a row
+        return offsets[i] + np.arange(n, dtype=offsets.dtype)
+    return np.int64(i) * P.SEQ_STRIDE + np.arange(n, dtype=np.int64)
+
+
+def block_ranks(frame, spec: P.WriteSpec, blocks, i: int) -> tuple:
+    """Rank of each row's block among the non-empty blocks the pre-pass found (sized by
+    the data), and with shards of its group (else None); binned in slices of
+    ``SLICE_ROWS`` (bounded temporaries)."""
+    sharded = spec.shard_shape is not None
+    keys = np.empty(len(frame), np.int64)
+    groups = np.empty(len(frame), np.int64) if sharded else None
+    found = True
+    by_block = G.Ranker(blocks[0])
+    by_group = G.Ranker(blocks[1]) if sharded else None
+    for a in range(0, len(frame), SLICE_ROWS):
+        chunks = P.level0_chunks(P.positions_of(frame.iloc[a:a + SLICE_ROWS], spec.axes,
+                                                spec.dtype), spec)[0]
+        k, ok = by_block.ranks(np.floor_divide(chunks, np.asarray(spec.block_chunks)))
+        keys[a:a + len(k)] = k
+        if sharded:
+            g, ok_g = by_group.ranks(group_coords(chunks, spec))
+            groups[a:a + len(g)] = g
+            ok = ok and ok_g
+        found = found and ok
     if not found:
         raise WriteInputError(
             f"partition {i} has rows in a chunk the pre-pass did not see: the input changed "
             "between the two passes over it; persist it (ddf.persist()) or write from "
             "stored data", store=spec.store_name)
-    out = frame.assign(**{
-        P.KEY_COLUMN: keys if spec.shard_shape is not None else labels[keys],
-        P.SEQ_COLUMN: seq})
-    if spec.shard_shape is not None:  # shuffle whole shards (and blocks) to one task
-        out[P.GROUP_COLUMN] = labels[groups]
-    return out
+    return keys, groups
 
 
 def _balanced_labels(n_keys: int, nparts: int, on: str) -> np.ndarray:
@@ -241,7 +273,7 @@ def _shuffle_method():
         return "tasks"
 
 
-def _seq_offsets(counts, npartitions: int):
+def seq_offsets(counts, npartitions: int):
     """First row number of each partition (the pre-pass counts) as int32 when the total
     leaves room (rows are ordered by it only, so a partition longer on this pass than
     counted merely ties with the next), else None: partition * SEQ_STRIDE + row."""
@@ -266,15 +298,20 @@ def write_graph(ddf, spec: P.WriteSpec, writer: StoreWriter, chunks, counts=None
         blocks = (blocks[0], G.sorted_keys(group_coords(chunks, spec)))
         on, n_blocks = P.GROUP_COLUMN, len(blocks[1])
     nparts = max(1, min(ddf.npartitions, n_blocks))
+    method = _shuffle_method()
+    if method == "tasks":  # local: spill files, not a shuffle holding every row
+        from zv_dask.write.local_graph import write_graph_local
+
+        return write_graph_local(src, spec, writer, blocks, counts, nparts)
     labels = _balanced_labels(max(1, n_blocks), nparts, on)
-    offsets = _seq_offsets(counts, ddf.npartitions)
+    offsets = seq_offsets(counts, ddf.npartitions)
     meta = src._meta.assign(**{
         P.KEY_COLUMN: np.zeros(0, np.int64 if spec.shard_shape is not None else labels.dtype),
         P.SEQ_COLUMN: np.zeros(0, np.int64 if offsets is None else offsets.dtype)})
     if spec.shard_shape is not None:
         meta[P.GROUP_COLUMN] = np.zeros(0, labels.dtype)
     keyed = src.map_partitions(_add_keys, spec, labels, blocks, offsets, meta=meta)
-    shuffled = keyed.shuffle(on=on, npartitions=nparts, shuffle_method=_shuffle_method())
+    shuffled = keyed.shuffle(on=on, npartitions=nparts, shuffle_method=method)
     written = shuffled.map_partitions(write_partition, spec, writer, meta=_SUMMARY_META,
                                       enforce_metadata=False)
     return dask.delayed(finalize, pure=False)(spec, writer, written,

@@ -222,17 +222,19 @@ _CATEGORY_TYPES = (str, int, float, np.integer, np.floating, np.bool_)
 
 
 def partition_stats(frame, axes, dtype: str, bounds, cat_columns: dict,
-                    store: str | None = None) -> dict:
+                    store: str | None = None, pos: np.ndarray | None = None) -> dict:
     """Small per-partition facts for the checks: counts, examples, extent, categories.
     A categorical column holding values that are not strings or numbers (lists, dicts,
-    bytes, ...) raises :class:`WriteInputError` here, before anything is written."""
-    pos = positions_of(frame, axes, dtype)
+    bytes, ...) raises :class:`WriteInputError` here, before anything is written.
+    ``pos``: the frame's :func:`positions_of`, when the caller has them already."""
+    if pos is None:
+        pos = positions_of(frame, axes, dtype)
     finite = np.isfinite(pos).all(axis=1) if len(pos) else np.ones(0, bool)
     st = {"n": len(pos), "bad": int((~finite).sum()), "bad_example": None,
           "lo": None, "hi": None, "out": 0, "out_example": None, "cats": {}}
     if st["bad"]:
         st["bad_example"] = pos[~finite][0].astype(np.float64).tolist()
-    good = pos[finite]
+    good = pos[finite] if st["bad"] else pos
     if len(good):
         st["lo"] = good.min(axis=0).astype(np.float64).tolist()
         st["hi"] = good.max(axis=0).astype(np.float64).tolist()

@@ -23,6 +23,8 @@ from zv_dask.write import objects_graph as OG
 from zv_dask.write.objects import align_object_attributes
 from zv_dask.write.sources import refuse_own_input
 
+POINT_ROWS = 1 << 18
+
 
 def to_zv(df, path_or_url, *, chunk_shape=None, bin_shape=None, bounds=None, levels=None,
           axes=None, attributes=None, compressor=None, shard_shape=None, storage_options=None,
@@ -40,8 +42,10 @@ def to_zv(df, path_or_url, *, chunk_shape=None, bin_shape=None, bounds=None, lev
     level-k float64 positions as float32 and drops the links of the vertices it then
     misplaces; every fine vertex here is linked to its metavertex (the rest is equal).
 
-    Rows reach their chunk through a dask shuffle on a block key (the p2p shuffle on
-    ``distributed``); one task encodes and writes every cell of every level of a block
+    Rows reach their chunk through the p2p shuffle on a block key on ``distributed``,
+    and through spill files in dask's ``temporary-directory`` on the local schedulers
+    (each keyed input partition is parked and freed: memory follows the partition
+    size, not the input; a pandas frame is split into views, not copied); one task encodes and writes every cell of every level of a block
     of ``2**(levels-1)`` chunks per axis (fewer when the bin is smaller than the chunk),
     so a worker holds one block at a time, never a whole level.  Time and memory follow the
     points and the non-empty chunks, not the grid: two points 10^12 cells apart are
@@ -236,7 +240,10 @@ def to_zv(df, path_or_url, *, chunk_shape=None, bin_shape=None, bounds=None, lev
     if isinstance(df, ObjectSource):
         df, geometry, edges, faces, object_attributes, store_attributes = _unpack_source(
             df, geometry, edges, faces, object_attributes, store_attributes, name)
-    ddf = to_dask_frame(df)
+    if geometry == "point":  # dd.from_pandas(df): df itself, split into views below
+        df = _from_pandas_source(df)
+    # pandas: partitions of POINT_ROWS rows (a thread holds one, not a million rows)
+    ddf = to_dask_frame(df, POINT_ROWS if geometry == "point" else 1_000_000)
     if ddf is None:
         raise WriteInputError(f"df must be a dask or pandas DataFrame, got {type(df).__name__}",
                               store=name)
@@ -329,10 +336,23 @@ def to_zv(df, path_or_url, *, chunk_shape=None, bin_shape=None, bounds=None, lev
         job.compute(**compute_options())
     except BaseException:  # a failed or cancelled write lets the next one in
         writer.unlock(failed=True)
+        if getattr(writer, "scratch", None) is not None:  # a local write's spill files
+            writer.scratch.remove()
         raise
     from zv_dask.store import open_zv
 
     return open_zv(path_or_url, storage_options=storage_options, retries=retries)
+
+
+def _from_pandas_source(df):
+    """The pandas frame behind a bare ``dd.from_pandas`` (its partitions are copies),
+    else ``df``."""
+    try:
+        from zv_dask.collections.expr import pandas_of
+    except ImportError:  # pragma: no cover - dask without its expression modules
+        return df
+    frame = pandas_of(df)
+    return df if frame is None else frame
 
 
 def _unpack_source(source, geometry, edges, faces, object_attributes, store_attributes,
