@@ -20,12 +20,16 @@ OPENS_STORE = False
 
 #: --format choices and the file name endings that pick them
 FORMATS = {"las": (".las", ".laz"), "ply": (".ply",), "csv": (".csv", ".csv.gz", ".txt"),
-           "parquet": (".parquet", ".pq")}
+           "parquet": (".parquet", ".pq"), "trk": (".trk",), "tck": (".tck",),
+           "trx": (".trx",)}
+#: formats read as streamlines (an ObjectSource, not a DataFrame)
+TRACT_FORMATS = ("trk", "tck", "trx")
 
 EPILOG = """\
 examples:
   zv-dask convert 'tiles/*.laz' city.zarrvectors --chunk-shape 100 --levels 3
   zv-dask convert scan.ply scan.zarrvectors --chunk-shape 0.5
+  zv-dask convert 'subjects/*.trk' tracts.zarrvectors --chunk-shape 20
   zv-dask convert points.parquet points.zarrvectors --chunk-shape 250 --levels 3
   zv-dask convert points.parquet sharded.zarrvectors --chunk-shape 250 --shard-shape 4 \\
       --compressor zstd
@@ -40,7 +44,7 @@ def add_parser(sub):
     """Add the ``convert`` sub-command to ``sub`` (an argparse subparsers object)."""
     p = sub.add_parser(
         NAME, help="build a store (pyramid included) from LAS/LAZ, PLY, Parquet or CSV "
-                   "points",
+                   "points, or TRK/TCK/TRX streamlines",
         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
         description="Read SOURCE (LAS/LAZ or PLY files, a Parquet file, directory or glob, "
                     "or CSV files; several paths or globs of one format) with dask and write "
@@ -48,14 +52,17 @@ def add_parser(sub):
                     "non-axis column becomes a vertex attribute.  LAS/LAZ: positions are "
                     "stored as float64 when float32 cannot hold the file's scale, and the "
                     "scales, offsets and CRS go into the store's root attributes "
-                    "(zv_dask_source).  PLY: vertices only (faces are not read).")
+                    "(zv_dask_source).  PLY: vertices only (faces are not read).  TRK, TCK, "
+                    "TRX: streamlines (RAS+ mm, as nibabel loads them) with per-point and "
+                    "per-streamline data; the header's affine goes into zv_dask_source.")
     p.add_argument("source", metavar="SOURCE", nargs="+",
                    help="LAS/LAZ, PLY, Parquet (file/directory/glob) or CSV; several paths "
                         "or globs of one format")
     p.add_argument("out", metavar="OUT", help="store path or URL to create")
     p.add_argument("--format", choices=sorted(FORMATS), default=None,
                    help="the SOURCE format (default: from the file name ending: "
-                        ".las/.laz, .ply, .csv/.csv.gz/.txt, otherwise Parquet)")
+                        ".las/.laz, .ply, .csv/.csv.gz/.txt, .trk, .tck, .trx, otherwise "
+                        "Parquet)")
     p.add_argument("--like", metavar="STORE",
                    help="copy the layout of this store: axes, chunk and bin shape, bounds, "
                         "levels, dtype, compressor and shard shape default to its values "
@@ -200,14 +207,20 @@ def source_format(sources: list, forced=None) -> str:
 
 
 def read_source(source, options=None, fmt=None):
-    """A dask DataFrame of SOURCE (a path or list; ``options``: fsspec storage options
-    of Parquet/CSV; ``fmt``: the format, by default from the name)."""
+    """A dask DataFrame of SOURCE, or an ObjectSource of TRK/TCK/TRX streamlines (a
+    path or list; ``options``: fsspec storage options; ``fmt``: the format, by default
+    from the name)."""
     import dask.dataframe as dd
 
     from zv_dask.collections.ingest import read_las, read_ply
 
     sources = [source] if isinstance(source, str) else list(source)
     fmt = fmt or source_format(sources)
+    if fmt in TRACT_FORMATS:  # streamlines: an ObjectSource for to_zv
+        from zv_dask.collections import ingest_tracts
+
+        reader = getattr(ingest_tracts, f"read_{fmt}")
+        return reader(sources) if fmt == "trx" else reader(sources, storage_options=options)
     one = sources[0] if len(sources) == 1 else sources
     if fmt == "las":
         return read_las(sources, storage_options=options)
@@ -251,11 +264,14 @@ def _ingest_choices(df, args) -> tuple:
     headers said), with a progress line; ``(args.dtype, None)`` for other sources."""
     from zv_dask.collections.ingest import SOURCE_KEY, source_attributes
 
-    info = source_attributes(df)
+    info = getattr(df, "source", None) or source_attributes(df)
     if info is None:  # Parquet/CSV: quiet as before (the progress bar shows the work)
         return args.dtype, None
+    frame = getattr(df, "vertices", df)
+    lines = (f"{info['streamline_count']} streamlines, " if "streamline_count" in info
+             else "")
     _progress(f"read headers of {len(info['files'])} {info['format'].upper()} files: "
-              f"{info['point_count']} points in {df.npartitions} partitions")
+              f"{lines}{info['point_count']} points in {frame.npartitions} partitions")
     dtype = args.dtype
     if not info["float32_exact"]:
         if dtype is None and args.like is None:
