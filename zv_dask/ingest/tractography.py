@@ -92,17 +92,24 @@ def _named_slices(names, total: int, default: str) -> list:
 
 
 class _Words:
-    """int32 words of a file read through a moving window (bounded memory)."""
+    """int32 words of a file read through a moving window (bounded memory); ``ints``
+    is the window as native Python-int memory for fast scalar reads."""
 
     def __init__(self, f, offset: int, dtype):
-        self.f, self.offset, self.dtype = f, offset, dtype
-        self.start, self.buf = 0, np.zeros(0, dtype)
+        self.f, self.offset, self.dtype = f, offset, np.dtype(dtype)
+        self.start, self.size = 0, 0
+        self.buf, self.ints = np.zeros(0, self.dtype), memoryview(b"").cast("i")
+
+    def load(self, w: int, m: int) -> None:
+        self.f.seek(self.offset + 4 * w)
+        raw = self.f.read(4 * max(m, WINDOW_WORDS))
+        self.buf = np.frombuffer(raw[:len(raw) // 4 * 4], self.dtype)
+        native = self.buf.astype(np.int32)  # native byte order, a copy
+        self.start, self.size, self.ints = w, len(native), memoryview(native).cast("B").cast("i")
 
     def get(self, w: int, m: int) -> np.ndarray:
-        if not (self.start <= w and w + m <= self.start + len(self.buf)):
-            self.f.seek(self.offset + 4 * w)
-            raw = self.f.read(4 * max(m, WINDOW_WORDS))
-            self.start, self.buf = w, np.frombuffer(raw[:len(raw) // 4 * 4], self.dtype)
+        if not (self.start <= w and w + m <= self.start + self.size):
+            self.load(w, m)
         return self.buf[w - self.start:w - self.start + m]
 
 
@@ -163,7 +170,11 @@ def _scan_trk(f, hdr, size: int, path: str) -> tuple:
                     f"file ends (byte {size}) after streamline {len(counts) - 1}; re-export "
                     "or re-copy the file")
             break
-        n = int(words.get(w, 1)[0])
+        j = w - words.start
+        if not 0 <= j < words.size:
+            words.load(w, 1)
+            j = 0
+        n = words.ints[j]
         end = w + 1 + n * k + P
         if n < 0 or end > total:
             raise InputFileError(
@@ -253,10 +264,11 @@ class TrkRangeReader:
         if not np.array_equal(words[starts], counts):
             raise InputFileError(f"{info.path} changed since it was indexed (streamlines "
                                  f"{first}..{stop}); read it again")
-        T = int(counts.sum())
-        before = np.repeat(np.cumsum(counts) - counts, counts)
-        row = np.repeat(starts + 1, counts) + (np.arange(T) - before) * k
-        values = words.view(info.endian + "f4")[row[:, None] + np.arange(k)]
+        keep = np.ones(len(words), bool)  # every word but counts and properties
+        keep[starts] = False
+        for j in range(P):
+            keep[starts + rec - P + j] = False
+        values = words.view(info.endian + "f4")[keep].reshape(-1, k)
         pts = np.ascontiguousarray(values[:, :3], dtype=np.float32)
         pts = _apply_nibabel_affine(info.affine, pts)
         ids = np.repeat(np.arange(first, stop, dtype=np.int64), counts)
