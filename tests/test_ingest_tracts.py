@@ -215,3 +215,34 @@ def test_a_bad_tck_is_one_error_line(tmp_path, capsys):
                  "--chunk-shape", "25"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "odd.tck" in err[0] and "triplets" in err[0]
+
+
+def test_a_trk_without_its_streamline_count_is_read_to_the_end(tmp_path):
+    data = bytearray(open(dipy_file("tracks300.trk"), "rb").read())
+    data[988:992] = np.int32(0).tobytes()  # n_count: 0 means "read until the end"
+    (tmp_path / "n0.trk").write_bytes(bytes(data))
+    t = nib.streamlines.load(str(tmp_path / "n0.trk"))
+    src = zv_dask.read_trk(tmp_path / "n0.trk", streamlines_per_partition=64)
+    assert src.source["streamline_count"] == len(t.streamlines) == 300
+    np.testing.assert_array_equal(src.vertices.compute()[["x", "y", "z"]].to_numpy(),
+                                  t.streamlines.get_data())
+
+
+@pytest.mark.parametrize("module, suffix", [("nibabel", "trk"), ("trx", "trx")])
+def test_a_missing_package_names_the_extra(tmp_path, module, suffix):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).parents[1]
+    src = dipy_file("tracks300.trk") if suffix == "trk" else str(tmp_path / "a.trx")
+    if suffix == "trx":
+        write_trx(tmp_path / "a.trx", np.random.default_rng(0), 3)
+    code = (f"import sys; sys.modules[{module!r}] = None\n"
+            "from zv_dask.cli import main\n"
+            f"sys.exit(main(['convert', {src!r}, {str(tmp_path / 'o.zv')!r}, "
+            "'--chunk-shape', '10']))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       cwd=root, env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"})
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    assert "zv_dask[tractography]" in r.stderr
