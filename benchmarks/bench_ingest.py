@@ -20,6 +20,11 @@ interleaved:
 
 Prints per-run wall time and peak RSS, medians, and the ratios ours/peer; after the
 runs both stores are checked to hold N points at level 0.
+
+``--format trk [--streamlines 100000]``: the same side by side for a TRK file written
+by nibabel (seeded random walks of 10-60 points in a 50 mm box, identity affine):
+ours ``zv-dask convert FILE OUT --chunk-shape 20``, peer ``zvtools convert FILE OUT
+--format trk --chunk-shape 20,20,20``; our store is checked to hold every point.
 """
 
 from __future__ import annotations
@@ -66,14 +71,32 @@ def make_laz(path: Path, n: int) -> None:
             writer.write_points(rec)
 
 
+def make_trk(path: Path, n: int) -> None:
+    """N seeded random-walk streamlines of 10-60 points, written by nibabel."""
+    import nibabel as nib
+
+    rng = np.random.default_rng(3)
+    lens = rng.integers(10, 61, n)
+    steps = rng.normal(0, 0.5, (int(lens.sum()), 3)).astype("f4")
+    seq = nib.streamlines.ArraySequence()
+    seq._data = steps.cumsum(axis=0) % 50
+    seq._offsets, seq._lengths = np.r_[0, np.cumsum(lens)[:-1]], lens
+    nib.streamlines.save(nib.streamlines.Tractogram(seq, affine_to_rasmm=np.eye(4)), str(path))
+
+
 def run_side(side: str, laz: str, out: str) -> dict:
     if os.path.exists(out):
         shutil.rmtree(out)
     t0 = time.perf_counter()
+    trk = laz.endswith(".trk")
     if side == "ours":
         from zv_dask.cli import main
 
-        rc = main(["convert", laz, out, "--chunk-shape", "256"])
+        rc = main(["convert", laz, out, "--chunk-shape", "20" if trk else "256"])
+    elif trk:
+        from zarr_vectors_tools.cli import main
+
+        rc = main(["convert", laz, out, "--format", "trk", "--chunk-shape", "20,20,20"])
     elif side == "read":
         import zv_dask
 
@@ -99,6 +122,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--points", type=int, nargs="+", default=[3_000_000, 12_000_000])
     ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--format", choices=["laz", "trk"], default="laz")
+    ap.add_argument("--streamlines", type=int, nargs="+", default=[100_000])
     ap.add_argument("--data", default=str(Path(__file__).parent / "_data"))
     ap.add_argument("--side", choices=["ours", "peer", "read"], help=argparse.SUPPRESS)
     ap.add_argument("--file", help=argparse.SUPPRESS)
@@ -111,6 +136,8 @@ def main(argv=None) -> int:
     data.mkdir(parents=True, exist_ok=True)
     print(f"# {platform.platform()}, {os.cpu_count()} cores, python {platform.python_version()}")
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).parents[1]))
+    if a.format == "trk":
+        return bench_trk(a, data, env)
     for n in a.points:
         laz = data / f"tile_{n}.laz"
         if not laz.exists():
@@ -134,6 +161,36 @@ def main(argv=None) -> int:
         counts = {s: vertex_count(str(data / f"{s}_{n}.zarrvectors")) for s in ("ours", "peer")}
         print(f"level-0 points: {counts}")
         assert counts["ours"] == counts["peer"] == n, counts
+    return 0
+
+
+def bench_trk(a, data: Path, env: dict) -> int:
+    for n in a.streamlines:
+        trk = data / f"tracts_{n}.trk"
+        if not trk.exists():
+            make_trk(trk, n)
+        print(f"\n## {n:,} streamlines, {trk.stat().st_size / 2**20:.0f} MiB TRK")
+        runs = {"ours": [], "peer": []}
+        for _ in range(a.repeat):
+            for side in runs:
+                out = str(data / f"{side}_tracts_{n}.zarrvectors")
+                cmd = [sys.executable, __file__, "--side", side, "--file", str(trk),
+                       "--out", out]
+                r = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env)
+                rec = json.loads(r.stdout.strip().splitlines()[-1])
+                assert rec["rc"] == 0, r.stderr[-2000:]
+                runs[side].append(rec)
+                print(f"{side:5s} wall {rec['wall_s']:7.1f} s   peak RSS {rec['rss_mb']:7.0f} MB")
+        med = {s: (statistics.median(r["wall_s"] for r in v),
+                   statistics.median(r["rss_mb"] for r in v)) for s, v in runs.items()}
+        print(f"ratio ours/peer: wall {med['ours'][0] / med['peer'][0]:.2f}x, "
+              f"peak RSS {med['ours'][1] / med['peer'][1]:.2f}x")
+        import nibabel as nib
+
+        points = len(nib.streamlines.load(str(trk), lazy_load=False).streamlines.get_data())
+        ours = vertex_count(str(data / f"ours_tracts_{n}.zarrvectors"))
+        print(f"level-0 points: ours {ours}, file {points}")
+        assert ours == points
     return 0
 
 

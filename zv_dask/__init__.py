@@ -11,12 +11,13 @@ job; imports point down this list (checked by import-linter, see ``setup.cfg``):
 - ``api/`` - the methods of ``ZVStore``, one mixin per job;
 - ``stats/`` - statistics as dask reductions;
 - ``collections/`` - the only builder of dask collections (:func:`read_las`,
-  :func:`read_ply`, :func:`read_swc`, :func:`read_obj`, :func:`read_stl` and
-  :func:`read_ply_mesh` included);
+  :func:`read_ply`, :func:`read_swc`, :func:`read_obj`, :func:`read_stl`,
+  :func:`read_ply_mesh`, :func:`read_trk`, :func:`read_tck` and :func:`read_trx`
+  included);
 - ``neighbours/`` - neighbour searches in a task: a chunk and its halo, KD-trees;
 - ``read/`` - readers run inside tasks: cells, object arrays, objects, links of a level;
-- ``ingest/`` - readers of foreign files (LAS/LAZ, PLY, SWC, OBJ, STL): headers,
-  per-task ranges, vectorised parsers;
+- ``ingest/`` - readers of foreign files (LAS/LAZ, PLY, SWC, OBJ, STL, TRK/TCK/TRX):
+  headers, per-task ranges, vectorised parsers;
 - ``plan/`` - pure: which level, chunks and columns; predicates; partitions; halos;
 - ``io/`` - the only wing that touches a store: locations, reads, documents, puts;
 - ``format/`` - pure: zarr.json documents -> metadata values, chunk bytes <-> numpy;
@@ -60,6 +61,7 @@ from zv_dask.errors import (
 from zv_dask import stats  # noqa: E402  (zv_dask.stats.describe etc. after `import zv_dask`)
 from zv_dask.collections.ingest import read_las, read_ply, source_attributes
 from zv_dask.collections.ingest_objects import read_obj, read_ply_mesh, read_stl, read_swc
+from zv_dask.collections.ingest_tracts import read_tck, read_trk, read_trx
 from zv_dask.fragments import read_fragment_index
 from zv_dask.store import ZVStore, open_zv
 from zv_dask.write.writer import to_zv
@@ -131,5 +133,6 @@ __all__ = [
     "IncompleteStoreError", "StoreExistsError", "WriteInputError", "InvalidPointsError",
     "StoreWriteError", "InputFileError", "read_las", "read_ply", "source_attributes",
     "read_swc", "read_obj", "read_stl", "read_ply_mesh",
+    "read_trk", "read_tck", "read_trx",
     "__version__",
 ]

@@ -1,5 +1,5 @@
 """``zv-dask convert SOURCE... OUT``: build a store from LAS/LAZ, PLY, Parquet or CSV
-points, SWC skeletons or OBJ/STL/PLY meshes with ``to_zv``.
+points, SWC skeletons, OBJ/STL/PLY meshes or TRK/TCK/TRX streamlines with ``to_zv``.
 
 One of the command modules listed in ``zv_dask.cli.COMMANDS``: :func:`add_parser`
 adds it, :func:`run` runs it (it writes a store instead of opening one).
@@ -21,7 +21,10 @@ OPENS_STORE = False
 #: --format choices and the file name endings that pick them
 FORMATS = {"las": (".las", ".laz"), "ply": (".ply",), "csv": (".csv", ".csv.gz", ".txt"),
            "parquet": (".parquet", ".pq"), "swc": (".swc",), "obj": (".obj",),
-           "stl": (".stl",), "ply-points": ()}
+           "stl": (".stl",), "ply-points": (), "trk": (".trk",), "tck": (".tck",),
+           "trx": (".trx",)}
+#: formats read as streamlines (an ObjectSource, not a DataFrame)
+TRACT_FORMATS = ("trk", "tck", "trx")
 
 EPILOG = """\
 examples:
@@ -29,6 +32,7 @@ examples:
   zv-dask convert scan.ply scan.zarrvectors --chunk-shape 0.5
   zv-dask convert 'neurons/*.swc' neurons.zarrvectors --chunk-shape 5000
   zv-dask convert 'meshes/*.obj' meshes.zarrvectors --chunk-shape 1000
+  zv-dask convert 'subjects/*.trk' tracts.zarrvectors --chunk-shape 20
   zv-dask convert points.parquet points.zarrvectors --chunk-shape 250 --levels 3
   zv-dask convert points.parquet sharded.zarrvectors --chunk-shape 250 --shard-shape 4 \\
       --compressor zstd
@@ -43,7 +47,7 @@ def add_parser(sub):
     """Add the ``convert`` sub-command to ``sub`` (an argparse subparsers object)."""
     p = sub.add_parser(
         NAME, help="build a store (pyramid included) from LAS/LAZ, PLY, Parquet or CSV "
-                   "points, SWC skeletons or OBJ/STL/PLY meshes",
+                   "points, SWC skeletons, OBJ/STL/PLY meshes or TRK/TCK/TRX streamlines",
         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
         description="Read SOURCE (LAS/LAZ or PLY files, a Parquet file, directory or glob, "
                     "or CSV files; several paths or globs of one format) with dask and write "
@@ -53,15 +57,17 @@ def add_parser(sub):
                     "scales, offsets and CRS go into the store's root attributes "
                     "(zv_dask_source).  PLY: a mesh when a file has faces (--format "
                     "ply-points: its vertices as points).  SWC: one skeleton object per "
-                    "tree; OBJ (one object per g/o group), STL, PLY with faces: meshes.")
+                    "tree; OBJ (one object per g/o group), STL, PLY with faces: meshes.  TRK, TCK, "
+                    "TRX: streamlines (RAS+ mm, as nibabel loads them) with per-point and "
+                    "per-streamline data; the header's affine goes into zv_dask_source.")
     p.add_argument("source", metavar="SOURCE", nargs="+",
                    help="LAS/LAZ, PLY, Parquet (file/directory/glob) or CSV; several paths "
                         "or globs of one format")
     p.add_argument("out", metavar="OUT", help="store path or URL to create")
     p.add_argument("--format", choices=sorted(FORMATS), default=None,
                    help="the SOURCE format (default: from the file name ending: "
-                        ".las/.laz, .ply, .csv/.csv.gz/.txt, .swc, .obj, .stl, otherwise "
-                        "Parquet); ply-points reads a PLY's vertices only")
+                        ".las/.laz, .ply, .csv/.csv.gz/.txt, .swc, .obj, .stl, .trk, .tck, "
+                        ".trx, otherwise Parquet); ply-points reads a PLY's vertices only")
     p.add_argument("--like", metavar="STORE",
                    help="copy the layout of this store: axes, chunk and bin shape, bounds, "
                         "levels, dtype, compressor and shard shape default to its values "
@@ -211,8 +217,9 @@ LAS_POINTS_PER_TASK = 250_000
 
 
 def read_source(source, options=None, fmt=None):
-    """A dask DataFrame of SOURCE (a path or list; ``options``: fsspec storage options
-    of Parquet/CSV; ``fmt``: the format, by default from the name)."""
+    """A dask DataFrame of SOURCE, or an ObjectSource of TRK/TCK/TRX streamlines (a
+    path or list; ``options``: fsspec storage options; ``fmt``: the format, by default
+    from the name)."""
     import dask.dataframe as dd
 
     from zv_dask.collections import ingest_objects as IO
@@ -220,6 +227,11 @@ def read_source(source, options=None, fmt=None):
 
     sources = [source] if isinstance(source, str) else list(source)
     fmt = fmt or source_format(sources)
+    if fmt in TRACT_FORMATS:  # streamlines: an ObjectSource for to_zv
+        from zv_dask.collections import ingest_tracts
+
+        reader = getattr(ingest_tracts, f"read_{fmt}")
+        return reader(sources) if fmt == "trx" else reader(sources, storage_options=options)
     one = sources[0] if len(sources) == 1 else sources
     if fmt == "las":
         return read_las(sources, storage_options=options,
@@ -269,18 +281,22 @@ def _ingest_choices(df, args) -> tuple:
     from zv_dask.collections.ingest import SOURCE_KEY, source_attributes
     from zv_dask.ingest.source import ObjectSource
 
-    if isinstance(df, ObjectSource):  # to_zv records its facts itself
+    if isinstance(df, ObjectSource) and "float32_exact" not in df.source:
+        # skeletons, meshes: to_zv records their facts itself
         info = df.source
         _progress(f"read {len(info['files'])} {info['format'].upper()} files: "
                   f"{info['vertex_count']} vertices, {info['object_count']} "
                   f"{'trees' if df.geometry == 'skeleton' else 'objects'} in "
                   f"{df.vertices.npartitions} partitions")
         return args.dtype, None
-    info = source_attributes(df)
+    info = getattr(df, "source", None) or source_attributes(df)
     if info is None:  # Parquet/CSV: quiet as before (the progress bar shows the work)
         return args.dtype, None
+    frame = getattr(df, "vertices", df)
+    lines = (f"{info['streamline_count']} streamlines, " if "streamline_count" in info
+             else "")
     _progress(f"read headers of {len(info['files'])} {info['format'].upper()} files: "
-              f"{info['point_count']} points in {df.npartitions} partitions")
+              f"{lines}{info['point_count']} points in {frame.npartitions} partitions")
     dtype = args.dtype
     if not info["float32_exact"]:
         if dtype is None and args.like is None:
