@@ -72,6 +72,15 @@ class StoreWriter:
                 return [exc] * len(items)
         if len(items) <= 1 or (self.loc._local and len(items) <= LOCAL_SEQUENTIAL_PUTS):
             return [self._put_one(r, d) for r, d in items]
+        if self.loc._local:  # a few slices, not one task per small file
+            k = self.loc.n_workers
+            slices = [items[i::k] for i in range(k)]
+            done = list(self.loc._executor().map(
+                lambda part: [self._put_one(r, d) for r, d in part], slices))
+            out = [None] * len(items)
+            for i, res in enumerate(done):
+                out[i::k] = res
+            return out
         return list(self.loc._executor().map(lambda kv: self._put_one(*kv), items))
 
     def put_many(self, blobs: Mapping[str, bytes]) -> None:

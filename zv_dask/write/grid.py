@@ -106,11 +106,30 @@ def unique_rows(coords: np.ndarray, counts=None) -> tuple:
     coords = np.ascontiguousarray(coords, np.int64)
     if len(coords) == 0:
         return coords.reshape(0, coords.shape[1] if coords.ndim == 2 else 0), np.zeros(0, np.int64)
-    u, inv = np.unique(as_void(coords), return_inverse=True)
-    inv = inv.reshape(-1)
     w = None if counts is None else np.asarray(counts, np.float64)
-    n = np.bincount(inv, weights=w, minlength=len(u)).astype(np.int64)
-    return u.view(np.int64).reshape(len(u), coords.shape[1]), n
+    linear = _linear_keys(coords)
+    if linear is None:
+        u, inv = np.unique(as_void(coords), return_inverse=True)
+        n = np.bincount(inv.reshape(-1), weights=w, minlength=len(u)).astype(np.int64)
+        return u.view(np.int64).reshape(len(u), coords.shape[1]), n
+    # an int64 sort of N rows, then the few distinct rows put in as_void order
+    keys, lo, span = linear
+    u, inv = np.unique(keys, return_inverse=True)
+    n = np.bincount(inv.reshape(-1), weights=w, minlength=len(u)).astype(np.int64)
+    rows = np.stack(np.unravel_index(u, span), axis=1).astype(np.int64) + lo
+    order = np.argsort(as_void(rows), kind="stable")
+    return np.ascontiguousarray(rows[order]), n[order]
+
+
+def _linear_keys(coords: np.ndarray):
+    """Row-major int64 keys of ``coords`` in their bounding box, with its corner and
+    shape; None when the box has 2**62 cells or more."""
+    lo, hi = coords.min(axis=0), coords.max(axis=0)
+    span = (hi - lo + 1).astype(object)
+    if int(np.prod(span)) >= 2 ** 62:
+        return None
+    span = tuple(int(x) for x in span)
+    return np.ravel_multi_index(tuple((coords - lo).T), span), lo, span
 
 
 def merge_chunk_counts(parts) -> tuple:
@@ -139,8 +158,21 @@ def ranks(keys: np.ndarray, coords: np.ndarray) -> tuple:
     v = as_void(coords)
     if len(keys) == 0:
         return np.zeros(len(v), np.int64), len(v) == 0
-    r = np.minimum(np.searchsorted(keys, v), len(keys) - 1)
-    return r.astype(np.int64), bool((keys[r] == v).all())
+    rows = keys.view(np.int64).reshape(len(keys), -1)
+    coords = np.ascontiguousarray(coords, np.int64)
+    linear = _linear_keys(np.concatenate([rows, coords.min(axis=0, keepdims=True),
+                                          coords.max(axis=0, keepdims=True)])
+                          if len(coords) else rows)
+    if linear is None:  # a void search (a memcmp per comparison) only when int64 cannot
+        r = np.minimum(np.searchsorted(keys, v), len(keys) - 1)
+        return r.astype(np.int64), bool((keys[r] == v).all())
+    _, lo, span = linear
+    key_lin = np.ravel_multi_index(tuple((rows - lo).T), span)
+    by_lin = np.argsort(key_lin)
+    sorted_lin = key_lin[by_lin]
+    lin = np.ravel_multi_index(tuple((coords - lo).T), span)
+    r = np.minimum(np.searchsorted(sorted_lin, lin), len(keys) - 1)
+    return by_lin[r].astype(np.int64), bool((sorted_lin[r] == lin).all())
 
 
 class Ranker:

@@ -33,15 +33,29 @@ def place_records(chunks: np.ndarray, vi: np.ndarray) -> tuple:
     of records with endpoint cells ``chunks`` (M, L, D) and rows ``vi`` (M, L)."""
     m, width, d = chunks.shape
     intra = (chunks == chunks[:, :1, :]).all(axis=(1, 2))
-    rec = np.repeat(np.arange(m, dtype=np.int64), width)
-    flat = chunks.reshape(-1, d)
-    order = np.lexsort([vi.reshape(-1)] + [flat[:, a] for a in range(d - 1, -1, -1)] + [rec])
-    sigma = order.reshape(m, width) - (np.arange(m, dtype=np.int64) * width)[:, None]
+    sigma = _endpoint_order(chunks, vi)
     sigma = np.where(intra[:, None], np.arange(width)[None, :], sigma)
     rows = np.arange(m)[:, None]
     placed_c, placed_v = chunks[rows, sigma], vi[rows, sigma]
     src = placed_c[:, 0, :]
     return src, placed_c[:, 1:, :] - src[:, None, :], placed_v, lehmer_codes(sigma), intra
+
+
+def _endpoint_order(chunks: np.ndarray, vi: np.ndarray) -> np.ndarray:
+    """Per record, its endpoints sorted by ``(cell, row)`` (stable): an (M, L) argsort of
+    one int64 key when cells and rows fit one, else a lexsort of every endpoint."""
+    m, width, d = chunks.shape
+    flat = chunks.reshape(-1, d)
+    if m:
+        lo, span = flat.min(axis=0), flat.max(axis=0) - flat.min(axis=0) + 1
+        rows = int(vi.max()) + 1 if vi.size else 1
+        if int(np.prod(span.astype(object))) * rows < 2 ** 62 and vi.min() >= 0:
+            cell = np.ravel_multi_index(tuple((flat - lo).T), tuple(int(x) for x in span))
+            key = (cell * rows + vi.reshape(-1)).reshape(m, width)
+            return np.argsort(key, axis=1, kind="stable")
+    rec = np.repeat(np.arange(m, dtype=np.int64), width)
+    order = np.lexsort([vi.reshape(-1)] + [flat[:, a] for a in range(d - 1, -1, -1)] + [rec])
+    return order.reshape(m, width) - (np.arange(m, dtype=np.int64) * width)[:, None]
 
 
 def segment_name(offsets: np.ndarray) -> str:

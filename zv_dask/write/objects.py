@@ -60,7 +60,6 @@ def build_polyline_block(spec: WriteSpec, pos: np.ndarray, attrs: dict, oid: np.
     ``runs=False`` (graphs, meshes: ``vidx`` is the global row) an object has one
     fragment per cell, and ``local`` lists each row's ``(vidx, row in its cell)``."""
     d = spec.ndim
-    origin = spec.grid()[0]
     chunks = polyline_chunks(pos, spec)
     order = np.lexsort([vidx, oid] + [chunks[:, a] for a in range(d - 1, -1, -1)])
     chunks, oid, vidx = chunks[order], oid[order], vidx[order]
@@ -81,23 +80,8 @@ def build_polyline_block(spec: WriteSpec, pos: np.ndarray, attrs: dict, oid: np.
     first_frag_of_cell = np.searchsorted(frag_start, cell_start)
     local_frag = np.arange(len(frag_start)) - first_frag_of_cell[frag_cell]
     local_first = frag_start - cell_start[frag_cell]
-    blobs = {}
-    for c, (a, b) in enumerate(zip(cell_start, cell_stop) if encode else ()):
-        coord = chunks[a]
-        fa, fb = first_frag_of_cell[c], (first_frag_of_cell[c + 1] if c + 1 < len(cell_start)
-                                         else len(frag_start))
-        rows = order[a:b]
-
-        def put(array, payload, compressor=spec.compressor):
-            blobs["0/" + E.cell_path(array, coord, origin)] = E.frame(payload, compressor)
-
-        put("vertices", E.rows_payload(pos[rows], spec.dtype))
-        put("vertex_fragments", E.fragment_index(frag_n[fa:fb]))
-        for at in spec.attributes:
-            put(f"vertex_attributes/{at.name}", E.rows_payload(attrs[at.name][rows], at.dtype))
-        # the owner column (building.build_fragment_owner_index): one id per fragment
-        put("fragment_attributes/object_id",
-            np.ascontiguousarray(oid[frag_start[fa:fb]], "<i8").tobytes(), None)
+    blobs = _cell_blobs(spec, pos, attrs, order, chunks, oid, cell_start, cell_stop,
+                        frag_start, frag_n, first_frag_of_cell) if encode else {}
     table = {"oid": oid[frag_start], "vstart": vidx[frag_start], "frag": local_frag,
              "first": local_first, "n": frag_n}
     table.update({f"c{a}": chunks[frag_start, a] for a in range(d)})
@@ -108,6 +92,31 @@ def build_polyline_block(spec: WriteSpec, pos: np.ndarray, attrs: dict, oid: np.
         cols.update({f"c{a}": chunks[:, a] for a in range(d)})
         out.local = pd.DataFrame(cols).astype("int64")
     return out
+
+
+def _cell_blobs(spec, pos, attrs, order, chunks, oid, cell_start, cell_stop, frag_start,
+                frag_n, first_frag_of_cell) -> dict:
+    """The cell files: each column gathered and encoded once for the block, then cut
+    at the cells' row ranges (one fancy index per column, not one per cell)."""
+    origin = [int(o) for o in spec.grid()[0]]
+    columns = [("vertices", E.rows_payload(pos[order], spec.dtype), spec.compressor)]
+    columns += [(f"vertex_attributes/{at.name}",
+                 E.rows_payload(attrs[at.name][order], at.dtype), spec.compressor)
+                for at in spec.attributes]
+    width = [len(raw) // max(len(order), 1) for _, raw, _ in columns]
+    # the owner column (building.build_fragment_owner_index): one id per fragment
+    owners = np.ascontiguousarray(oid[frag_start], "<i8").tobytes()
+    frag_stop = np.append(first_frag_of_cell[1:], len(frag_start))
+    blobs = {}
+    for c, (a, b) in enumerate(zip(cell_start.tolist(), cell_stop.tolist())):
+        where = "/c/" + "/".join(str(x - o) for x, o in zip(chunks[a].tolist(), origin))
+        fa, fb = int(first_frag_of_cell[c]), int(frag_stop[c])
+        for (array, raw, compressor), w in zip(columns, width):
+            blobs["0/" + array + where] = E.frame(raw[a * w:b * w], compressor)
+        blobs["0/vertex_fragments" + where] = E.frame(E.fragment_index(frag_n[fa:fb]),
+                                                      spec.compressor)
+        blobs["0/fragment_attributes/object_id" + where] = E.frame(owners[fa * 8:fb * 8])
+    return blobs
 
 
 # ----------------------------------------------------------------------------- object-wide
