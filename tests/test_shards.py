@@ -9,6 +9,7 @@ import shutil
 import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import zv_dask
@@ -485,4 +486,33 @@ def test_s3_one_chunk_partitions_read_each_shard_index_once(s3, built):
     for key, ranges in gets.items():  # one index, then one range per task (chunk)
         suffix = [r for r in ranges if r.startswith("bytes=-")]
         assert len(suffix) == 1 and all(r is not None for r in ranges), (key, ranges)
+    store.close()
+
+
+@pytest.mark.parametrize("k", [3, 8, 16])
+def test_integer_partitions_read_each_shard_in_one_task(s3, built, k):
+    """chunks_per_partition=k on a sharded level: runs of whole shards (2x2x2 here), so
+    a shard object is fetched by one task only; a k below a shard's chunks keeps each
+    task inside one shard."""
+    store = _s3_open(s3)
+    ddf = store.to_dask_dataframe(level=0, attributes=["intensity"], chunks_per_partition=k)
+    readers: dict = {}  # shard object -> the partitions that fetched it
+    parts = []
+    for i in range(ddf.npartitions):
+        s3.reset()
+        parts.append(ddf.partitions[i].compute(scheduler="sync"))
+        shards = set(_shard_gets(s3))
+        assert shards, i
+        for key in shards:
+            readers.setdefault(key, set()).add(i)
+        if k < 8:
+            assert len({key.rsplit("/c/", 1)[1] for key in shards}) == 1, (i, shards)
+    if k >= 8:
+        assert all(len(p) == 1 for p in readers.values()), readers
+        n_shards = len({tuple(np.asarray(c) // 2) for c in store.chunks(0)})
+        assert ddf.npartitions == n_shards if k == 8 else ddf.npartitions < n_shards
+    want = zv_dask.open_zv(built("p3_zstd")[1]).to_dask_dataframe(
+        level=0, attributes=["intensity"]).compute()
+    got = pd.concat(parts)
+    assert _frame_sorted(got).equals(_frame_sorted(want))
     store.close()

@@ -97,6 +97,29 @@ def test_copies_of_compressed_and_sharded_reference_stores_are_byte_equal(
     assert _counts(zv_dask.open_zv(out)) == _counts(src)
 
 
+@pytest.mark.parametrize("compressor, shard", [("zstd", 2), (None, (2, 3, 2))],
+                         ids=["s2-zstd", "s232-plain"])
+def test_copies_of_stores_with_sharded_coarse_levels_are_byte_equal(tmp_path, compressor,
+                                                                    shard):
+    from zarr_vectors.sharding import shard_store
+
+    pos, attrs, _ = sample(400, np.random.default_rng(7), lo=-450.0, hi=550.0)
+    (tmp_path / "ref").mkdir()
+    (tmp_path / "copy").mkdir()
+    ref = reference(tmp_path / "ref" / "pts.zarrvectors", pos, attrs, levels=3,
+                    chunk_shape=(200.0,) * 3, bin_shape=(100.0,) * 3,
+                    compressor=compressor, shard_shape=shard)
+    shard_store(str(ref), shard_shape=shard)  # coarse levels repacked into shards
+    src = zv_dask.open_zv(ref)
+    layout = layout_of(src.metadata, src.url)
+    assert layout["shard_levels"] and layout["levels_codecs"][0]["name"] == "sharding_indexed"
+    out = tmp_path / "copy" / "pts.zarrvectors"
+    zv_dask.to_zv(src.to_dask_dataframe(level=0).repartition(npartitions=3), out, like=src)
+    blobs = _assert_same_files(ref, out)
+    assert {("1", "vertices"), ("2", "vertices")} <= _kinds(blobs)
+    assert _counts(zv_dask.open_zv(out)) == _counts(src)
+
+
 def test_keywords_given_with_like_win(tmp_path):
     src = zv_dask.open_zv(EXAMPLE)
     df = src.to_dask_dataframe(level=0)

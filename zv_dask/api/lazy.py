@@ -97,7 +97,10 @@ class DaskMethods(ColumnMethods):
         chunks_per_partition : int or "auto"
             An int groups this many neighbouring chunks (row-major runs) into one
             partition; useful when chunks are tiny or on a cluster with a per-task
-            overhead.  ``"auto"`` groups neighbouring chunks into compact boxes of about
+            overhead.  On a sharded level the runs are of whole shards (row-major
+            shards, at most ``chunks_per_partition`` chunks each, as many whole shards
+            as fit; a larger shard is cut into runs of its own chunks), so no task reads
+            part of a shard another task reads too.  ``"auto"`` groups neighbouring chunks into compact boxes of about
             ``partition_rows`` rows each (chunks in Morton/Z-order, split like an octree;
             see :meth:`partitions` for each partition's box and chunks), so a spatial
             filter can drop whole partitions.  Rows per chunk come from the vertex blob
@@ -267,6 +270,7 @@ class DaskMethods(ColumnMethods):
         """``chunks_per_partition`` checked: an int >= 1, or a Partitioning ("auto")."""
         from zv_dask.plan.partitioning import (DEFAULT_PARTITION_ROWS, Partitioning, auto_groups,
                                                shard_groups)
+        from zv_dask.plan.shard_runs import shard_runs
 
         cpp = chunks_per_partition
         if isinstance(cpp, Partitioning):
@@ -296,6 +300,12 @@ class DaskMethods(ColumnMethods):
         if isinstance(cpp, bool) or not isinstance(cpp, (int, np.integer)) or cpp < 1:
             raise QueryError(f"chunks_per_partition must be an integer >= 1 or 'auto', "
                              f"got {cpp!r}", store=self.url)
+        lm = self._meta.levels[plan.level]
+        lay = lm.vertices.shards
+        if cpp > 1 and lay is not None:  # runs of whole shards: one task per shard object
+            return Partitioning.from_indices(plan.cells, shard_runs(
+                plan.cells, int(cpp), lay.shard_shape, lm.vertices.origin,
+                lm.rank - len(lm.chunk_shape)))
         return int(cpp)
 
     def _auto_partitioning(self, level: int, partition_rows: int):

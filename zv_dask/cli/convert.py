@@ -354,7 +354,7 @@ def run(args, store=None) -> str:
                         compressor=args.compressor, shard_shape=shards, dtype=dtype,
                         overwrite=args.overwrite, max_overhead=args.max_overhead,
                         like=args.like, storage_options=options, retries=args.retries,
-                        store_attributes=extra, shard_levels=args.shard_levels,
+                        store_attributes=extra, shard_levels=args.shard_levels or None,
                         compute=False)
             summary = compute_with_progress(job, client)
     except StoreExistsError as exc:  # OUT refused: nothing was written or deleted

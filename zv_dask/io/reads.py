@@ -142,25 +142,8 @@ class ObjectReads:
         self._ensure()
         rels = list(rels)
         limits = [None] * len(rels) if limits is None else list(limits)
-        out: list = [None] * len(rels)
-        pending = list(range(len(rels)))
-        for attempt in range(self.retries + 1):
-            check_cancelled()
-            results = self._fetch_batch([rels[i] for i in pending], [limits[i] for i in pending],
-                                         in_task)
-            failed = []
-            for i, r in zip(pending, results):
-                if isinstance(r, BaseException):
-                    if not is_transient(r) or attempt == self.retries:
-                        raise self._read_error(rels[i], r, attempt + 1)
-                    failed.append(i)
-                else:
-                    out[i] = r
-            if not failed:
-                return out
-            pending = failed
-            self._backoff(attempt)
-        return out  # pragma: no cover - the loop returns or raises
+        return self._retried(rels, lambda idx: self._fetch_batch(
+            [rels[i] for i in idx], [limits[i] for i in idx], in_task))
 
     def get_ranges(self, rels: Sequence[str], starts: Sequence[int],
                    ends: Sequence, in_task: bool = False) -> list:
@@ -187,15 +170,20 @@ class ObjectReads:
         """
         self._ensure()
         rels, starts, ends = list(rels), list(starts), list(ends)
+        return self._retried(rels, lambda idx: self._range_batch(
+            [rels[i] for i in idx], [starts[i] for i in idx], [ends[i] for i in idx]))
+
+    def _retried(self, rels: list, fetch) -> list:
+        """``fetch(indices)`` (one result or exception per index) under the retry
+        policy: the transient failures fetched again with backoff, up to ``retries``
+        times; anything else, or a failure on the last attempt, raises
+        :class:`StoreReadError` naming the object.  Never returns a partial result."""
         out: list = [None] * len(rels)
         pending = list(range(len(rels)))
         for attempt in range(self.retries + 1):
             check_cancelled()
-            results = self._range_batch([rels[i] for i in pending],
-                                        [starts[i] for i in pending],
-                                        [ends[i] for i in pending])
             failed = []
-            for i, r in zip(pending, results):
+            for i, r in zip(pending, fetch(pending)):
                 if isinstance(r, BaseException):
                     if not is_transient(r) or attempt == self.retries:
                         raise self._read_error(rels[i], r, attempt + 1)

@@ -1,6 +1,7 @@
 """Grouping chunks into partitions (pure: numpy only, no IO, no dask).
 
-``chunks_per_partition=k`` cuts the row-major cell list into runs of ``k``.
+``chunks_per_partition=k`` cuts the row-major cell list into runs of ``k``; on a
+sharded level into runs of whole shards (:func:`zv_dask.plan.shard_runs.shard_runs`).
 ``"auto"`` groups neighbouring chunks into partitions of at most about ``target``
 rows that are compact boxes: cells are ordered along the Morton (Z-order) curve,
 whose aligned runs are aligned boxes, and the whole grid is halved along one axis

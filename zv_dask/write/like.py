@@ -3,9 +3,11 @@ layout.  Pure: it reads a parsed :class:`~zv_dask.format.values.StoreMeta`, no I
 
 The options are the ones the store was written with by ``write_points`` (+
 ``build_pyramid``) or by ``to_zv``: axes, chunk and bin shape, bounds, levels, position
-dtype, and the level-0 codecs (``compressor`` list and ``shard_shape``).  A store that
-``to_zv`` could not have written (objects, links between vertices, coarse attributes,
-another pyramid, other codecs on coarse levels, ``.`` chunk keys) is refused with
+dtype, the level-0 codecs (``compressor`` list and ``shard_shape``) and whether the
+coarse levels are sharded as level 0 (``shard_levels``, the reference's ``shard_store``
+repack).  A store that ``to_zv`` could not have written (objects, links between vertices,
+coarse attributes, another pyramid, other codecs on coarse levels, ``.`` chunk keys) is
+refused with
 :class:`~zv_dask.errors.WriteInputError` saying why, so a copy never silently differs.
 """
 
@@ -19,7 +21,7 @@ from zv_dask.errors import WriteInputError
 
 #: the ``to_zv`` keywords ``like=`` fills (an explicit keyword wins over the store's value)
 LIKE_OPTIONS = ("axes", "chunk_shape", "bin_shape", "bounds", "levels", "dtype",
-                "compressor", "shard_shape")
+                "compressor", "shard_shape", "shard_levels")
 PLAIN_CELL_CODECS = [{"name": "vlen-bytes", "configuration": {}}]
 _ATTRIBUTE_PREFIX = "vertex_attributes/"
 
@@ -91,8 +93,10 @@ def layout_of(meta, name: str) -> dict:
     dict
         ``axes``, ``chunk_shape``, ``bin_shape`` (``None`` when the store records no
         ``base_bin_shape``), ``bounds``, ``levels``, ``dtype``, ``compressor`` (a list
-        of codec documents, ``"none"`` for none), ``shard_shape``, and
-        ``level0_codecs``: the level-0 codecs document the copy must get.
+        of codec documents, ``"none"`` for none), ``shard_shape``, ``shard_levels``
+        (coarse levels sharded, uncompressed, with the level-0 shard shape),
+        ``level0_codecs``: the level-0 codecs document the copy must get, and
+        ``levels_codecs``: the coarse levels' (``None`` when plain).
 
     Raises
     ------
@@ -116,7 +120,7 @@ def layout_of(meta, name: str) -> dict:
         raise _refuse(f"its levels are {levels}; to_zv writes levels 0, 1, ..., n-1", name)
     base = np.asarray(meta.base_bin_shape, np.float64)
     chunk = np.asarray(meta.chunk_shape, np.float64)
-    level0 = None
+    level0, coarse = None, []  # coarse: (path, codecs) of every coarse-level array
     for lv in levels:
         lm = meta.levels[lv]
         where = f"level {lv}"
@@ -156,9 +160,8 @@ def layout_of(meta, name: str) -> dict:
                 elif got[2] != level0[1][2]:
                     raise _refuse(f"level 0 arrays {level0[0]} and {path} use different "
                                   "codecs; to_zv gives every level-0 array the same", name)
-            elif got[2] != normal_codecs(PLAIN_CELL_CODECS):
-                raise _refuse(f"{where} array {path} is compressed or sharded; to_zv "
-                              "writes coarse levels plain, as build_pyramid does", name)
+            else:
+                coarse.append((f"{where} array {path}", got))
         if lv and lm.vertices.dtype != np.float32:
             raise _refuse(f"{where} stores {lm.vertices.dtype} positions; to_zv's coarse "
                           "levels are float32", name)
@@ -167,6 +170,7 @@ def layout_of(meta, name: str) -> dict:
         raise _refuse(f"level 0 stores {dtype} positions; to_zv writes float32 or "
                       "float64", name)
     compressors, shards, codecs = level0[1]
+    levels_codecs = _coarse_codecs(coarse, shards, name)
     recorded_bin = meta.attrs.get("base_bin_shape") is not None
     return {
         "axes": tuple(str(a) for a in meta.axes),
@@ -178,8 +182,27 @@ def layout_of(meta, name: str) -> dict:
         "dtype": str(dtype),
         "compressor": compressors or "none",
         "shard_shape": shards,
+        "shard_levels": levels_codecs is not None,
         "level0_codecs": codecs,
+        "levels_codecs": levels_codecs,
     }
+
+
+def _coarse_codecs(coarse: list, shards, name: str):
+    """The coarse levels' codecs document: ``None`` when every coarse array is plain
+    (as ``build_pyramid`` writes them), the sharded document when every one is sharded
+    uncompressed with the level-0 shard shape (``shard_levels=True``); else refused."""
+    plain = normal_codecs(PLAIN_CELL_CODECS)
+    if all(got[2] == plain for _, got in coarse):
+        return None
+    first = next(got for _, got in coarse if got[2] != plain)
+    for where, got in coarse:
+        if got[0] or got[1] is None or got[1] != shards or got[2] != first[2]:
+            raise _refuse(f"{where} is compressed, or sharded unlike the other coarse "
+                          "arrays; to_zv writes coarse levels plain, as build_pyramid "
+                          "does, or sharded uncompressed with the level-0 shard shape "
+                          "(shard_levels=True)", name)
+    return first[2]
 
 
 def merge_options(layout: dict | None, given: dict) -> dict:
@@ -193,7 +216,7 @@ def merge_options(layout: dict | None, given: dict) -> dict:
     >>> merge_options(None, {"levels": None, "dtype": None})
     {'levels': 1, 'dtype': 'float32'}
     """
-    defaults = {"levels": 1, "dtype": "float32"}
+    defaults = {"levels": 1, "dtype": "float32", "shard_levels": False}
     out = {}
     for key, value in given.items():
         if value is None:
@@ -209,10 +232,17 @@ def taken_from_like(layout: dict | None, given: dict) -> list:
     return [k for k in LIKE_OPTIONS if given.get(k) is None and k in layout]
 
 
-def check_codecs(layout: dict, level0_codecs: str, name: str) -> None:
-    """Refuse a copy whose level-0 codecs document (JSON, as the writer resolved it)
-    is not the store's: zarr would encode the cells differently."""
+def check_codecs(layout: dict, level0_codecs: str, name: str,
+                 levels_codecs: str = "") -> None:
+    """Refuse a copy whose level-0 or coarse-level codecs documents (JSON, as the
+    writer resolved them; ``""`` = plain coarse levels) are not the store's: zarr would
+    encode the cells differently."""
     got = normal_codecs(json.loads(level0_codecs))
     if got != layout["level0_codecs"]:
         raise _refuse(f"its level-0 codecs {json.dumps(layout['level0_codecs'])} are not "
                       f"the ones to_zv writes for them ({json.dumps(got)})", name)
+    want = layout.get("levels_codecs")
+    got = normal_codecs(json.loads(levels_codecs)) if levels_codecs else None
+    if want is not None and got != want:
+        raise _refuse(f"its coarse-level codecs {json.dumps(want)} are not the ones "
+                      f"to_zv writes for them ({json.dumps(got)})", name)

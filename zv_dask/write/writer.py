@@ -30,7 +30,7 @@ def to_zv(df, path_or_url, *, chunk_shape=None, bin_shape=None, bounds=None, lev
           axes=None, attributes=None, compressor=None, shard_shape=None, storage_options=None,
           overwrite=False, compute=True, dtype=None, max_overhead=100, like=None, retries=4,
           store_attributes=None, geometry="point", object_attributes=None, edges=None,
-          faces=None, shard_levels=False):
+          faces=None, shard_levels=None):
     """Write a point cloud held in a dask or pandas DataFrame as a ZV store.
 
     The store is the one the reference writer makes for the same points and options
@@ -181,7 +181,8 @@ def to_zv(df, path_or_url, *, chunk_shape=None, bin_shape=None, bounds=None, lev
         True: links and coarse levels are sharded too, with ``shard_shape`` and no
         compression: the store the reference's
         ``zarr_vectors.sharding.shard_store(path, shard_shape=shard_shape)`` makes of
-        the default one.  Needs ``shard_shape``.
+        the default one.  Needs ``shard_shape``.  Default False (or ``like``'s: True
+        when its coarse levels are sharded).
 
     Returns
     -------
@@ -250,11 +251,12 @@ def to_zv(df, path_or_url, *, chunk_shape=None, bin_shape=None, bounds=None, lev
     layout, like_name = _like_layout(like, storage_options, retries, name)
     asked = {"axes": axes, "chunk_shape": chunk_shape, "bin_shape": bin_shape,
              "bounds": bounds, "levels": levels, "dtype": dtype, "compressor": compressor,
-             "shard_shape": shard_shape}
+             "shard_shape": shard_shape, "shard_levels": shard_levels}
     o = L.merge_options(layout, asked)
     if o["shard_shape"] is False:
         o["shard_shape"] = None
     dtype, levels, bin_shape = o["dtype"], o["levels"], o["bin_shape"]
+    shard_levels = o["shard_levels"]
     from_like = L.taken_from_like(layout, asked)
     objects = OW.check_geometry(geometry, o, attributes, name)
     if objects:
@@ -277,7 +279,7 @@ def to_zv(df, path_or_url, *, chunk_shape=None, bin_shape=None, bounds=None, lev
     except WriteInputError as exc:
         raise _with_like(exc, from_like, like_name, name) from None
     if layout is not None and not {"compressor", "shard_shape"} - set(from_like):
-        L.check_codecs(layout, codecs["level0_codecs"], like_name)
+        L.check_codecs(layout, codecs["level0_codecs"], like_name, codecs["levels_codecs"])
     max_overhead = check_max_overhead(max_overhead, name)
     refuse_own_input(ddf, loc._spec, name)
     writer = StoreWriter(loc)
