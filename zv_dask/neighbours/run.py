@@ -56,10 +56,10 @@ def run_nearest(grid, source, points, query_rows, k, max_distance, meta, store=N
     points = np.asarray(points, np.float64)
     query_rows = np.asarray(query_rows, np.int64)
     parts = []
-    for _, rows in halos.group_queries(halos.home_cells(grid, points)):
+    for home, rows in halos.group_queries(halos.home_cells(grid, points)):
         got = Gathered(grid, source, store, level)
         parts.append(search.nearest_group(got, points[rows], query_rows[rows], k,
-                                          max_distance))
+                                          max_distance, home))
     return _sorted(result_frame(parts, meta), ["query", "rank"])
 
 

@@ -19,9 +19,11 @@ import numpy as np
 
 from zv_dask.format.metadata import LevelMeta
 from zv_dask.plan import select as _select
-from zv_dask.plan.cellindex import CellIndex, pad as _pad, ranges as _ranges
+from zv_dask.plan.cellindex import CellIndex, ranges as _ranges
+from zv_dask.plan.cellindex import pad as reach_pad
 
 _BLOCK = 1 << 22  # elements of one (queries x cells) distance block
+_SCAN = 2048  # grids up to this many cells are scanned: cheaper than index look-ups
 
 
 @dataclass(frozen=True, eq=False)
@@ -65,8 +67,10 @@ class NeighbourGrid:
     def cells_near(self, lo, hi, reach: float) -> np.ndarray:
         """Grid indices (sorted) of a superset of the cells whose box lies within
         ``reach`` of the box ``[lo, hi]`` on every axis: an index look-up, not a scan."""
+        if len(self) <= _SCAN:
+            return np.arange(len(self))
         lo, hi = np.asarray(lo, np.float64), np.asarray(hi, np.float64)
-        pad = _pad(lo, hi, reach)
+        pad = reach_pad(lo, hi, reach)
         return self.index.cells_in(*self.index.rank_range(lo - reach - pad, hi + reach + pad))
 
 
@@ -348,7 +352,7 @@ def _pair_candidates(grid, cells, radius):
     if index.keys is None or not len(cells):
         return None if len(cells) else (cells, cells)
     lo, hi = grid.lo[cells], grid.hi[cells]
-    pad = _pad(lo, hi, radius)
+    pad = reach_pad(lo, hi, radius)
     a, b = index.rank_range(lo - radius - pad, hi + radius + pad)
     width = (b - a + 1)[:, :-1].max(0) if a.shape[1] > 1 else np.zeros(0, np.int64)
     outer = int(np.prod(width))
