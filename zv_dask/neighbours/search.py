@@ -76,9 +76,10 @@ def nearest_group(got: Gathered, points: np.ndarray, query_rows: np.ndarray, k: 
                   max_distance=None, home: int | None = None) -> dict:
     """The ``k`` nearest vertices of each query, ties to the smaller vertex id.
 
-    Reads the cells the queries fall in (or the group's ``home`` cell), then, while some query's ``k``-th distance
-    reaches an unread cell, those cells; each step builds a KD-tree over the new
-    rows only (those within reach) and merges the candidates.
+    Reads the cells the queries fall in (or the group's ``home`` cell), then,
+    while some query's ``k``-th distance reaches an unread cell, those cells (only
+    their rows within reach); each step builds a KD-tree over the new rows only and
+    merges the candidates.
 
     Returns columns ``query`` (from ``query_rows``), ``rank``, ``vertex_id``,
     ``distance`` and the source's columns, sorted by query then rank; queries with
@@ -97,7 +98,7 @@ def nearest_group(got: Gathered, points: np.ndarray, query_rows: np.ndarray, k: 
     settled = False
     while len(new):
         best_d, best_r = _search_new(got, points, best_d, best_r, reach, new, kk)
-        if settled:  # ``new`` held every cell within every query's reach, which only shrinks
+        if settled:  # ``new`` held every cell within every query's (shrinking) reach
             break
         reach = best_d[:, k - 1].copy()
         if max_distance is not None:
