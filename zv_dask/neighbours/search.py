@@ -42,15 +42,17 @@ def _reach_box(points, reach, active):
     return lo - far - pad, hi + far + pad
 
 
-def _search_new(got, points, best_d, best_r, reach, new, kk):
-    """Read the ``new`` cells (their rows within reach of the queries that can reach
-    them) and fold those rows into the candidates of those queries."""
+def _search_new(got, points, best_d, best_r, reach, new, kk, active=None):
+    """Read the ``new`` cells (their rows within reach of the ``active`` queries, by
+    default those that can reach one of them) and fold those rows into the
+    candidates of those queries."""
     grid = got.grid
-    active = np.ones(len(points), bool)
     finite = np.isfinite(reach)
-    if finite.any():
-        active[finite] = halos.boxes_within(points[finite], grid.lo[new], grid.hi[new],
-                                            reach[finite]).any(1)
+    if active is None:
+        active = np.ones(len(points), bool)
+        if finite.any():
+            active[finite] = halos.boxes_within(points[finite], grid.lo[new], grid.hi[new],
+                                                reach[finite]).any(1)
     start = got.add(new, _reach_box(points, reach, active))
     act = np.flatnonzero(active)
     n_new = got.n_rows - start
@@ -95,9 +97,9 @@ def nearest_group(got: Gathered, points: np.ndarray, query_rows: np.ndarray, k: 
     reach = np.full(Q, np.inf if max_distance is None else float(max_distance))
     new = np.asarray([home], np.int64) if home is not None else \
         halos.cells_needed(grid, points, np.zeros(Q))
-    settled = False
+    settled, active = False, None
     while len(new):
-        best_d, best_r = _search_new(got, points, best_d, best_r, reach, new, kk)
+        best_d, best_r = _search_new(got, points, best_d, best_r, reach, new, kk, active)
         if settled:  # ``new`` held every cell within every query's (shrinking) reach
             break
         reach = best_d[:, k - 1].copy()
@@ -105,7 +107,11 @@ def nearest_group(got: Gathered, points: np.ndarray, query_rows: np.ndarray, k: 
             reach = np.minimum(reach, max_distance)
         finite = np.isfinite(reach)
         settled = bool(finite.all())
-        new = [halos.cells_needed(grid, points[finite], reach[finite], got.loaded)]
+        needed, reached = halos.cells_needed(grid, points[finite], reach[finite], got.loaded,
+                                             reaching=True)
+        active = ~finite  # the queries without k neighbours yet, and those reaching a new cell
+        active[finite] = reached
+        new = [needed]
         if not settled and not got.loaded.all():
             new.append(halos.first_cells_for(grid, points[~finite], k, got.loaded))
         new = np.unique(np.concatenate(new)).astype(np.int64)

@@ -220,9 +220,10 @@ def group_queries(home: np.ndarray) -> list[tuple[int, np.ndarray]]:
 
 
 def cells_needed(grid: NeighbourGrid, points: np.ndarray, reach: np.ndarray,
-                 exclude: np.ndarray | None = None) -> np.ndarray:
+                 exclude: np.ndarray | None = None, reaching: bool = False):
     """Indices of the cells (grid order) whose box lies within ``reach[i]`` (closed)
-    of some ``points[i]``, leaving out the cells flagged in ``exclude``.
+    of some ``points[i]``, leaving out the cells flagged in ``exclude``; with
+    ``reaching`` also the mask of the points that reach one of them.
 
     A first cut by the queries' common box, looked up in the grid's index, keeps
     the (queries x cells) work to the cells near the group.
@@ -236,8 +237,9 @@ def cells_needed(grid: NeighbourGrid, points: np.ndarray, reach: np.ndarray,
     """
     points = np.asarray(points, np.float64)
     reach = np.asarray(reach, np.float64)
+    none = np.zeros(0, np.int64)
     if not len(points) or not len(grid):
-        return np.zeros(0, np.int64)
+        return (none, np.zeros(len(points), bool)) if reaching else none
     far = float(reach.max())
     lo, hi = points.min(0), points.max(0)
     cand = grid.cells_near(lo, hi, far)
@@ -245,14 +247,15 @@ def cells_needed(grid: NeighbourGrid, points: np.ndarray, reach: np.ndarray,
     if exclude is not None:
         near &= ~exclude[cand]
     cand = cand[near]
-    if not len(cand):
-        return cand
     hit = np.zeros(len(cand), bool)
-    step = max(1, _BLOCK // len(cand))
-    for s in range(0, len(points), step):
-        hit |= boxes_within(points[s:s + step], grid.lo[cand], grid.hi[cand],
-                            reach[s:s + step]).any(0)
-    return cand[hit]
+    reached = np.zeros(len(points), bool)
+    step = max(1, _BLOCK // max(len(cand), 1))
+    for s in range(0, len(points) if len(cand) else 0, step):
+        within = boxes_within(points[s:s + step], grid.lo[cand], grid.hi[cand],
+                              reach[s:s + step])
+        hit |= within.any(0)
+        reached[s:s + step] = within.any(1)
+    return (cand[hit], reached) if reaching else cand[hit]
 
 
 def first_cells_for(grid: NeighbourGrid, points: np.ndarray, k: int,
