@@ -14,6 +14,10 @@ warm-up each, the side that goes first alternating:
 
 Wall and CPU seconds (this process, all threads) are both shown.
 
+``--planning 10000 100000`` times the pure halo planning alone on synthetic presence
+lists of that many non-empty chunks (40 % of a cube of chunks, 20,000 queries over it):
+the cell index against scanning every chunk, per step (no store).
+
 ``--workers 1 2`` adds a scaling line: the same ``nearest`` with the queries as a dask
 DataFrame of 8 partitions and ``pairs(radius, lazy=True)`` on a ``distributed.LocalCluster``
 of that many single-threaded worker processes (wall seconds, median of ``--repeat``).
@@ -58,7 +62,12 @@ def main(argv=None) -> int:
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--data", default=str(Path(__file__).parent / "_data"))
     ap.add_argument("--workers", type=int, nargs="*", default=[])
+    ap.add_argument("--planning", type=int, nargs="*", default=[])
     args = ap.parse_args(argv)
+    if args.planning:
+        for n in args.planning:
+            _planning(n, args.queries)
+        return 0
 
     import scipy
     from scipy.spatial import cKDTree
@@ -140,6 +149,52 @@ def _scaling(path, q, radius, n_workers, repeat):
                 times.append(time.perf_counter() - t)
             print(f"LocalCluster {n_workers} worker(s): {name:30s} "
                   f"{statistics.median(times):7.3f}s")
+
+
+def _planning(n_cells, n_queries, sample=500):
+    """Pure planning on a synthetic presence list: index look-ups against scans."""
+    from zv_dask.plan import halos
+    from zv_dask.plan.select import CellRule, cell_boxes
+
+    rng = np.random.default_rng(0)
+    side = int(round((n_cells / 0.4) ** (1 / 3)))
+    cube = np.stack(np.meshgrid(*[np.arange(side)] * 3, indexing="ij"), -1).reshape(-1, 3)
+    coords = cube[np.sort(rng.choice(len(cube), min(n_cells, len(cube)), replace=False))]
+    rule = CellRule(np.full(3, 10.0))
+    lo, hi = cell_boxes(rule, coords)
+    lengths = rng.integers(1, 50, len(coords))
+    grid = halos.NeighbourGrid(coords, lo, hi, np.concatenate([[0], np.cumsum(lengths)[:-1]]),
+                               lengths, rule)
+    q = rng.uniform(0, side * 10.0, (n_queries, 3))
+
+    def timed(f):
+        t = time.perf_counter()
+        out = f()
+        return time.perf_counter() - t, out
+
+    t_home, home = timed(lambda: halos.home_cells(grid, q))
+    gap = np.maximum(np.maximum(lo[home] - q, q - hi[home]), 0).max(1)
+    rest = q[gap > 0]   # queries in empty chunks: their nearest chunk by scan, extrapolated
+    few = rest[:64 * 20]
+    t_scan_home, _ = timed(lambda: [halos.box_distances(few[i:i + 64], lo, hi).argmin(1)
+                                    for i in range(0, len(few), 64)])
+    t_scan_home *= len(rest) / max(len(few), 1)
+    groups = halos.group_queries(home)[:sample]
+    reach = 10.0
+    t_need, _ = timed(lambda: [halos.cells_needed(grid, q[r], np.full(len(r), reach))
+                               for _, r in groups])
+    t_scan_need, _ = timed(lambda: [np.flatnonzero(halos.boxes_within(
+        q[r], lo, hi, np.full(len(r), reach)).any(0)) for _, r in groups])
+    t_pairs, _ = timed(lambda: halos.pair_tasks(grid, 5.0))
+    t_scan_pairs, _ = timed(lambda: halos._pair_tasks_scan(grid, 5.0, np.ones(len(grid), bool)))
+    per = 1e3 / len(groups)
+    print(f"planning, {len(grid):,} non-empty chunks, {n_queries:,} queries "
+          f"(load {os.getloadavg()[0]:.1f}):")
+    print(f"  home chunks of all queries   index {t_home:7.3f}s   scan {t_scan_home:7.3f}s "
+          "(extrapolated)")
+    print(f"  halo of one group (reach 1)  index {t_need * per:7.3f}ms  scan "
+          f"{t_scan_need * per:7.3f}ms")
+    print(f"  pair_tasks(5.0)              index {t_pairs:7.3f}s   scan {t_scan_pairs:7.3f}s")
 
 
 if __name__ == "__main__":

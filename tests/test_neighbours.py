@@ -290,7 +290,7 @@ def test_random_stores_and_queries(tmp_path_factory):
 # --------------------------------------------------------------------------- the rest
 
 
-@pytest.mark.parametrize("module", ["plan.halos", "api.neighbours"])
+@pytest.mark.parametrize("module", ["plan.halos", "plan.cellindex", "api.neighbours"])
 def test_docstring_examples_run(module):
     import doctest
     import importlib

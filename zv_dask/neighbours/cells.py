@@ -56,13 +56,13 @@ class CellSource:
         cells = self.reader.load(coords, self.attributes, True, False, **kw)
         out = []
         for cols in cells:
-            pos = np.asarray(cols["positions"], np.float64)
+            pos = cols["positions"]  # float64 when kept: the rows a search keeps
             values = decode_categorical_columns(
                 {a.name: cols[attr_key(a.name)] for a in self.attributes}, self.attributes)
             picked = {}
             for name in self.columns:
                 if name in self.axes:
-                    picked[name] = pos[:, self.axes.index(name)]
+                    picked[name] = np.asarray(pos[:, self.axes.index(name)], np.float64)
                 else:
                     v = values[name]
                     if v.ndim == 2:
@@ -82,13 +82,17 @@ class Gathered:
         self.loaded = np.zeros(len(grid), bool)
         self.parts: list = []
         self._cache = None
+        self.n_rows = 0
         self.store, self.level = store, level
 
-    def add(self, cells) -> None:
+    def add(self, cells, box=None) -> int:
+        """Read ``cells`` not read yet; with ``box`` (closed ``(lo, hi)``) keep only
+        their rows inside it.  Returns the row where the new rows start."""
+        start = self.n_rows
         cells = np.asarray(cells, np.int64)
         cells = cells[~self.loaded[cells]]
         if not len(cells):
-            return
+            return start
         self.loaded[cells] = True
         for c, (pos, cols) in zip(cells.tolist(),
                                   self.source.load(self.grid.coords[cells].tolist())):
@@ -99,8 +103,14 @@ class Gathered:
                     store=self.store, level=self.level, array="vertices",
                     chunk=self.grid.coords[c])
             ids = self.grid.starts[c] + np.arange(len(pos), dtype=np.int64)
-            self.parts.append((pos, ids, cols))
+            if box is not None:
+                keep = in_box(pos, *box)
+                pos, ids = pos[keep], ids[keep]
+                cols = {n: v[keep] for n, v in cols.items()}
+            self.parts.append((np.asarray(pos, np.float64), ids, cols))
+            self.n_rows += len(pos)
         self._cache = None
+        return start
 
     def _concat(self):
         if self._cache is None:
@@ -128,3 +138,12 @@ class Gathered:
 
     def column_names(self) -> list:
         return list(self._concat()[2])
+
+
+def in_box(p: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Rows inside a closed box (float64 bounds: float32 rows compare exactly)."""
+    lo, hi = np.asarray(lo, np.float64), np.asarray(hi, np.float64)
+    mask = (p[:, 0] >= lo[0]) & (p[:, 0] <= hi[0])
+    for a in range(1, p.shape[1]):
+        mask &= (p[:, a] >= lo[a]) & (p[:, a] <= hi[a])
+    return mask

@@ -53,26 +53,33 @@ def result_frame(parts: list, meta: pd.DataFrame) -> pd.DataFrame:
 def run_nearest(grid, source, points, query_rows, k, max_distance, meta, store=None,
                 level=None) -> pd.DataFrame:
     """``nearest`` of a query set: one :class:`Gathered` search per home-cell group."""
-    points = np.asarray(points, np.float64)
-    query_rows = np.asarray(query_rows, np.int64)
-    parts = []
-    for _, rows in halos.group_queries(halos.home_cells(grid, points)):
-        got = Gathered(grid, source, store, level)
-        parts.append(search.nearest_group(got, points[rows], query_rows[rows], k,
-                                          max_distance))
-    return _sorted(result_frame(parts, meta), ["query", "rank"])
+    def search_group(got, pts, rows, home):
+        return search.nearest_group(got, pts, rows, k, max_distance, home)
+
+    return _by_group(grid, source, points, query_rows, search_group, meta, store, level,
+                     ["query", "rank"])
 
 
 def run_within(grid, source, points, query_rows, radius, meta, store=None,
                level=None) -> pd.DataFrame:
     """``within`` of a query set, group by group."""
+    def search_group(got, pts, rows, home):
+        return search.within_group(got, pts, rows, radius)
+
+    return _by_group(grid, source, points, query_rows, search_group, meta, store, level,
+                     ["query", "vertex_id"])
+
+
+def _by_group(grid, source, points, query_rows, search_group, meta, store, level, by):
+    """Group the queries by home cell, search each group with its own
+    :class:`Gathered`, and concatenate the results sorted ``by``."""
     points = np.asarray(points, np.float64)
     query_rows = np.asarray(query_rows, np.int64)
     parts = []
-    for _, rows in halos.group_queries(halos.home_cells(grid, points)):
+    for home, rows in halos.group_queries(halos.home_cells(grid, points)):
         got = Gathered(grid, source, store, level)
-        parts.append(search.within_group(got, points[rows], query_rows[rows], radius))
-    return _sorted(result_frame(parts, meta), ["query", "vertex_id"])
+        parts.append(search_group(got, points[rows], query_rows[rows], home))
+    return _sorted(result_frame(parts, meta), by)
 
 
 class _RunCells:

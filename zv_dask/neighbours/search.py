@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from zv_dask.neighbours.cells import Gathered, kdtree
+from zv_dask.neighbours.cells import Gathered, in_box, kdtree
 from zv_dask.plan import halos
 
 def _distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -18,16 +18,10 @@ def _distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.sqrt((d * d).sum(-1))
 
 
-def _in_box(p: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    """Rows inside a closed box: a superset of a reach test and much cheaper."""
-    mask = (p[:, 0] >= lo[0]) & (p[:, 0] <= hi[0])
-    for a in range(1, p.shape[1]):
-        mask &= (p[:, a] >= lo[a]) & (p[:, a] <= hi[a])
-    return mask
-
-
 def _merge(best_d, best_r, d, r, ids, keep):
     """The ``keep`` best (distance, then vertex id) of two candidate lists per query."""
+    if not np.isfinite(best_d[:, 0]).any():  # nothing found before: the new lists are it
+        return d, r
     cd = np.concatenate([best_d, d], 1)
     cr = np.concatenate([best_r, r], 1)
     big = np.iinfo(np.int64).max
@@ -36,42 +30,58 @@ def _merge(best_d, best_r, d, r, ids, keep):
     return np.take_along_axis(cd, order, 1), np.take_along_axis(cr, order, 1)
 
 
-def _search_new(got, points, best_d, best_r, reach, start, new, kk):
-    """Fold the rows read from ``start`` on into the candidates of the queries that
-    can reach one of the ``new`` cells."""
-    grid, pos, ids = got.grid, got.positions, got.ids
-    active = np.ones(len(points), bool)
+def _reach_box(points, reach, active):
+    """The closed box of every row within ``reach`` of an active query, or ``None``
+    (keep all rows) while an active query has no finite reach yet."""
+    if not active.any() or not np.isfinite(reach[active]).all():
+        return None
+    far = float(reach[active].max())
+    qa = points[active]
+    lo, hi = qa.min(0), qa.max(0)
+    pad = halos.reach_pad(lo, hi, far)
+    return lo - far - pad, hi + far + pad
+
+
+def _search_new(got, points, best_d, best_r, reach, new, kk, active=None):
+    """Read the ``new`` cells (their rows within reach of the ``active`` queries, by
+    default those that can reach one of them) and fold those rows into the
+    candidates of those queries."""
+    grid = got.grid
     finite = np.isfinite(reach)
-    if finite.any():
-        active[finite] = halos.boxes_within(points[finite], grid.lo[new], grid.hi[new],
-                                            reach[finite]).any(1)
-    rows = np.arange(start, len(pos))
-    if finite[active].all() and active.any():  # rows beyond every active reach are no use
-        far = float(reach[active].max())
-        qa = points[active]
-        rows = rows[_in_box(pos[start:], qa.min(0) - far, qa.max(0) + far)]
+    if active is None:
+        active = np.ones(len(points), bool)
+        if finite.any():
+            active[finite] = halos.boxes_within(points[finite], grid.lo[new], grid.hi[new],
+                                                reach[finite]).any(1)
+    start = got.add(new, _reach_box(points, reach, active))
     act = np.flatnonzero(active)
-    if not len(rows) or not len(act):
+    n_new = got.n_rows - start
+    if not n_new or not len(act):
         return best_d, best_r
-    m = min(kk, len(rows))
+    pos, ids = got.positions, got.ids
+    m = min(kk, n_new)
     bound = np.where(finite[act], np.nextafter(reach[act], np.inf) * (1 + 1e-9), np.inf)
-    d, i = kdtree(pos[rows]).query(points[act], k=list(range(1, m + 1)),
-                                   distance_upper_bound=np.max(bound))
-    hit = i < len(rows)
-    r = np.where(hit, rows[np.minimum(i, len(rows) - 1)], -1)
+    d, i = kdtree(pos[start:]).query(points[act], k=list(range(1, m + 1)),
+                                     distance_upper_bound=np.max(bound))
+    hit = i < n_new
+    r = np.where(hit, start + np.minimum(i, n_new - 1), -1)
     d = np.where(hit, d, np.inf)
+    if m < kk:
+        d = np.concatenate([d, np.full((len(act), kk - m), np.inf)], 1)
+        r = np.concatenate([r, np.full((len(act), kk - m), -1, np.int64)], 1)
     best_d, best_r = best_d.copy(), best_r.copy()
     best_d[act], best_r[act] = _merge(best_d[act], best_r[act], d, r, ids, kk)
     return best_d, best_r
 
 
 def nearest_group(got: Gathered, points: np.ndarray, query_rows: np.ndarray, k: int,
-                  max_distance=None) -> dict:
+                  max_distance=None, home: int | None = None) -> dict:
     """The ``k`` nearest vertices of each query, ties to the smaller vertex id.
 
-    Reads the cells the queries fall in, then, while some query's ``k``-th distance
-    reaches an unread cell, those cells; each step builds a KD-tree over the new
-    rows only (those within reach) and merges the candidates.
+    Reads the cells the queries fall in (or the group's ``home`` cell), then,
+    while some query's ``k``-th distance reaches an unread cell, those cells (only
+    their rows within reach); each step builds a KD-tree over the new rows only and
+    merges the candidates.
 
     Returns columns ``query`` (from ``query_rows``), ``rank``, ``vertex_id``,
     ``distance`` and the source's columns, sorted by query then rank; queries with
@@ -84,25 +94,27 @@ def nearest_group(got: Gathered, points: np.ndarray, query_rows: np.ndarray, k: 
     points = np.asarray(points, np.float64)
     grid, Q, kk = got.grid, len(points), k + 1
     best_d, best_r = np.full((Q, kk), np.inf), np.full((Q, kk), -1, np.int64)
-    new = halos.cells_needed(grid, points, np.zeros(Q))
-    while True:
+    reach = np.full(Q, np.inf if max_distance is None else float(max_distance))
+    new = np.asarray([home], np.int64) if home is not None else \
+        halos.cells_needed(grid, points, np.zeros(Q))
+    settled, active = False, None
+    while len(new):
+        best_d, best_r = _search_new(got, points, best_d, best_r, reach, new, kk, active)
+        if settled:  # ``new`` held every cell within every query's (shrinking) reach
+            break
         reach = best_d[:, k - 1].copy()
         if max_distance is not None:
             reach = np.minimum(reach, max_distance)
-        if len(new):
-            start = len(got.positions)
-            got.add(new)
-            best_d, best_r = _search_new(got, points, best_d, best_r, reach, start, new, kk)
-            reach = best_d[:, k - 1].copy()
-            if max_distance is not None:
-                reach = np.minimum(reach, max_distance)
         finite = np.isfinite(reach)
-        new = [halos.cells_needed(grid, points[finite], reach[finite], got.loaded)]
-        if not finite.all() and not got.loaded.all():
+        settled = bool(finite.all())
+        needed, reached = halos.cells_needed(grid, points[finite], reach[finite], got.loaded,
+                                             reaching=True)
+        active = ~finite  # the queries without k neighbours yet, and those reaching a new cell
+        active[finite] = reached
+        new = [needed]
+        if not settled and not got.loaded.all():
             new.append(halos.first_cells_for(grid, points[~finite], k, got.loaded))
         new = np.unique(np.concatenate(new)).astype(np.int64)
-        if not len(new):
-            break
     pos, ids = got.positions, got.ids
     if not len(pos) or not Q:
         return _empty(got)
@@ -172,7 +184,7 @@ def pairs_cell(got: Gathered, cell: int, halo: np.ndarray, radius: float, bbox=N
         if ids[0] == grid.starts[cell]:
             home = (pos, ids)
             continue
-        inside = _in_box(pos, lo, hi)  # a superset; the trees decide
+        inside = in_box(pos, lo, hi)  # a superset; the trees decide
         if inside.any():
             near.append((pos[inside], ids[inside]))
     if bbox is not None:

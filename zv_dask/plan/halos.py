@@ -19,8 +19,11 @@ import numpy as np
 
 from zv_dask.format.metadata import LevelMeta
 from zv_dask.plan import select as _select
+from zv_dask.plan.cellindex import CellIndex, ranges as _ranges
+from zv_dask.plan.cellindex import pad as reach_pad
 
 _BLOCK = 1 << 22  # elements of one (queries x cells) distance block
+_SCAN = 2048  # grids up to this many cells are scanned: cheaper than index look-ups
 
 
 @dataclass(frozen=True, eq=False)
@@ -38,6 +41,9 @@ class NeighbourGrid:
     starts: np.ndarray
     lengths: np.ndarray
     rule: _select.CellRule
+
+    def __post_init__(self):
+        object.__setattr__(self, "index", CellIndex(self.spatial, self.lo, self.hi))
 
     @property
     def spatial(self) -> np.ndarray:
@@ -58,6 +64,15 @@ class NeighbourGrid:
             h.update(np.ascontiguousarray(a).tobytes())
         return ("zv_dask.NeighbourGrid", h.hexdigest())
 
+    def cells_near(self, lo, hi, reach: float) -> np.ndarray:
+        """Grid indices (sorted) of a superset of the cells whose box lies within
+        ``reach`` of the box ``[lo, hi]`` on every axis: an index look-up, not a scan."""
+        if len(self) <= _SCAN:
+            return np.arange(len(self))
+        lo, hi = np.asarray(lo, np.float64), np.asarray(hi, np.float64)
+        pad = reach_pad(lo, hi, reach)
+        return self.index.cells_in(*self.index.rank_range(lo - reach - pad, hi + reach + pad))
+
 
 def level_grid(lm: LevelMeta, coords, lengths) -> NeighbourGrid:
     """The :class:`NeighbourGrid` of a level from its planned cells (presence order,
@@ -69,12 +84,24 @@ def level_grid(lm: LevelMeta, coords, lengths) -> NeighbourGrid:
     """
     coords = np.asarray(coords, np.int64).reshape(-1, lm.rank)
     lead = lm.rank - len(lm.chunk_shape)
-    lo, hi = _select.cell_boxes(_select.cell_rule(lm), coords[:, lead:])
+    lo, hi = _axis_boxes(_select.cell_rule(lm), coords[:, lead:])
     lengths = np.asarray(lengths, np.int64).reshape(len(coords))
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
     keep = lengths > 0  # a listed cell without rows cannot hold a neighbour
     return NeighbourGrid(coords[keep], lo[keep], hi[keep], starts[keep], lengths[keep],
                          _select.cell_rule(lm))
+
+
+def _axis_boxes(rule, cells: np.ndarray):
+    """:func:`~zv_dask.plan.select.cell_boxes` of each cell, computed once per distinct
+    cell number of each axis (a box's side depends on that axis's number only)."""
+    cols = [np.unique(cells[:, d], return_inverse=True) for d in range(cells.shape[1])]
+    width = max([len(u) for u, _ in cols], default=0)
+    table = np.stack([np.resize(u, width) for u, _ in cols], 1) if width else cells
+    lo, hi = _select.cell_boxes(rule, table)
+    d = np.arange(cells.shape[1])
+    inv = np.stack([i.reshape(-1) for _, i in cols], 1) if cols else cells
+    return lo[inv, d], hi[inv, d]
 
 
 def box_distances(points: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
@@ -109,11 +136,34 @@ def boxes_within(points: np.ndarray, lo: np.ndarray, hi: np.ndarray, reach) -> n
 
 
 def _nearest_box(points: np.ndarray, grid: NeighbourGrid) -> np.ndarray:
-    """Index of the nearest cell box (smallest index on ties), blockwise in memory."""
+    """Index of the nearest cell box (smallest index on ties).
+
+    Few points or cells: blockwise over all boxes.  Else a KD-tree over the box
+    centres bounds each point's nearest box distance by its nearest centre's ``u``;
+    every box that near has its centre within ``u`` plus the largest half diagonal,
+    so the exact distances of those candidates decide, as the scan would.
+    """
     out = np.empty(len(points), np.int64)
-    step = max(1, _BLOCK // max(len(grid), 1))
+    if len(points) * len(grid) <= _BLOCK:
+        return box_distances(points, grid.lo, grid.hi).argmin(1) if len(points) else out
+    from scipy.spatial import cKDTree  # a planning helper only; searches need scipy anyway
+
+    centre = (grid.lo + grid.hi) / 2
+    half = float(np.sqrt((((grid.hi - grid.lo) / 2) ** 2).sum(1)).max())
+    tree = cKDTree(centre)
+    step = max(1, _BLOCK // 64)
     for s in range(0, len(points), step):
-        out[s:s + step] = box_distances(points[s:s + step], grid.lo, grid.hi).argmin(1)
+        p = points[s:s + step]
+        u, _ = tree.query(p)
+        balls = tree.query_ball_point(p, (u + half) * (1 + 1e-9) + 1e-300)
+        counts = np.fromiter((len(b) for b in balls), np.int64, len(balls))
+        cand = np.fromiter((c for b in balls for c in b), np.int64, int(counts.sum()))
+        who = np.repeat(np.arange(len(p)), counts)
+        gap = np.maximum(np.maximum(grid.lo[cand] - p[who], p[who] - grid.hi[cand]), 0.0)
+        d = np.sqrt((gap * gap).sum(-1))
+        order = np.lexsort((cand, d, who))
+        first = np.searchsorted(who[order], np.arange(len(p)))
+        out[s:s + step] = cand[order[first]]
     return out
 
 
@@ -170,12 +220,13 @@ def group_queries(home: np.ndarray) -> list[tuple[int, np.ndarray]]:
 
 
 def cells_needed(grid: NeighbourGrid, points: np.ndarray, reach: np.ndarray,
-                 exclude: np.ndarray | None = None) -> np.ndarray:
+                 exclude: np.ndarray | None = None, reaching: bool = False):
     """Indices of the cells (grid order) whose box lies within ``reach[i]`` (closed)
-    of some ``points[i]``, leaving out the cells flagged in ``exclude``.
+    of some ``points[i]``, leaving out the cells flagged in ``exclude``; with
+    ``reaching`` also the mask of the points that reach one of them.
 
-    A first cut by the queries' common box keeps the (queries x cells) work to the
-    cells near the group.
+    A first cut by the queries' common box, looked up in the grid's index, keeps
+    the (queries x cells) work to the cells near the group.
 
     Examples
     --------
@@ -186,28 +237,35 @@ def cells_needed(grid: NeighbourGrid, points: np.ndarray, reach: np.ndarray,
     """
     points = np.asarray(points, np.float64)
     reach = np.asarray(reach, np.float64)
+    none = np.zeros(0, np.int64)
     if not len(points) or not len(grid):
-        return np.zeros(0, np.int64)
+        return (none, np.zeros(len(points), bool)) if reaching else none
     far = float(reach.max())
     lo, hi = points.min(0), points.max(0)
-    near = box_distances(np.zeros((1, lo.size)), grid.lo - hi, grid.hi - lo)[0] <= far
+    cand = grid.cells_near(lo, hi, far)
+    near = box_distances(np.zeros((1, lo.size)), grid.lo[cand] - hi, grid.hi[cand] - lo)[0] <= far
     if exclude is not None:
-        near &= ~exclude
-    cand = np.flatnonzero(near)
-    if not len(cand):
-        return cand
+        near &= ~exclude[cand]
+    cand = cand[near]
     hit = np.zeros(len(cand), bool)
-    step = max(1, _BLOCK // len(cand))
-    for s in range(0, len(points), step):
-        hit |= boxes_within(points[s:s + step], grid.lo[cand], grid.hi[cand],
-                            reach[s:s + step]).any(0)
-    return cand[hit]
+    reached = np.zeros(len(points), bool)
+    step = max(1, _BLOCK // max(len(cand), 1))
+    for s in range(0, len(points) if len(cand) else 0, step):
+        within = boxes_within(points[s:s + step], grid.lo[cand], grid.hi[cand],
+                              reach[s:s + step])
+        hit |= within.any(0)
+        reached[s:s + step] = within.any(1)
+    return (cand[hit], reached) if reaching else cand[hit]
 
 
 def first_cells_for(grid: NeighbourGrid, points: np.ndarray, k: int,
                     exclude: np.ndarray) -> np.ndarray:
     """Unread cells, nearest (to the queries' common box) first, until they hold at
     least ``k`` more rows: what to read when too few neighbours have been found.
+
+    The candidates come from index look-ups around the box, widened until they hold
+    ``k`` rows and then to the distance of the cell that reaches ``k``: the same
+    cells as sorting every unread cell, without the sort.
 
     Examples
     --------
@@ -218,11 +276,31 @@ def first_cells_for(grid: NeighbourGrid, points: np.ndarray, k: int,
     """
     points = np.asarray(points, np.float64)
     lo, hi = points.min(0), points.max(0)
-    d = box_distances(np.zeros((1, lo.size)), grid.lo - hi, grid.hi - lo)[0]
-    cand = np.flatnonzero(~exclude)
-    cand = cand[np.argsort(d[cand], kind="stable")]
+    index = grid.index
+    a, b = index.rank_range(lo, hi)
+    a, b = np.minimum(a, b), np.maximum(a, b)  # a box between cells: the ranks around it
+    widen, whole = 1, max(index.shape, default=0)
+    while True:
+        cand = index.cells_in(a - widen, b + widen)
+        cand = cand[~exclude[cand]]
+        if grid.lengths[cand].sum() >= k or widen > whole:
+            break
+        widen *= 2
+    if len(cand) and grid.lengths[cand].sum() >= k:
+        cand, d = _by_distance(grid, cand, lo, hi)
+        enough = int(np.searchsorted(np.cumsum(grid.lengths[cand]), k))
+        cand = grid.cells_near(lo, hi, float(d[enough]))  # every cell as near as that one
+        cand = cand[~exclude[cand]]
+    cand, _ = _by_distance(grid, cand, lo, hi)
     enough = np.searchsorted(np.cumsum(grid.lengths[cand]), k) + 1
     return np.sort(cand[:enough])
+
+
+def _by_distance(grid, cand, lo, hi):
+    """``cand`` (sorted) ordered by box distance to the box ``[lo, hi]``, ties in order."""
+    d = box_distances(np.zeros((1, lo.size)), grid.lo[cand] - hi, grid.hi[cand] - lo)[0]
+    order = np.argsort(d, kind="stable")
+    return cand[order], d[order]
 
 
 def pair_tasks(grid: NeighbourGrid, radius: float, bbox=None) -> list[tuple[int, np.ndarray]]:
@@ -244,6 +322,62 @@ def pair_tasks(grid: NeighbourGrid, radius: float, bbox=None) -> list[tuple[int,
     if bbox is not None:
         blo, bhi = (np.asarray(b, np.float64) for b in bbox)
         keep = np.all((grid.lo <= bhi) & (grid.hi >= blo), 1)
+    cells = np.flatnonzero(keep)
+    found = _pair_candidates(grid, cells, radius)
+    if found is None:
+        return _pair_tasks_scan(grid, radius, keep)
+    owner, other = found
+    ok = (other > owner) & keep[other]
+    owner, other = owner[ok], other[ok]
+    d = _pair_gaps(grid, owner, other)
+    owner, other = owner[d <= radius], other[d <= radius]
+    order = np.lexsort((other, owner))
+    owner, other = owner[order], other[order]
+    cuts = np.searchsorted(owner, cells, "left"), np.searchsorted(owner, cells, "right")
+    return [(int(c), other[s:e]) for c, s, e in zip(cells.tolist(), *cuts)]
+
+
+def _pair_gaps(grid, owner, other) -> np.ndarray:
+    """Box distance of each (owner, other) cell pair, as :func:`box_distances` has it."""
+    gap = np.maximum(np.maximum(grid.lo[other] - grid.hi[owner], -(grid.hi[other] -
+                                                                   grid.lo[owner])), 0.0)
+    return np.sqrt((gap * gap).sum(-1))
+
+
+_LOOKUPS = 1 << 24  # index look-ups of one pair plan; more: scan instead
+
+
+def _pair_candidates(grid, cells, radius):
+    """(owner, other) cell pairs, a superset of the pairs whose boxes lie within
+    ``radius`` on every axis: per owner the index runs of its neighbourhood (a few
+    look-ups per cell), or ``None`` when that would take more than a scan."""
+    index = grid.index
+    if index.keys is None or not len(cells):
+        return None if len(cells) else (cells, cells)
+    lo, hi = grid.lo[cells], grid.hi[cells]
+    pad = reach_pad(lo, hi, radius)
+    a, b = index.rank_range(lo - radius - pad, hi + radius + pad)
+    width = (b - a + 1)[:, :-1].max(0) if a.shape[1] > 1 else np.zeros(0, np.int64)
+    outer = int(np.prod(width))
+    if len(cells) * outer > _LOOKUPS:
+        return None
+    steps = np.stack([g.ravel() for g in np.meshgrid(*[np.arange(w) for w in width],
+                                                      indexing="ij")], 1) \
+        if len(width) else np.zeros((1, 0), np.int64)
+    head = a[:, None, :-1] + steps[None]                       # (cells, outer, D-1)
+    ok = np.all(head <= b[:, None, :-1], -1)
+    who = np.broadcast_to(np.arange(len(cells))[:, None], ok.shape)[ok]
+    head = head[ok]
+    first = np.ravel_multi_index((*head.T, a[who, -1]), index.shape)
+    last = first + (b[who, -1] - a[who, -1])
+    s = np.searchsorted(index.keys, first, "left")
+    e = np.searchsorted(index.keys, last, "right")
+    owner = np.repeat(cells[who], np.maximum(e - s, 0))
+    return owner, index.order[_ranges(s, e)]
+
+
+def _pair_tasks_scan(grid, radius, keep) -> list:
+    """:func:`pair_tasks` by scanning the later cells of each cell (no index)."""
     # in grid order the first spatial axis never decreases (without a leading
     # attribute axis), so the later cells a halo can reach end at a searchsorted bound
     first_lo = grid.lo[:, 0]
@@ -254,7 +388,5 @@ def pair_tasks(grid: NeighbourGrid, radius: float, bbox=None) -> list[tuple[int,
         if ordered:
             end = int(np.searchsorted(first_lo, grid.hi[c, 0] + radius, side="right"))
         later = np.flatnonzero(keep[c + 1:end]) + c + 1
-        d = box_distances(np.zeros((1, grid.lo.shape[1])), grid.lo[later] - grid.hi[c],
-                          grid.hi[later] - grid.lo[c])[0]
-        out.append((c, later[d <= radius]))
+        out.append((c, later[_pair_gaps(grid, np.full(len(later), c), later) <= radius]))
     return out
