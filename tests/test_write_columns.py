@@ -68,12 +68,38 @@ def _same(a, b):
 @pytest.mark.parametrize("name", [
     "../../../../ESCAPED", "../../../other.zarrvectors", "a/b", "/abs", "a\\b", ".", "..",
     ".hidden", ".zattrs", "", "zarr.json", "ZARR.JSON", "tab\there", "nul\x00", "del\x7f",
-    "é" * 128, "bad\ud800"])
+    "é" * 128, "bad\ud800", "CON", "nul.txt", "Com1", "lpt9.dat"])
 def test_unsafe_attribute_names_are_refused_before_anything_is_written(tmp_path, name):
     df = _base()
     df.columns = pd.Index(list(df.columns), dtype=object)  # arrow labels refuse surrogates
     df[name] = np.arange(N, dtype=np.float64)
     err = _refused(tmp_path, df, "rename it")
+    assert repr(name) in str(err)
+
+
+def _lines(n_lines=6, per_line=5, seed=3):
+    """Vertices of a few streamlines (rows of one object consecutive, in order)."""
+    df = _base(n_lines * per_line, seed)
+    df["object_id"] = np.repeat(np.arange(n_lines, dtype=np.int64), per_line)
+    return df
+
+
+@pytest.mark.parametrize("name", ["../../../../ESCAPED", "../x", "a/b", ".", "AUX", ""])
+def test_unsafe_link_attribute_names_are_refused_before_anything_is_written(tmp_path, name):
+    # each link attribute becomes a directory of links/.../link_attributes/ as a column
+    # does of vertex_attributes/: "../x" once wrote outside it
+    edges = pd.DataFrame({"source": [0, 1, 2], "target": [1, 2, 3]})
+    edges[name] = np.array([1.0, 2.0, 3.0])
+    err = _refused(tmp_path, _base()[list("xyz")], "link attribute", geometry="graph",
+                   edges=edges)
+    assert repr(name) in str(err) and "rename the column" in str(err)
+
+
+@pytest.mark.parametrize("name", ["../x", "a\\b", "zarr.json", "con"])
+def test_unsafe_object_attribute_names_are_refused_before_anything_is_written(tmp_path, name):
+    table = pd.DataFrame({name: np.arange(6, dtype=np.float32)})
+    err = _refused(tmp_path, _lines(), "object attribute", geometry="streamline",
+                   object_attributes=table)
     assert repr(name) in str(err)
 
 
@@ -299,3 +325,10 @@ def test_complex_as_real_and_imaginary_columns_round_trips(tmp_path):
     s, out = _roundtrip(df, tmp_path / "s.zarrvectors")
     assert s.attributes_at(0)["c"]["width"] == 2
     _same(out.c_0 + 1j * out.c_1, z)
+
+
+def test_the_name_rules_example_runs():
+    import doctest
+
+    result = doctest.testmod(C, optionflags=doctest.ELLIPSIS)
+    assert result.attempted >= 2 and result.failed == 0

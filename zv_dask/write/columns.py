@@ -48,24 +48,67 @@ def _fold(name: str) -> str:
     return unicodedata.normalize("NFC", name).casefold()
 
 
-def check_name(name, store: str) -> None:
-    """Refuse an attribute name that is not a safe single path step of the store."""
-    def bad(why):
-        raise WriteInputError(f"column {name!r} cannot be stored as an attribute: {why}; "
-                              "rename it (df.rename(columns={...})) or leave it out with "
-                              "attributes=[...]", store=store)
+# names Windows keeps for devices, with any extension ("nul.txt" is NUL too)
+_WINDOWS_DEVICE = re.compile(r"^(con|prn|aux|nul|(com|lpt)[0-9\u00b9\u00b2\u00b3])(\..*)?$",
+                             re.IGNORECASE)
 
+
+def check_name(name, store: str, kind: str = "column",
+               folder: str = "vertex_attributes") -> None:
+    """Refuse a name that is not a safe single path step of the store.
+
+    Every name ``to_zv`` turns into a directory (vertex, link and object attributes)
+    passes here before anything is written.
+
+    Parameters
+    ----------
+    name : object
+        The name as the user gave it (a column label).
+    store : str
+        The target store, named in the error.
+    kind : str, default "column"
+        What the name labels, for the message ("link attribute", ...).
+    folder : str, default "vertex_attributes"
+        The group the name would become a directory of, for the message.
+
+    Raises
+    ------
+    WriteInputError
+        When the name is not a string, is empty, holds a path separator, starts with
+        ``.``, is ``zarr.json``, holds control characters, is a Windows device name
+        (``CON``, ``nul.txt``, ...) or is longer than a file name may be.
+
+    Examples
+    --------
+    >>> check_name("intensity", "out.zv")
+    >>> check_name("../x", "out.zv", "link attribute", "link_attributes")
+    Traceback (most recent call last):
+    ...
+    zv_dask.errors.WriteInputError: store out.zv: link attribute '../x' cannot be stored ...
+    """
+    fix = ("rename it (df.rename(columns={...})) or leave it out with attributes=[...]"
+           if kind == "column" else "rename the column")
+
+    def bad(why):
+        raise WriteInputError(f"{kind} {name!r} cannot be stored as an attribute: {why}; "
+                              f"{fix}", store=store)
+
+    if not isinstance(name, str):
+        bad(f"it is a {type(name).__name__}, and stored names are strings")
     if name == "":
         bad("the name is empty")
     if "/" in name or "\\" in name:
-        bad("'/' and '\\' would make it a path, writing outside vertex_attributes/")
+        bad(f"'/' and '\\' would make it a path, writing outside {folder}/")
     if name.startswith("."):
         bad("names starting with '.' are '.', '..' (path steps) or hidden files, and zarr "
             "v2 keeps its own '.zarray'/'.zattrs' there")
     if _fold(name) in RESERVED_NAMES:
-        bad("'zarr.json' is the document of the vertex_attributes group itself")
+        bad(f"'zarr.json' is the document of the {folder} group itself")
     if _CONTROL.search(name):
         bad("it holds control characters")
+    if _WINDOWS_DEVICE.match(name.strip()):
+        bad("it is a Windows device name (CON, PRN, AUX, NUL, COM1-9, LPT1-9), which no "
+            "Windows file system can hold as a directory")
     try:
         size = len(name.encode("utf-8"))
     except UnicodeEncodeError:

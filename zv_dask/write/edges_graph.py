@@ -23,6 +23,7 @@ from zv_dask.write import links as K
 from zv_dask.write import objects as O
 from zv_dask.write import plan as P
 from zv_dask.write import skeleton as S
+from zv_dask.write.columns import check_name
 from zv_dask.write.documents import dumps
 from zv_dask.write.graph import (_attribute_arrays, _balanced_labels, _shuffle_method,
                                  compute_options, to_dask_frame)
@@ -56,6 +57,7 @@ def record_frame(records, width: int, store: str):
         raise WriteInputError(f"faces has columns {extra} besides {names}; face attributes "
                               "are not written", store=store)
     for c in extra:
+        check_name(c, store, "link attribute", "link_attributes")
         dt = ddf[c].dtype
         if not isinstance(dt, np.dtype) or dt.kind not in "iuf":
             raise WriteInputError(f"link attribute {c!r} has dtype {dt}; link attributes are "

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from zv_dask.format import encode as E
+from zv_dask.write.columns import check_name
 from zv_dask.write.plan import WriteSpec
 
 OID_COLUMN = "_zv_oid"
@@ -215,9 +216,7 @@ def align_object_attributes(table, object_ids: np.ndarray, store: str) -> dict:
                 f"object attribute {name!r} has dtype {dt}; object attributes are numpy "
                 "integers or floats: convert it (e.g. astype('float32')) or leave it out",
                 store=store)
-        if not isinstance(name, str) or not name or "/" in name or name.startswith("."):
-            raise WriteInputError(f"object attribute name {name!r} must be a plain string",
-                                  store=store)
+        check_name(name, store, "object attribute", "object_attributes")
         values = np.full(len(object_ids), absent_value(dt), dt)
         values[at] = s.to_numpy()
         out[name] = values
