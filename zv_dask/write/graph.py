@@ -62,18 +62,20 @@ def missing_counts(ddf, columns) -> dict:
 
 
 def prepass(ddf, axes, dtype: str, bounds, cat_columns: dict, binning=None,
-            store: str | None = None) -> dict:
+            store: str | None = None, cache=None) -> dict:
     """Counts, NaN/inf and out-of-bounds examples, extent and categories of the input
     (one pass reading only the axis and categorical columns).  With ``binning`` (base
     bin, bins per chunk) also ``chunks`` and ``chunk_rows``: the non-empty level-0
-    chunks and their rows, so nothing later is sized by the grid."""
+    chunks and their rows, so nothing later is sized by the grid.  With ``cache`` (an
+    :class:`~zv_dask.write.reread.InputCache`) the pass reads the cached columns too
+    and parks each partition for the write."""
     import dask
 
     cols = list(dict.fromkeys(list(axes) + list(cat_columns.values())))
-    parts = ddf[cols].to_delayed()
-    fn = dask.delayed(_partition_facts, pure=True)
-    stats = dask.compute(*[fn(p, tuple(axes), dtype, bounds, cat_columns, binning, store)
-                           for p in parts], **compute_options())
+    parts = (ddf[cols] if cache is None else ddf[list(cache.columns)]).to_delayed()
+    fn = dask.delayed(_partition_facts, pure=cache is None)
+    stats = dask.compute(*[fn(p, tuple(axes), dtype, bounds, cat_columns, binning, store,
+                              cache, i) for i, p in enumerate(parts)], **compute_options())
     out = P.merge_stats([s for s, _ in stats])
     out["counts"] = [int(s["n"]) for s, _ in stats]  # rows per partition: input-order offsets
     if binning is not None:
@@ -81,7 +83,10 @@ def prepass(ddf, axes, dtype: str, bounds, cat_columns: dict, binning=None,
     return out
 
 
-def _partition_facts(frame, axes, dtype, bounds, cat_columns, binning, store=None):
+def _partition_facts(frame, axes, dtype, bounds, cat_columns, binning, store=None,
+                     cache=None, i=0):
+    if cache is not None:
+        cache.park(frame, i)
     # in slices of SLICE_ROWS: the float64/int64 temporaries of binning a whole
     # partition (~100 MB a million rows) would set the write's peak memory
     stats, chunks = [], []

@@ -15,8 +15,8 @@ from zv_dask.write import plan as P
 from zv_dask.write.codecs import resolve as resolve_codecs
 from zv_dask.write.documents import store_attributes_json, store_name
 from zv_dask.write.estimate import check_max_overhead, check_overhead
-from zv_dask.write.graph import (compute_options, missing_counts, prepass, to_dask_frame,
-                                  write_graph)
+from zv_dask.write.graph import (_shuffle_method, compute_options, missing_counts, prepass,
+                                 to_dask_frame, write_graph)
 from zv_dask.write import object_writer as OW
 from zv_dask.write import edges_graph as EG
 from zv_dask.write import objects_graph as OG
@@ -287,6 +287,7 @@ def to_zv(df, path_or_url, *, chunk_shape=None, bin_shape=None, bounds=None, lev
     dtypes = dict(ddf.dtypes.items())
     C.refuse_missing(missing_counts(ddf, C.missing_columns(dtypes, ax, planned)), dtypes, ax, name)
     cat_cols = {n: m[0] for n, m, kind, _ in planned if kind == "cat"}
+    cache = None
     if objects:
         stats = OW.prepass(ddf, ax, str(dtype), given, cat_cols, cs, OW.OBJECT_ID, name,
                            raw_extent=geometry in OW.POLYLINES)
@@ -296,54 +297,81 @@ def to_zv(df, path_or_url, *, chunk_shape=None, bin_shape=None, bounds=None, lev
             order = (EG.skeleton_order(ddf, recs[0], OW.OBJECT_ID, name)
                      if geometry == "skeleton" else None)
     else:
-        stats = prepass(ddf, ax, str(dtype), given, cat_cols, binning=G.binning(cs, bs),
-                        store=name)
+        cache = _input_cache(ddf, ax, planned, compute)
+        try:
+            stats = prepass(ddf, ax, str(dtype), given, cat_cols, binning=G.binning(cs, bs),
+                            store=name, cache=cache)
+        except BaseException:
+            if cache is not None:
+                cache.remove()
+            raise
     try:
-        final_bounds = P.resolve_bounds(stats, given, ax, name)
-    except WriteInputError as exc:
-        raise _with_like(exc, from_like, like_name, name) from None
-    G.check_cell_range(final_bounds, cs, bs, ax, name)
-    cats = {n: (P.sorted_categories(v), miss) for n, (v, miss) in stats["cats"].items()}
-    grid_shape = P.grid_layout(final_bounds, cs)[1]
-    spec = P.WriteSpec(
-        store_name=store_name(str(path_or_url)), axes=ax, chunk_shape=cs,
-        bin_shape=None if bin_shape is None else bs, bounds=final_bounds, levels=int(levels),
-        dtype=str(dtype), attributes=P.attribute_specs(planned, cats, name),
-        axis_names=tuple(str(a) for a in ax),
-        store_attributes=extra_attributes,
-        **resolve_codecs(o["compressor"], o["shard_shape"], len(ax), grid_shape, name,
-                         shard_levels))
-    # before the lock and clear(): a refused layout leaves the target as it was
-    # object cells hold one fragment per run, not per bin: their bins cost nothing
-    check_overhead(replace(spec, bin_shape=None) if objects else spec, stats["chunk_rows"],
-                   max_overhead, name, stats["chunks"])
-    writer.lock()  # one writer at a time; checked again under the lock
-    try:
-        writer.check_target(overwrite)
-        if overwrite:
-            writer.clear()
-        if objects and geometry in OW.RECORD_WIDTH:
-            job = EG.write_graph(ddf, spec, writer, stats, OW.OBJECT_ID, object_attrs, geometry,
-                                 recs[0], OW.RECORD_WIDTH[geometry], recs[1], recs[2], order)
-        elif objects:
-            job = OG.write_graph(ddf, spec, writer, stats, OW.OBJECT_ID, object_attrs, geometry)
-        else:
-            job = write_graph(ddf, spec, writer, stats["chunks"], stats["counts"])
-    except BaseException:
-        writer.unlock(failed=True)
-        raise
-    if not compute:
-        return job
-    try:
-        job.compute(**compute_options())
-    except BaseException:  # a failed or cancelled write lets the next one in
-        writer.unlock(failed=True)
-        if getattr(writer, "scratch", None) is not None:  # a local write's spill files
-            writer.scratch.remove()
-        raise
+        if cache is not None:  # the write reads the pre-pass's copy, not the files
+            ddf = cache.frame(ddf)
+        try:
+            final_bounds = P.resolve_bounds(stats, given, ax, name)
+        except WriteInputError as exc:
+            raise _with_like(exc, from_like, like_name, name) from None
+        G.check_cell_range(final_bounds, cs, bs, ax, name)
+        cats = {n: (P.sorted_categories(v), miss) for n, (v, miss) in stats["cats"].items()}
+        grid_shape = P.grid_layout(final_bounds, cs)[1]
+        spec = P.WriteSpec(
+            store_name=store_name(str(path_or_url)), axes=ax, chunk_shape=cs,
+            bin_shape=None if bin_shape is None else bs, bounds=final_bounds, levels=int(levels),
+            dtype=str(dtype), attributes=P.attribute_specs(planned, cats, name),
+            axis_names=tuple(str(a) for a in ax),
+            store_attributes=extra_attributes,
+            **resolve_codecs(o["compressor"], o["shard_shape"], len(ax), grid_shape, name,
+                             shard_levels))
+        # before the lock and clear(): a refused layout leaves the target as it was
+        # object cells hold one fragment per run, not per bin: their bins cost nothing
+        check_overhead(replace(spec, bin_shape=None) if objects else spec, stats["chunk_rows"],
+                       max_overhead, name, stats["chunks"])
+        writer.lock()  # one writer at a time; checked again under the lock
+        try:
+            writer.check_target(overwrite)
+            if overwrite:
+                writer.clear()
+            if objects and geometry in OW.RECORD_WIDTH:
+                job = EG.write_graph(ddf, spec, writer, stats, OW.OBJECT_ID, object_attrs,
+                                     geometry, recs[0], OW.RECORD_WIDTH[geometry], recs[1],
+                                     recs[2], order)
+            elif objects:
+                job = OG.write_graph(ddf, spec, writer, stats, OW.OBJECT_ID, object_attrs,
+                                     geometry)
+            else:
+                job = write_graph(ddf, spec, writer, stats["chunks"], stats["counts"])
+        except BaseException:
+            writer.unlock(failed=True)
+            raise
+        if not compute:
+            return job
+        try:
+            job.compute(**compute_options())
+        except BaseException:  # a failed or cancelled write lets the next one in
+            writer.unlock(failed=True)
+            if getattr(writer, "scratch", None) is not None:  # a local write's spill files
+                writer.scratch.remove()
+            raise
+    finally:
+        if cache is not None:
+            cache.remove()
     from zv_dask.store import open_zv
 
     return open_zv(path_or_url, storage_options=storage_options, retries=retries)
+
+
+def _input_cache(ddf, axes, planned, compute: bool):
+    """An :class:`~zv_dask.write.reread.InputCache` of the written columns when the
+    input is decoded from files and the write is local and run now, else None."""
+    import dask
+
+    from zv_dask.write.reread import InputCache, wants_cache
+
+    cols = list(dict.fromkeys(list(axes) + [c for _, m, _, _ in planned for c in m]))
+    if not compute or not wants_cache(ddf, cols, _shuffle_method() == "tasks"):
+        return None
+    return InputCache(cols, dask.config.get("temporary-directory", None))
 
 
 def _from_pandas_source(df):
