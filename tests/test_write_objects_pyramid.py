@@ -135,3 +135,20 @@ def test_compute_false_writes_nothing_until_run(tmp_path):
     assert out["vertex_count"][0] == sum(len(p) for p in lines)
     assert len(out["vertex_count"]) == 2 and 0 < out["vertex_count"][1] <= out["vertex_count"][0]
     assert zv_dask.open_zv(ours).vertex_count(1) == out["vertex_count"][1]
+
+
+def test_on_a_cluster_same_store_as_local(tmp_path):
+    """On a LocalCluster (p2p shuffle, tasks in worker processes) the pyramid is the
+    local write's, file for file."""
+    from distributed import Client, LocalCluster
+
+    rng = np.random.default_rng(14)
+    lines = _lines(rng, 80, 30.0, 150.0, 60)
+    ddf = dd.from_pandas(_interleaved(_frame(lines), 14), npartitions=4, sort=False)
+    local, remote = tmp_path / "local" / "s.zarrvectors", tmp_path / "remote" / "s.zarrvectors"
+    zv_dask.to_zv(ddf, local, chunk_shape=100, geometry="streamline", levels=3)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                      dashboard_address=None) as cluster, Client(cluster):
+        zv_dask.to_zv(ddf, remote, chunk_shape=100, geometry="streamline", levels=3)
+    assert files(remote) == files(local)
+    assert_valid(remote)
