@@ -27,8 +27,11 @@ seeded generator, ``_part``); both sides see the same points in the same order:
 
 ``--geometry streamline``: ``--points`` lines (default 30,000) of 40-80 vertices (random
 walks of step 4 from uniform starts in a 1000^3 box, float32 ``fa`` per vertex), chunk
-100, one level: ours ``to_zv(geometry="streamline")`` of a ``dd.from_map`` frame
-(``object_id`` column), the reference ``write_polylines`` of the list of arrays.
+100, one level (``--levels L``: ``to_zv(geometry="streamline", levels=L)`` against
+``write_polylines`` + ``build_pyramid(factors=[(2, 1)] * (L - 1))`` +
+``build_fragment_owner_index``): ours ``to_zv(geometry="streamline")`` of a
+``dd.from_map`` frame (``object_id`` column), the reference ``write_polylines`` of the
+list of arrays.
 ``--geometry mesh``: a triangulated height field of ``--points`` vertices (default
 250,000; two faces per grid square, one object), chunk 100: ours ``to_zv(geometry="mesh",
 faces=...)`` with vertices and faces as ``dd.from_map`` frames, the reference
@@ -153,7 +156,8 @@ def _faces_part(i: int, n: int, parts: int):
     return pd.DataFrame(t, columns=["v0", "v1", "v2"])
 
 
-def run_objects(side: str, geometry: str, n: int, partitions: int, out: str) -> dict:
+def run_objects(side: str, geometry: str, n: int, partitions: int, out: str,
+                levels: int = 1) -> dict:
     import pandas as pd
 
     if side in ("ours", "sharded"):
@@ -165,7 +169,7 @@ def run_objects(side: str, geometry: str, n: int, partitions: int, out: str) -> 
             ddf = dd.from_map(_lines_part, range(partitions), n=n, parts=partitions,
                               meta=_lines_part(0, 0, 1), enforce_metadata=False)
             t = time.perf_counter()
-            zv_dask.to_zv(ddf, out, chunk_shape=100, geometry="streamline")
+            zv_dask.to_zv(ddf, out, chunk_shape=100, geometry="streamline", levels=levels)
         else:
             ddf = dd.from_map(_mesh_part, range(partitions), n=n, parts=partitions,
                               meta=_mesh_part(0, 4, 1).iloc[:0], enforce_metadata=False)
@@ -183,6 +187,12 @@ def run_objects(side: str, geometry: str, n: int, partitions: int, out: str) -> 
             fa += fi
         t = time.perf_counter()
         write_polylines(out, lines, chunk_shape=(100, 100, 100), vertex_attributes={"fa": fa})
+        if levels > 1:
+            from zarr_vectors.building import build_fragment_owner_index
+            from zarr_vectors.multiresolution.coarsen import build_pyramid
+
+            build_pyramid(out, factors=[(2, 1)] * (levels - 1))
+            build_fragment_owner_index(out)  # ours writes the owner column of every level
     else:
         from zarr_vectors.types.meshes import write_mesh
 
@@ -202,7 +212,7 @@ def run_side(side: str, n: int, levels: int, partitions: int, out: str,
     if os.path.exists(out):
         shutil.rmtree(out)
     if geometry != "point":
-        return run_objects(side, geometry, n, partitions, out)
+        return run_objects(side, geometry, n, partitions, out, levels)
     if side in ("ours", "sharded"):
         import dask.dataframe as dd
 
@@ -270,7 +280,8 @@ def main(argv=None) -> int:
     ap.add_argument("--points", type=int, default=None,
                     help="points (2,000,000), lines (30,000) or mesh vertices (250,000)")
     ap.add_argument("--geometry", choices=["point", "streamline", "mesh"], default="point")
-    ap.add_argument("--levels", type=int, default=3)
+    ap.add_argument("--levels", type=int, default=None,
+                    help="levels (default 3 for points, 1 for objects; meshes: 1 only)")
     ap.add_argument("--partitions", type=int, default=8)
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--data", default=str(Path(__file__).parent / "_data"))
@@ -286,8 +297,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if args.points is None:
         args.points = {"point": 2_000_000, "streamline": 30_000, "mesh": 250_000}[args.geometry]
-    if args.geometry != "point":
-        args.levels = 1
+    if args.levels is None or args.geometry == "mesh":
+        args.levels = 3 if args.geometry == "point" else 1
 
     if args.side:  # child process: one run, one JSON line
         print(json.dumps(run_side(args.side, args.points, args.levels, args.partitions,

@@ -97,10 +97,18 @@ def _vlen_chunks(path: str, blobs: list, chunk: int) -> dict:
 
 
 def object_arrays(spec: WriteSpec, object_ids: np.ndarray, manifests: list,
-                  object_attributes: dict) -> dict:
+                  object_attributes: dict, level: int = 0) -> dict:
     """Documents and chunk files of ``object_index/`` and ``object_attributes/``.
 
-    ``object_attributes`` maps a name to its ``(O,)`` values, row r for ``object_ids[r]``."""
+    ``object_attributes`` maps a name to its ``(O,)`` values, row r for ``object_ids[r]``.
+    At a coarse ``level`` the object ids and attributes are zstd-compressed whatever the
+    store's compressor, as ``build_pyramid`` writes them."""
+    out = _object_arrays(spec, object_ids, manifests, object_attributes,
+                         spec.compressor if level == 0 else "zstd")
+    return {f"{level}/{k[2:]}": v for k, v in out.items()} if level else out
+
+
+def _object_arrays(spec, object_ids, manifests, object_attributes, compressor) -> dict:
     o = len(object_ids)
     chunk = min(MANIFEST_CHUNK, o)
     out = {"0/object_index/zarr.json": group_document({
@@ -112,31 +120,31 @@ def object_arrays(spec: WriteSpec, object_ids: np.ndarray, manifests: list,
     out.update(_vlen_chunks("0/object_index/manifests", manifests, chunk))
     # one chunk of every id, as the reference's write_array defaults to
     out["0/object_index/object_ids/zarr.json"] = _plain_array_document(
-        [o], "int64", [o], 0, _numeric_codecs(spec.compressor), {})
+        [o], "int64", [o], 0, _numeric_codecs(compressor), {})
     out.update(_numeric_chunks("0/object_index/object_ids",
-                               np.asarray(object_ids, np.int64), o, 0, spec.compressor))
+                               np.asarray(object_ids, np.int64), o, 0, compressor))
     if object_attributes:
         out["0/object_attributes/zarr.json"] = group_document()
     for name, values in object_attributes.items():
         values = np.asarray(values)
         dt = str(values.dtype)
         out[f"0/object_attributes/{name}/zarr.json"] = _plain_array_document(
-            [o], dt, [OBJECT_ATTRIBUTE_CHUNK], _json_fill(dt), _numeric_codecs(spec.compressor),
+            [o], dt, [OBJECT_ATTRIBUTE_CHUNK], _json_fill(dt), _numeric_codecs(compressor),
             {"zv_array": "object_attribute", "name": name, "dtype": dt, "shape": [o],
              "fill_sentinel_meaning": "absent"})
         out.update(_numeric_chunks(f"0/object_attributes/{name}", values,
-                                   OBJECT_ATTRIBUTE_CHUNK, absent_value(dt), spec.compressor))
+                                   OBJECT_ATTRIBUTE_CHUNK, absent_value(dt), compressor))
     return out
 
 
 def object_documents(spec: WriteSpec, cells: list, link_cells: dict, n_links: int,
-                     geometry: str) -> dict:
-    """Every non-root grid document of a single-level object store.
+                     geometry: str, num_objects: int = 0) -> dict:
+    """Every non-root grid document of an object store (polylines, streamlines).
 
     ``cells`` ``(level, array, key, n)`` as :func:`documents` takes them (vertex cells);
     ``link_cells`` maps an offsets segment to the keys of its cells."""
     docs = documents(spec, cells)
-    verts = sorted({key for _, array, key, _ in cells if array == "vertices"})
+    verts = sorted({key for lv, array, key, _ in cells if array == "vertices" and lv == 0})
     level = docs["0/zarr.json"]["attributes"]["zarr_vectors_level"]
     level["arrays_present"] = ["vertices", "object_index"]
     docs["0/fragment_attributes/zarr.json"] = group_document()
@@ -154,6 +162,15 @@ def object_documents(spec: WriteSpec, cells: list, link_cells: dict, n_links: in
         docs[f"0/links/0/{seg}/zarr.json"] = grid_array_document(spec, keys, {
             "zv_array": "links", "dtype": "int64", "offsets": [off], "has_perm": True,
             "link_width": 2, "level_delta": 0}, E.codecs_for(spec.compressor))
+    for lv in range(1, spec.levels):  # build_pyramid's per-object levels
+        keys = sorted({key for l2, array, key, _ in cells if l2 == lv and array == "vertices"})
+        level = docs[f"{lv}/zarr.json"]["attributes"]["zarr_vectors_level"]
+        level.update(arrays_present=["vertices", "object_index"], preserves_object_ids=True,
+                     inherited_num_objects=num_objects)
+        docs[f"{lv}/fragment_attributes/zarr.json"] = group_document()
+        docs[f"{lv}/fragment_attributes/object_id/zarr.json"] = grid_array_document(
+            spec, keys, {"zv_array": "fragment_attribute", "name": "object_id",
+                         "dtype": "int64", "row_shape": []}, E.codecs_for(None))
     return docs
 
 
@@ -162,6 +179,8 @@ def object_root_document(spec: WriteSpec, geometry: str) -> dict:
     zv = doc["attributes"]["zarr_vectors"]
     zv["geometry_types"] = [geometry]
     zv["links_convention"] = LINKS_CONVENTION[geometry]
+    if spec.levels > 1:  # build_pyramid stamps the object ids it keeps first
+        zv["format_capabilities"] = ["preserved_object_ids"] + zv["format_capabilities"]
     return doc
 
 

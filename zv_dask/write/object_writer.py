@@ -24,13 +24,15 @@ def check_geometry(geometry, options: dict, attributes, store: str) -> bool:
                               f"got {geometry!r}", store=store)
     if geometry == "point":
         return False
-    why = [k for k, bad in (("levels > 1", (options.get("levels") or 1) != 1),
+    why = [k for k, bad in (("levels > 1", (options.get("levels") or 1) != 1
+                             and geometry not in POLYLINES),
                             ("compressor other than 'zstd'",
                              options.get("compressor") not in (None, False, "none", "zstd")),
                             ("shard_shape", options.get("shard_shape") is not None)) if bad]
     if why:
-        raise WriteInputError(f"geometry={geometry!r} is written with levels=1, compressor None or "
-                              f"'zstd' and no shard_shape for now; drop "
+        raise WriteInputError(f"geometry={geometry!r} is written with compressor None or 'zstd', "
+                              f"no shard_shape and (but for streamlines and polylines) "
+                              f"levels=1 for now; drop "
                               f"{', '.join(why)}", store=store)
     if attributes is not None and OBJECT_ID in attributes:
         raise WriteInputError(f"{OBJECT_ID!r} names the objects, not an attribute: leave it "

@@ -29,6 +29,7 @@ from zv_dask.write.documents import dumps
 from zv_dask.write.graph import (_attribute_arrays, _balanced_labels, _shuffle_method,
                                  compute_options)
 from zv_dask.write.object_documents import object_arrays, object_documents, object_root_document
+from zv_dask.write.object_pyramid import coarse_levels
 
 
 def check_object_ids(frame, column: str, store: str, partition: int = 0) -> np.ndarray:
@@ -111,7 +112,8 @@ def _rank_offsets(ids: list, counts: list) -> tuple:
 def _add_keys(frame, spec: P.WriteSpec, labels, blocks, offsets, column, partition_info=None):
     i = (partition_info or {}).get("number", 0)
     pos = P.positions_of(frame, spec.axes, spec.dtype)
-    keys, found = G.ranks(blocks, O.polyline_chunks(pos, spec))
+    keys, found = G.ranks(blocks, np.floor_divide(O.polyline_chunks(pos, spec),
+                                                  np.asarray(spec.block_chunks, np.int64)))
     oid = check_object_ids(frame, column, spec.store_name, i)
     ids, before = offsets[i] if i < len(offsets) else (np.zeros(0, np.int64),) * 2
     at = np.minimum(np.searchsorted(ids, oid), max(len(ids) - 1, 0))
@@ -145,8 +147,53 @@ def write_partition(frame, spec: P.WriteSpec, writer: StoreWriter) -> pd.DataFra
     return res.fragments
 
 
+def write_pyramid_partition(frame, spec: P.WriteSpec, writer: StoreWriter) -> tuple:
+    """Encode and put every level's cells of one shuffled partition (whole blocks);
+    return ``(level-0 fragments, coarse manifest entries per level, coarse cells)``."""
+    if not len(frame):
+        return O.fragment_meta(spec.ndim), [], []
+    pos = P.positions_of(frame, spec.axes, spec.dtype)
+    oid = frame[O.OID_COLUMN].to_numpy(np.int64)
+    vidx = frame[O.VIDX_COLUMN].to_numpy(np.int64)
+    res = O.build_polyline_block(spec, pos, _attribute_arrays(frame, spec), oid, vidx)
+    writer.put_many(res.blobs)
+    del res.blobs
+    coarse, entries = coarse_levels(spec, pos, oid, vidx)
+    writer.put_many(coarse.blobs)
+    return res.fragments, entries, coarse.cells
+
+
+def finalize_pyramid(spec: P.WriteSpec, writer: StoreWriter, parts: list, object_ids,
+                     object_rows, object_attributes: dict, geometry: str) -> dict:
+    """:func:`finalize` with the coarse levels: their manifests and object arrays from
+    the partitions' entry tables (one row per manifest entry, no vertices)."""
+    d = spec.ndim
+    fragments = pd.concat([p[0] for p in parts], ignore_index=True)
+    cells = [c for p in parts for c in p[2]]
+    blobs = {}
+    for lv in range(1, spec.levels):
+        tabs = [p[1][lv - 1] for p in parts if p[1]]
+        t = {k: np.concatenate([x[k] for x in tabs]) for k in tabs[0]}
+        order = np.lexsort([t["vstart"], t["oid"]])
+        t = {k: v[order] for k, v in t.items()}
+        blobs.update(object_arrays(spec, object_ids, O.manifest_blobs(t, d, object_ids),
+                                   object_attributes, level=lv))
+    out = finalize(spec, writer, fragments, object_ids, object_rows, object_attributes,
+                   geometry, coarse_cells=cells, coarse_blobs=blobs)
+    counts = [0] * spec.levels
+    nchunks = [set() for _ in range(spec.levels)]
+    for lv, array, key, n in cells:
+        if array == "vertices":
+            counts[lv] += n
+            nchunks[lv].add(key)
+    out["vertex_count"] += counts[1:]
+    out["chunks"] += [len(c) for c in nchunks[1:]]
+    return out
+
+
 def finalize(spec: P.WriteSpec, writer: StoreWriter, fragments, object_ids, object_rows,
-             object_attributes: dict, geometry: str) -> dict:
+             object_attributes: dict, geometry: str, coarse_cells=(),
+             coarse_blobs=None) -> dict:
     """Manifests, object arrays, bridges and documents; the root document last."""
     d = spec.ndim
     t = O.sort_fragments(fragments, d)
@@ -159,6 +206,7 @@ def finalize(spec: P.WriteSpec, writer: StoreWriter, fragments, object_ids, obje
     origin = spec.grid()[0]
     blobs = object_arrays(spec, object_ids, O.manifest_blobs(t, d, object_ids),
                           object_attributes)
+    blobs.update(coarse_blobs or {})
     link_cells: dict = {}
     n_links = 0
     for (seg, src), recs in O.bridge_links(t, d).items():
@@ -169,7 +217,8 @@ def finalize(spec: P.WriteSpec, writer: StoreWriter, fragments, object_ids, obje
     cells_c, cells_n = G.unique_rows(coords, t["n"]) if len(coords) else (coords, [])
     cells = [(0, "vertices", ".".join(str(int(x)) for x in c), int(n))
              for c, n in zip(cells_c, cells_n)]
-    docs = object_documents(spec, cells, link_cells, n_links, geometry)
+    docs = object_documents(spec, cells + list(coarse_cells), link_cells, n_links, geometry,
+                            len(object_ids))
     docs.update({k: v for k, v in blobs.items() if isinstance(v, dict)})
     writer.put_many({k: v for k, v in blobs.items() if not isinstance(v, dict)})
     writer.put_many({k: dumps(v) for k, v in docs.items()})
@@ -184,7 +233,7 @@ def write_graph(ddf, spec: P.WriteSpec, writer: StoreWriter, stats: dict, column
     import dask
 
     chunks = stats["chunks"] if len(stats["chunks"]) else np.zeros((0, spec.ndim), np.int64)
-    blocks = G.sorted_keys(chunks)
+    blocks = G.sorted_keys(np.floor_divide(chunks, np.asarray(spec.block_chunks, np.int64)))
     nparts = max(1, min(ddf.npartitions, len(blocks)))
     labels = _balanced_labels(max(1, len(blocks)), nparts, P.KEY_COLUMN)
     cols = list(dict.fromkeys(list(spec.axes) + [c for at in spec.attributes
@@ -197,9 +246,16 @@ def write_graph(ddf, spec: P.WriteSpec, writer: StoreWriter, stats: dict, column
                                meta=meta)
     shuffled = keyed.shuffle(on=P.KEY_COLUMN, npartitions=nparts,
                              shuffle_method=_shuffle_method())
+    token = dask.base.tokenize(spec, writer.loc.token())
+    if spec.levels > 1:
+        fn = dask.delayed(write_pyramid_partition, pure=False)
+        parts = [fn(p, spec, writer, dask_key_name=f"zv-write-objects-{token}-{i}")
+                 for i, p in enumerate(shuffled.to_delayed())]
+        return dask.delayed(finalize_pyramid, pure=False)(
+            spec, writer, parts, stats["object_ids"], stats["object_rows"],
+            object_attributes, geometry, dask_key_name=f"zv-finalize-objects-{token}")
     written = shuffled.map_partitions(write_partition, spec, writer,
                                       meta=O.fragment_meta(spec.ndim), enforce_metadata=False)
-    token = dask.base.tokenize(spec, writer.loc.token())
     return dask.delayed(finalize, pure=False)(
         spec, writer, written, stats["object_ids"], stats["object_rows"], object_attributes,
         geometry, dask_key_name=f"zv-finalize-objects-{token}")

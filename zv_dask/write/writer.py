@@ -149,7 +149,9 @@ def to_zv(df, path_or_url, *, chunk_shape=None, bin_shape=None, bounds=None, lev
         The store is the one ``write_polylines`` makes for the lines in id order (runs
         per chunk, manifests, ``links/0`` bridges, ``object_index/object_ids`` holding
         the ids as given) plus the owner column ``fragment_attributes/object_id`` that
-        ``building.build_fragment_owner_index()`` adds.  For now with ``levels=1`` and no
+        ``building.build_fragment_owner_index()`` adds; with ``levels > 1`` the
+        pyramid ``build_pyramid(factors=[(2, 1)] * (levels - 1))`` adds (then the owner
+        column of every level), built per block as for points.  For now with no
         ``shard_shape``; ``compressor`` None or ``"zstd"`` (as the reference's
         ``compressor="zstd"``: level-0 cells, ``links/0``, object ids and object
         attributes compressed, the owner column plain); ``bin_shape`` is recorded
