@@ -40,7 +40,9 @@ faces=...)`` with vertices and faces as ``dd.from_map`` frames, the reference
 ``building.build_fragment_owner_index()``, which the comparison runs (untimed) first.
 
 Peak RSS (``ru_maxrss``) is the whole process: imports, input and writing.  Prints
-per-run wall time and peak RSS, medians, and the ratios ours/reference.  After the runs
+per-run wall time, CPU time (user + system, every thread, of the timed call: less
+moved than the wall time by other jobs on shared cores) and peak RSS, medians, and the
+ratios ours/reference.  After the runs
 both stores are compared: same files, same bytes.
 
 ``--shards S`` compares ours with ours instead: the same input written unsharded
@@ -156,6 +158,12 @@ def _faces_part(i: int, n: int, parts: int):
     return pd.DataFrame(t, columns=["v0", "v1", "v2"])
 
 
+def _cpu() -> float:
+    """User + system CPU seconds of this process so far (every thread)."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
 def run_objects(side: str, geometry: str, n: int, partitions: int, out: str,
                 levels: int = 1) -> dict:
     import pandas as pd
@@ -168,14 +176,14 @@ def run_objects(side: str, geometry: str, n: int, partitions: int, out: str,
         if geometry == "streamline":
             ddf = dd.from_map(_lines_part, range(partitions), n=n, parts=partitions,
                               meta=_lines_part(0, 0, 1), enforce_metadata=False)
-            t = time.perf_counter()
+            t, c = time.perf_counter(), _cpu()
             zv_dask.to_zv(ddf, out, chunk_shape=100, geometry="streamline", levels=levels)
         else:
             ddf = dd.from_map(_mesh_part, range(partitions), n=n, parts=partitions,
                               meta=_mesh_part(0, 4, 1).iloc[:0], enforce_metadata=False)
             faces = dd.from_map(_faces_part, range(partitions), n=n, parts=partitions,
                                 meta=_faces_part(0, 4, 1).iloc[:0], enforce_metadata=False)
-            t = time.perf_counter()
+            t, c = time.perf_counter(), _cpu()
             zv_dask.to_zv(ddf, out, chunk_shape=100, geometry="mesh", faces=faces)
     elif geometry == "streamline":
         from zarr_vectors.types.polylines import write_polylines
@@ -185,7 +193,7 @@ def run_objects(side: str, geometry: str, n: int, partitions: int, out: str,
             li, fi = _lines(i, n, partitions)
             lines += li
             fa += fi
-        t = time.perf_counter()
+        t, c = time.perf_counter(), _cpu()
         write_polylines(out, lines, chunk_shape=(100, 100, 100), vertex_attributes={"fa": fa})
         if levels > 1:
             from zarr_vectors.building import build_fragment_owner_index
@@ -199,11 +207,11 @@ def run_objects(side: str, geometry: str, n: int, partitions: int, out: str,
         verts = pd.concat([_mesh_part(i, n, partitions) for i in range(partitions)])
         faces = pd.concat([_faces_part(i, n, partitions) for i in range(partitions)])
         verts, faces = verts.to_numpy(), faces.to_numpy()
-        t = time.perf_counter()
+        t, c = time.perf_counter(), _cpu()
         write_mesh(out, verts, faces, chunk_shape=(100, 100, 100))
     wall = time.perf_counter() - t
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"side": side, "wall": wall, "rss_mb": rss}
+    return {"side": side, "wall": wall, "cpu": _cpu() - c, "rss_mb": rss}
 
 
 def run_side(side: str, n: int, levels: int, partitions: int, out: str,
@@ -228,7 +236,7 @@ def run_side(side: str, n: int, levels: int, partitions: int, out: str,
                             ignore_index=True)
             if source == "from_pandas":
                 ddf = dd.from_pandas(ddf, npartitions=partitions, sort=False)
-        t = time.perf_counter()
+        t, c = time.perf_counter(), _cpu()
         zv_dask.to_zv(ddf, out, chunk_shape=chunk, levels=levels,
                       shard_shape=shards if side == "sharded" else None,
                       shard_levels=shard_levels and side == "sharded")
@@ -237,13 +245,13 @@ def run_side(side: str, n: int, levels: int, partitions: int, out: str,
         from zarr_vectors.types.points import write_points
 
         pos, attrs = _inputs(n, partitions)
-        t = time.perf_counter()
+        t, c = time.perf_counter(), _cpu()
         write_points(out, pos, chunk_shape=(250, 250, 250), vertex_attributes=attrs)
         if levels > 1:
             build_pyramid(out, factors=[(2, 1)] * (levels - 1))
     wall = time.perf_counter() - t
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # MB on Linux
-    return {"side": side, "wall": wall, "rss_mb": rss}
+    return {"side": side, "wall": wall, "cpu": _cpu() - c, "rss_mb": rss}
 
 
 def _same_store(a: Path, b: Path) -> tuple[int, list]:
@@ -330,15 +338,16 @@ def main(argv=None) -> int:
             r = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True,
                                           env=env).stdout.strip().splitlines()[-1])
             runs[side].append(r)
-            print(f"  run {i}  {side:9s}  wall {r['wall']:7.2f} s   peak RSS {r['rss_mb']:7.0f} MB")
-    med = {s: (statistics.median(r["wall"] for r in rs), statistics.median(r["rss_mb"] for r in rs))
-           for s, rs in runs.items()}
-    for s, (w, m) in med.items():
-        print(f"median {s:9s}  wall {w:7.2f} s   peak RSS {m:7.0f} MB")
+            print(f"  run {i}  {side:9s}  wall {r['wall']:7.2f} s   cpu {r['cpu']:7.2f} s   "
+                  f"peak RSS {r['rss_mb']:7.0f} MB")
+    med = {s: (statistics.median(r["wall"] for r in rs), statistics.median(r["rss_mb"] for r in rs),
+               statistics.median(r["cpu"] for r in rs)) for s, rs in runs.items()}
+    for s, (w, m, c) in med.items():
+        print(f"median {s:9s}  wall {w:7.2f} s   cpu {c:7.2f} s   peak RSS {m:7.0f} MB")
     num = "sharded" if args.shards else "ours"
     den = "ours" if args.shards else "reference"
     print(f"ratio {num}/{den}: wall {med[num][0] / med[den][0]:.2f}x, "
-          f"peak RSS {med[num][1] / med[den][1]:.2f}x")
+          f"peak RSS {med[num][1] / med[den][1]:.2f}x, cpu {med[num][2] / med[den][2]:.2f}x")
     if args.shards:
         n, diff = _same_points(Path(outs["ours"]), Path(outs["sharded"]), args.levels)
         print(f"sharded store: {n} files; levels whose points differ from unsharded: {diff}")

@@ -181,6 +181,27 @@ def test_linear_key_sorts_like_a_lexsort_of_its_columns():
     assert _linear_key([np.array([0, 2**40]), np.array([0, 2**40])]) is None
 
 
+@pytest.mark.parametrize("lo, hi", [(-3, 3), (-2**20, 2**20), (0, 2**40)])
+def test_byte_order_inverse_is_numpys_unique_of_the_raw_bytes(lo, hi):
+    # small spans (lookup table), wide ones (sorted key) and too wide (raw bytes)
+    from zv_dask.write.block import _byte_order_inverse
+
+    rng = np.random.default_rng(4)
+    bins = rng.integers(lo, hi, (3000, 3))
+    bins[1000:2000] = bins[:1000]  # repeated rows
+    void = np.dtype((np.void, 24))
+    _, want = np.unique(np.ascontiguousarray(bins).view(void).ravel(), return_inverse=True)
+    assert np.array_equal(_byte_order_inverse(bins), want.reshape(-1))
+
+
+@pytest.mark.parametrize("hi", [7, 2**16, 2**40])
+def test_stable_order_is_a_stable_argsort(hi):
+    from zv_dask.write.block import _stable_order
+
+    key = np.random.default_rng(5).integers(0, hi, 5000)
+    assert np.array_equal(_stable_order(key), np.argsort(key, kind="stable"))
+
+
 def test_input_order_offsets_come_from_the_partition_counts():
     from zv_dask.write.graph import seq_offsets
 

@@ -248,16 +248,19 @@ def finalize(spec: P.WriteSpec, writer: StoreWriter, summary) -> dict:
 
 
 def compute_options() -> dict:
-    """``scheduler="threads"`` when nothing else could be chosen: no scheduler configured
-    and ``distributed`` not imported (so no client).  That is dask's own default for
-    these collections; naming it spares dask importing ``distributed`` (0.3 s, ~12 MB)
-    only to find no client."""
+    """dask's threaded scheduler, given as the function, when nothing else could be
+    chosen: no scheduler configured and ``distributed`` not imported (so no client).
+    That is dask's own default for these collections; naming it as a function spares
+    dask importing ``distributed`` (0.3 s, ~12 MB) only to find no client (the name
+    ``"threads"`` does not: dask looks for a client before it reads a named scheduler)."""
     import dask
 
     if "distributed" in sys.modules or dask.config.get("scheduler", None) \
             or dask.config.get("get", None):
         return {}
-    return {"scheduler": "threads"}
+    import dask.threaded
+
+    return {"scheduler": dask.threaded.get}
 
 
 def _shuffle_method():

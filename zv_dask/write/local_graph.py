@@ -23,7 +23,7 @@ import pandas as pd
 from zv_dask.io.puts import StoreWriter
 from zv_dask.io.spill import SpillDir
 from zv_dask.write import plan as P
-from zv_dask.write.block import build_block
+from zv_dask.write.block import _stable_order, build_block
 from zv_dask.write.codecs import level0_recoder
 from zv_dask.write.graph import (_SUMMARY_META, _attribute_arrays, block_ranks, finalize,
                                  row_numbers, seq_offsets)
@@ -62,13 +62,13 @@ def _park(frame, i: int, spec: P.WriteSpec, blocks, offsets, nparts: int,
     arrays += [attrs[at.name] for at in spec.attributes]
     del frame, attrs, keys, groups
     target = run % nparts
-    order = np.argsort(target, kind="stable")
+    order = _stable_order(target)  # a radix sort of 16-bit keys when they fit
     target = target[order]
     cuts = np.searchsorted(target, np.arange(nparts + 1))
     for o in range(nparts):
         a, b = cuts[o], cuts[o + 1]
         if b > a:
-            spill.put(o, i, [x[order[a:b]] for x in arrays])
+            spill.put(o, i, [np.take(x, order[a:b], axis=0) for x in arrays])
     return np.diff(cuts)
 
 
@@ -88,14 +88,16 @@ def _write_parked(o: int, spec: P.WriteSpec, writer: StoreWriter, spill: SpillDi
     del pieces
     run, pos, seq = cols[:3]
     attrs = dict(zip((at.name for at in spec.attributes), cols[3:]))
-    order = np.argsort(run, kind="stable")
+    order = _stable_order(run)
     run = run[order]
     cuts = np.flatnonzero(run[1:] != run[:-1]) + 1
     rows = []
     recoder = level0_recoder(spec)
     for a, b in zip(np.concatenate(([0], cuts)), np.concatenate((cuts, [len(run)]))):
         idx = order[a:b]
-        res = build_block(spec, pos[idx], {k: v[idx] for k, v in attrs.items()}, seq[idx])
+        # np.take: a row gather of an (N, D) array is ~4x faster than pos[idx]
+        res = build_block(spec, np.take(pos, idx, axis=0),
+                          {k: np.take(v, idx, axis=0) for k, v in attrs.items()}, seq[idx])
         writer.put_many(res.blobs if recoder is None else recoder.take(res.blobs))
         if recoder is not None:  # the group's shards are whole: each put once
             writer.put_many(recoder.flush())
