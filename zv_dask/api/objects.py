@@ -68,18 +68,20 @@ class ObjectMethods:
         plan = _plan_regions.plan_region(lm, box)
         found = _regions.objects_in_box(self._reader(lm.level), plan)
         all_ids = self._object_ids_all(lm.level)
-        order = np.argsort(all_ids, kind="stable")
-        pos = np.minimum(np.searchsorted(all_ids[order], found), max(len(order) - 1, 0))
-        known = all_ids[order][pos] == found if len(order) else np.zeros(len(found), bool)
+        ascending = len(all_ids) < 2 or bool((all_ids[1:] > all_ids[:-1]).all())
+        order = None if ascending else np.argsort(all_ids, kind="stable")
+        by_id = all_ids if ascending else all_ids[order]  # the ids, sorted
+        pos = np.minimum(np.searchsorted(by_id, found), max(len(by_id) - 1, 0))
+        known = by_id[pos] == found if len(by_id) else np.zeros(len(found), bool)
         if not known.all():
             raise ChunkDecodeError(
                 f"object {int(found[~known][0])} owns a fragment in the box but is not in the "
                 "object index: the owner column is stale; rebuild it", store=self.url,
                 level=lm.level, array=OWNER_COLUMN)
-        keep = np.isin(ids, found)
         if keep_order:
+            keep = np.isin(ids, found)
             return rows[keep], ids[keep]
-        box_rows = np.sort(order[pos])
+        box_rows = pos if ascending else np.sort(order[pos])
         return box_rows, all_ids[box_rows]
 
     def objects(self, level: int = 0, bbox=None, attributes=None, rows_per_partition=None):

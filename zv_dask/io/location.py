@@ -159,6 +159,11 @@ class StoreLocation(ObjectReads):
                 self._pool = io_pool(self.n_workers)
             return self._pool
 
+    def map_threads(self, fn, *iterables) -> list:
+        """``[fn(*args)]`` run on the process's IO threads (for work that releases the
+        GIL, such as decompressing several chunks); the first exception is raised."""
+        return list(self._executor().map(fn, *iterables))
+
     def close(self) -> None:
         """Drop this open's filesystem and process-cache entry (the shared IO threads
         stay for the next open)."""

@@ -167,25 +167,26 @@ class ObjectArrays:
             raws = self.location.get_many(rels)
         except StoreReadError as exc:
             raise self._named(exc, [(arr, (k,)) for k in ks], rels) from None
-        out = []
-        for k, raw in zip(ks, raws):
+        def one(k, raw):
             rows = min(step, n - k * step)
             if raw is None:  # zarr's rule: a chunk without an object holds the fill value
-                vals = np.full(rows, fill, object if kind == "vlen" else dtype)
-            else:
-                try:
-                    if isinstance(raw, BlobRefused):
-                        raise dec.DecodeProblem(raw.reason)
-                    data = dec.decode_byte_codecs(raw, codecs) if codecs else raw
-                    vals = _vlen_items(data) if kind == "vlen" else np.frombuffer(data, dtype)
-                    if len(vals) < rows:
-                        raise dec.DecodeProblem(f"the chunk holds {len(vals)} rows, expected "
-                                                f"{rows}")
-                except dec.DecodeProblem as exc:
-                    raise self._err(ChunkDecodeError, f"{exc}; the chunk is corrupt or "
-                                    "truncated", arr.path, (k,)) from None
-            out.append(vals[:rows])
-        return out
+                return np.full(rows, fill, object if kind == "vlen" else dtype)
+            try:
+                if isinstance(raw, BlobRefused):
+                    raise dec.DecodeProblem(raw.reason)
+                data = dec.decode_byte_codecs(raw, codecs) if codecs else raw
+                vals = _vlen_items(data) if kind == "vlen" else np.frombuffer(data, dtype)
+                if len(vals) < rows:
+                    raise dec.DecodeProblem(f"the chunk holds {len(vals)} rows, expected "
+                                            f"{rows}")
+            except dec.DecodeProblem as exc:
+                raise self._err(ChunkDecodeError, f"{exc}; the chunk is corrupt or "
+                                "truncated", arr.path, (k,)) from None
+            return vals[:rows]
+
+        if codecs and len(ks) > 1:  # decompression releases the GIL: chunks side by side
+            return self.location.map_threads(one, ks, raws)
+        return [one(k, raw) for k, raw in zip(ks, raws)]
 
     def _max_fragments(self) -> int | None:
         """Most fragments one manifest's range blocks may name: referenced fragments
