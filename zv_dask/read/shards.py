@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from contextlib import closing
 
 import numpy as np
 
@@ -79,13 +80,22 @@ def fetch_sharded(reader, arrays, coords, bounds: dict, in_task: bool = False) -
     for a in arrays:
         shards += _plan(a, lv, coords)
     cache = reader.location.cache_key()
-    _read_whole(reader, [s for s in shards if s.whole], bounds, in_task, cache)
-    _read_ranged(reader, [s for s in shards if not s.whole], in_task, cache)
     out = {}
-    for s in shards:
+
+    def decode(s):
         bound = bounds.get(s.array.path)
         for coord, entry in zip(s.cells, s.entries):
             out[(s.array.path, coord)] = _inner(reader, s, coord, entry, bound)
+
+    # each whole shard decoded as it arrives, while the others are still being read
+    whole = _read_whole(reader, [s for s in shards if s.whole], bounds, in_task, cache)
+    with closing(whole):
+        for s in whole:
+            decode(s)
+    ranged = [s for s in shards if not s.whole]
+    _read_ranged(reader, ranged, in_task, cache)
+    for s in ranged:
+        decode(s)
     return out
 
 
@@ -145,7 +155,8 @@ def _corrupt(reader, s: _Shard, exc: S.ShardProblem):
                 "(or restore the store) and open the store again", coord, exc.inner)
 
 
-def _read_whole(reader, shards: list, bounds: dict, in_task: bool, cache) -> None:
+def _read_whole(reader, shards: list, bounds: dict, in_task: bool, cache):
+    """Yield each shard of ``shards`` read whole, its index checked, as it arrives."""
     if not shards:
         return
     limits = []
@@ -157,23 +168,31 @@ def _read_whole(reader, shards: list, bounds: dict, in_task: bool, cache) -> Non
         else:  # every cell's framing, all the level's rows, compression's worst case
             total = b + 8 * lay.n_inner
             limits.append(total + total // 64 + 4096 * lay.n_inner + lay.index_nbytes)
-    try:
-        raws = reader.location.get_many([s.rel for s in shards], limits, in_task=in_task)
-    except StoreReadError as exc:
-        raise _named(reader, exc, shards) from None
-    for s, raw in zip(shards, raws):
-        if raw is None:
-            raise _missing(reader, s)
-        if isinstance(raw, BlobRefused):
-            raise _err(reader, ChunkDecodeError, s, f"{raw.reason}; the shard is corrupt or "
-                       "its level's vertex_count is wrong")
-        try:
-            index = S.split_index(raw, s.array.shards)
-        except S.ShardProblem as exc:
-            raise _corrupt(reader, s, exc) from None
-        s.pairs = _index(reader, s, index, len(raw))
-        s.data = memoryview(raw).cast("B")
-        _keep_index((cache, s.rel), s.pairs)
+    got = reader.location.iter_many([s.rel for s in shards], limits, in_task=in_task)
+    try:  # closed at the end or on an error: the reads still under way are cancelled
+        while True:
+            try:
+                i, raw = next(got)
+            except StopIteration:
+                return
+            except StoreReadError as exc:
+                raise _named(reader, exc, shards) from None
+            s = shards[i]
+            if raw is None:
+                raise _missing(reader, s)
+            if isinstance(raw, BlobRefused):
+                raise _err(reader, ChunkDecodeError, s, f"{raw.reason}; the shard is corrupt "
+                           "or its level's vertex_count is wrong")
+            try:
+                index = S.split_index(raw, s.array.shards)
+            except S.ShardProblem as exc:
+                raise _corrupt(reader, s, exc) from None
+            s.pairs = _index(reader, s, index, len(raw))
+            s.data = memoryview(raw).cast("B")
+            _keep_index((cache, s.rel), s.pairs)
+            yield s
+    finally:
+        got.close()
 
 
 def _read_ranged(reader, shards: list, in_task: bool, cache) -> None:
