@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from concurrent.futures import wait
 from contextlib import closing
 
 import numpy as np
@@ -26,6 +27,8 @@ from zv_dask.io.location import BlobRefused, cell_key
 WHOLE_FRACTION = 0.5
 #: wanted inner chunks less than this many bytes apart are fetched as one range
 RANGE_GAP = 1 << 16
+#: decode whole shards on the IO pool (outside dask tasks, remote stores)
+DECODE_ON_POOL = True
 #: decoded shard indexes kept per process (by open and object): tasks reading a few
 #: cells of a shard each (one chunk per partition) read its index once, not per task
 INDEX_CACHE_BYTES = 16 << 20
@@ -87,11 +90,27 @@ def fetch_sharded(reader, arrays, coords, bounds: dict, in_task: bool = False) -
         for coord, entry in zip(s.cells, s.entries):
             out[(s.array.path, coord)] = _inner(reader, s, coord, entry, bound)
 
-    # each whole shard decoded as it arrives, while the others are still being read
-    whole = _read_whole(reader, [s for s in shards if s.whole], bounds, in_task, cache)
-    with closing(whole):
-        for s in whole:
-            decode(s)
+    # each whole shard decoded as it arrives, while the others are still being read;
+    # outside a dask task (which runs beside others already) on the IO pool's threads
+    # too, the decompressors releasing the GIL
+    whole = [s for s in shards if s.whole]
+    pool = (reader.location._executor() if DECODE_ON_POOL and not in_task
+            and not reader.location._local and len(whole) > 1 else None)
+    decoding = []
+    try:
+        with closing(_read_whole(reader, whole, bounds, in_task, cache)) as arrived:
+            for s in arrived:
+                if pool is None:
+                    decode(s)
+                else:
+                    decoding.append(pool.submit(decode, s))
+    except BaseException:
+        for f in decoding:  # a read failed: the decodes not yet started are dropped
+            f.cancel()
+        wait(decoding)
+        raise
+    for f in decoding:  # the first failure in arrival order
+        f.result()
     ranged = [s for s in shards if not s.whole]
     _read_ranged(reader, ranged, in_task, cache)
     for s in ranged:
