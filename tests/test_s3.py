@@ -217,6 +217,40 @@ def test_sharded_arrays_over_s3_retry_too(s3, local_path):
     assert proxy.rules[0].hits == 1
 
 
+def test_sharded_persistent_error_names_the_shard(s3, local_path):
+    _, proxy = s3
+    store = _open(proxy, "points_sharded", retries=2, retry_backoff=0.01)
+    store.chunks(0)
+    proxy.reset()
+    proxy.rules.append(Rule(r"/0/vertices/c/0/0/0$", 500))
+    with pytest.raises(E.StoreReadError) as ei:
+        store.read(level=0, attributes=["intensity"])
+    e = ei.value
+    assert e.array == "vertices" and "0/vertices/c/0/0/0" in str(e) and "3 attempts" in str(e)
+    assert len(proxy.requests("GET", "/0/vertices/c/0/0/0")) == 3
+    proxy.rules.clear()  # the same handle reads every shard once the server recovers
+    got = store.read(level=0, attributes=["intensity"])
+    want = zv_dask.open_zv(local_path("points_sharded")).read(level=0, attributes=["intensity"])
+    np.testing.assert_array_equal(got["positions"], want["positions"])
+    np.testing.assert_array_equal(got["attributes"]["intensity"],
+                                  want["attributes"]["intensity"])
+
+
+def test_sharded_shard_object_deleted_on_s3_is_a_missing_chunk(s3, local_path):
+    server, proxy = s3
+    server.upload(BUCKET, local_path("points_sharded"), "gone_shard.zarrvectors")
+    store = zv_dask.open_zv(f"s3://{BUCKET}/gone_shard.zarrvectors",
+                            storage_options=_options(proxy), cache_size=0)
+    store.chunks(0)
+    keys = [o["Key"] for o in server.client().list_objects_v2(
+        Bucket=BUCKET, Prefix="gone_shard.zarrvectors/0/vertex_attributes/intensity/c/")["Contents"]]
+    server.client().delete_object(Bucket=BUCKET, Key=sorted(keys)[-1])
+    with pytest.raises(E.ChunkMissingError) as ei:
+        store.read(level=0, attributes=["intensity"])
+    assert ei.value.array == "vertex_attributes/intensity"
+    assert "shard object" in str(ei.value)
+
+
 def test_missing_bucket_and_credentials_never_leak(s3):
     _, proxy = s3
     with pytest.raises(E.StoreNotFoundError) as ei:

@@ -114,16 +114,88 @@ class ObjectReads:
                 got = [got.get(p) for p in paths]
         except Exception as exc:  # the whole batch failed (e.g. connection refused)
             return [exc] * len(rels)
-        out = []
-        for r, m in zip(got, limits):
-            if isinstance(r, _MISSING_ERRORS):
-                r = None
-            elif isinstance(r, BaseException):
-                r = b"" if m is not None and _empty_range(r) else r
-            elif m is not None and len(r) > m:
-                r = _too_large(None, m)
-            out.append(r)
-        return out
+        return [_classified(r, m) for r, m in zip(got, limits)]
+
+    def _stream_async(self, rels: list, limits: list):
+        """``(index, result)`` of each object as its GET completes (results as
+        :meth:`_fetch_async`'s): the coroutines run on the filesystem's event loop,
+        the caller's thread takes each result while the others are still arriving."""
+        import asyncio
+        import queue
+
+        fs, done = self.fs, queue.SimpleQueue()
+        paths = [self._full(r) for r in rels]
+        width = max(self.n_workers, 1) * 4
+
+        async def one(i, gate):
+            m = limits[i]
+            async with gate:
+                try:  # a limit: a ranged GET, at most limit + 1 bytes cross the network
+                    r = await (fs._cat_file(paths[i]) if m is None
+                               else fs._cat_file(paths[i], start=0, end=m + 1))
+                except Exception as exc:  # classified by the caller
+                    r = exc
+            done.put((i, _classified(r, m)))
+
+        async def run():
+            gate = asyncio.Semaphore(width)
+            await asyncio.gather(*(one(i, gate) for i in range(len(paths))))
+
+        fut = asyncio.run_coroutine_threadsafe(run(), fs.loop)
+        fut.add_done_callback(lambda f: done.put(None))
+        try:
+            for _ in paths:
+                got = done.get()
+                if got is None:  # the run ended early: its own failure, for every object
+                    exc = fut.exception() if not fut.cancelled() else ReadCancelled()
+                    raise exc or RuntimeError("the reads ended early")
+                yield got
+        finally:
+            fut.cancel()
+
+    def iter_many(self, rels: Sequence[str], limits: Sequence | None = None,
+                  in_task: bool = False):
+        """:meth:`get_many`'s results one object at a time, ``(index, result)`` pairs
+        in the order the objects arrive, so the caller can decode one while the
+        others are still being read (remote stores with an async filesystem; other
+        stores yield :meth:`get_many`'s list in order).  Retried like
+        :meth:`get_many`: a transient failure is fetched again after the first pass;
+        what still fails raises :class:`StoreReadError` naming the object.
+
+        Examples
+        --------
+        >>> import os, tempfile
+        >>> from zv_dask.io.location import StoreLocation
+        >>> d = tempfile.mkdtemp()
+        >>> with open(os.path.join(d, "blob"), "wb") as f:
+        ...     _ = f.write(b"0123456789")
+        >>> loc = StoreLocation(d)
+        >>> [(i, bytes(b) if b is not None else b) for i, b in loc.iter_many(["blob", "gone"])]
+        [(0, b'0123456789'), (1, None)]
+        """
+        self._ensure()
+        rels = list(rels)
+        limits = [None] * len(rels) if limits is None else list(limits)
+        if self._local or len(rels) <= 1 or not getattr(self.fs, "async_impl", False):
+            yield from enumerate(self.get_many(rels, limits, in_task))
+            return
+        pending = list(range(len(rels)))
+        for attempt in range(self.retries + 1):
+            check_cancelled()
+            failed = []
+            for j, r in self._stream_async([rels[i] for i in pending],
+                                           [limits[i] for i in pending]):
+                i = pending[j]
+                if isinstance(r, BaseException):
+                    if not is_transient(r) or attempt == self.retries:
+                        raise self._read_error(rels[i], r, attempt + 1)
+                    failed.append(i)
+                else:
+                    yield i, r
+            if not failed:
+                return
+            pending = failed
+            self._backoff(attempt)
 
     def get_many(self, rels: Sequence[str], limits: Sequence | None = None,
                  in_task: bool = False) -> list:
@@ -281,6 +353,18 @@ class ObjectReads:
         if len(rels) <= 1:
             return [one(r) for r in rels]
         return list(self._executor().map(one, rels))
+
+
+def _classified(r, limit):
+    """One fetched object as :meth:`ObjectReads.get_many` returns it: ``None`` when
+    missing, :class:`BlobRefused` past ``limit``, an exception for the retry policy."""
+    if isinstance(r, _MISSING_ERRORS):
+        return None
+    if isinstance(r, BaseException):
+        return b"" if limit is not None and _empty_range(r) else r
+    if limit is not None and len(r) > limit:
+        return _too_large(None, limit)
+    return r
 
 
 def _local_ranges(paths: list, starts: list, ends: list) -> list:

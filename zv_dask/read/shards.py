@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from concurrent.futures import wait
+from contextlib import closing
 
 import numpy as np
 
@@ -25,6 +27,8 @@ from zv_dask.io.location import BlobRefused, cell_key
 WHOLE_FRACTION = 0.5
 #: wanted inner chunks less than this many bytes apart are fetched as one range
 RANGE_GAP = 1 << 16
+#: decode whole shards on the IO pool (outside dask tasks, remote stores)
+DECODE_ON_POOL = True
 #: decoded shard indexes kept per process (by open and object): tasks reading a few
 #: cells of a shard each (one chunk per partition) read its index once, not per task
 INDEX_CACHE_BYTES = 16 << 20
@@ -79,13 +83,38 @@ def fetch_sharded(reader, arrays, coords, bounds: dict, in_task: bool = False) -
     for a in arrays:
         shards += _plan(a, lv, coords)
     cache = reader.location.cache_key()
-    _read_whole(reader, [s for s in shards if s.whole], bounds, in_task, cache)
-    _read_ranged(reader, [s for s in shards if not s.whole], in_task, cache)
     out = {}
-    for s in shards:
+
+    def decode(s):
         bound = bounds.get(s.array.path)
         for coord, entry in zip(s.cells, s.entries):
             out[(s.array.path, coord)] = _inner(reader, s, coord, entry, bound)
+
+    # each whole shard decoded as it arrives, while the others are still being read;
+    # outside a dask task (which runs beside others already) on the IO pool's threads
+    # too, the decompressors releasing the GIL
+    whole = [s for s in shards if s.whole]
+    pool = (reader.location._executor() if DECODE_ON_POOL and not in_task
+            and not reader.location._local and len(whole) > 1 else None)
+    decoding = []
+    try:
+        with closing(_read_whole(reader, whole, bounds, in_task, cache)) as arrived:
+            for s in arrived:
+                if pool is None:
+                    decode(s)
+                else:
+                    decoding.append(pool.submit(decode, s))
+    except BaseException:
+        for f in decoding:  # a read failed: the decodes not yet started are dropped
+            f.cancel()
+        wait(decoding)
+        raise
+    for f in decoding:  # the first failure in arrival order
+        f.result()
+    ranged = [s for s in shards if not s.whole]
+    _read_ranged(reader, ranged, in_task, cache)
+    for s in ranged:
+        decode(s)
     return out
 
 
@@ -145,7 +174,8 @@ def _corrupt(reader, s: _Shard, exc: S.ShardProblem):
                 "(or restore the store) and open the store again", coord, exc.inner)
 
 
-def _read_whole(reader, shards: list, bounds: dict, in_task: bool, cache) -> None:
+def _read_whole(reader, shards: list, bounds: dict, in_task: bool, cache):
+    """Yield each shard of ``shards`` read whole, its index checked, as it arrives."""
     if not shards:
         return
     limits = []
@@ -157,23 +187,31 @@ def _read_whole(reader, shards: list, bounds: dict, in_task: bool, cache) -> Non
         else:  # every cell's framing, all the level's rows, compression's worst case
             total = b + 8 * lay.n_inner
             limits.append(total + total // 64 + 4096 * lay.n_inner + lay.index_nbytes)
-    try:
-        raws = reader.location.get_many([s.rel for s in shards], limits, in_task=in_task)
-    except StoreReadError as exc:
-        raise _named(reader, exc, shards) from None
-    for s, raw in zip(shards, raws):
-        if raw is None:
-            raise _missing(reader, s)
-        if isinstance(raw, BlobRefused):
-            raise _err(reader, ChunkDecodeError, s, f"{raw.reason}; the shard is corrupt or "
-                       "its level's vertex_count is wrong")
-        try:
-            index = S.split_index(raw, s.array.shards)
-        except S.ShardProblem as exc:
-            raise _corrupt(reader, s, exc) from None
-        s.pairs = _index(reader, s, index, len(raw))
-        s.data = memoryview(raw).cast("B")
-        _keep_index((cache, s.rel), s.pairs)
+    got = reader.location.iter_many([s.rel for s in shards], limits, in_task=in_task)
+    try:  # closed at the end or on an error: the reads still under way are cancelled
+        while True:
+            try:
+                i, raw = next(got)
+            except StopIteration:
+                return
+            except StoreReadError as exc:
+                raise _named(reader, exc, shards) from None
+            s = shards[i]
+            if raw is None:
+                raise _missing(reader, s)
+            if isinstance(raw, BlobRefused):
+                raise _err(reader, ChunkDecodeError, s, f"{raw.reason}; the shard is corrupt "
+                           "or its level's vertex_count is wrong")
+            try:
+                index = S.split_index(raw, s.array.shards)
+            except S.ShardProblem as exc:
+                raise _corrupt(reader, s, exc) from None
+            s.pairs = _index(reader, s, index, len(raw))
+            s.data = memoryview(raw).cast("B")
+            _keep_index((cache, s.rel), s.pairs)
+            yield s
+    finally:
+        got.close()
 
 
 def _read_ranged(reader, shards: list, in_task: bool, cache) -> None:
