@@ -148,6 +148,43 @@ def test_large_offsets_convert_to_float64_exact_with_scales_and_crs(tmp_path, ca
     assert attrs["files"][0]["crs"] == {"wkt": WKT} and attrs["format"] == "las"
 
 
+def test_large_offsets_convert_with_a_float64_pyramid(tmp_path, capsys):
+    """UTM eastings/northings with ``--levels 3``: every coarse level stays float64 (a
+    float32 coarse level would move metavertices across chunk faces), the store is
+    valid, the reference reads every level, and level 1 holds numpy's bin centroids."""
+    from zarr_vectors.types.points import read_points
+    from zarr_vectors.validate import validate
+
+    src = tmp_path / "utm.laz"
+    offsets, scales = (500_000.0, 5_000_000.0, 0.0), (0.01, 0.01, 0.01)
+    expected = write_las(src, 20_000, 3, offsets=offsets, scales=scales, span=20_000,
+                         seed=8)
+    out = tmp_path / "utm.zarrvectors"
+    rc = main(["convert", str(src), str(out), "--chunk-shape", "64", "--levels", "3",
+               "--scheduler", "sync"])
+    cap = capsys.readouterr()
+    assert rc == 0, cap.err
+    same_rows(as_integers(stored(out), scales, offsets), expected)
+    result = validate(str(out), level=5)
+    assert result.ok, result
+    store = zv_dask.open_zv(out)
+    level0 = store.read(level=0)["positions"]
+    for level in (1, 2):
+        ours = store.read(level=level)["positions"]
+        assert ours.dtype == np.float64
+        ref = read_points(str(out), level=level)
+        np.testing.assert_array_equal(np.sort(ours, axis=0), np.sort(ref["positions"], axis=0))
+    # level 1: one metavertex per occupied bin of the level-0 positions, at its mean
+    bin1 = np.asarray(store.metadata.levels[1].bin_shape, np.float64)
+    keys, inverse = np.unique(np.floor(level0 / bin1).astype(np.int64), axis=0,
+                              return_inverse=True)
+    means = np.stack([np.bincount(inverse.ravel(), weights=level0[:, a]) /
+                      np.bincount(inverse.ravel()) for a in range(3)], axis=1)
+    got = store.read(level=1)["positions"]
+    assert len(got) == len(keys)
+    np.testing.assert_allclose(np.sort(got, axis=0), np.sort(means, axis=0), rtol=0, atol=1e-6)
+
+
 def test_small_coordinates_convert_to_float32_with_a_pyramid(tmp_path, capsys):
     src = tmp_path / "site.las"
     expected = write_las(src, 2_000, 0, scales=(0.001,) * 3, span=500_000, seed=6)

@@ -295,20 +295,18 @@ def test_float64_pyramid_links_every_fine_vertex_to_its_metavertex(tmp_path):
     ours = str(tmp_path / "ours" / "s.zarrvectors")  # same name: the ome block names it
     zv_dask.to_zv(pd.DataFrame(P3, columns=list("xyz")), ours, chunk_shape=250, levels=3,
                   dtype="float64")
-    fine, coarse, parents = _rows(ours, 0, "<f8"), _rows(ours, 1, "<f4"), _parents(ours)
+    fine, coarse, parents = _rows(ours, 0, "<f8"), _rows(ours, 1, "<f8"), _parents(ours)
     assert len(parents) == sum(len(r) for r in fine.values()) == 3000
-    # numpy's answer: level-1 bins of the float32 positions, their float64 centroids
+    # numpy's answer: level-1 bins of the float64 positions, their float64 centroids
     members: dict = {}
     for (cidx, row), (pidx, prow) in parents.items():
         p = fine[cidx][row]
         members.setdefault((pidx, prow), []).append(p)
-        bin1 = tuple(np.floor(p.astype(np.float32) / np.float64(500.0)).astype(np.int64))
-        members[(pidx, prow)].append(bin1)
+        members[(pidx, prow)].append(tuple(np.floor(p / 500.0).astype(np.int64)))
     for (pidx, prow), items in members.items():
         pts, bins = np.array(items[0::2]), set(items[1::2])
         assert len(bins) == 1, "one metavertex holds rows of two level-1 bins"
-        want = pts.astype(np.float32).astype(np.float64).mean(axis=0).astype(np.float32)
-        np.testing.assert_allclose(coarse[pidx][prow], want, rtol=1e-6)
+        np.testing.assert_allclose(coarse[pidx][prow], pts.mean(axis=0), rtol=1e-12)
     assert len(members) == sum(len(r) for r in coarse.values())  # no orphan metavertex
     n_back = sum((len(b) - 8 - 16) // 16 for b in
                  sum((list(_cells(ours, f"1/links/-1/{s}").values())
@@ -316,19 +314,25 @@ def test_float64_pyramid_links_every_fine_vertex_to_its_metavertex(tmp_path):
                      []))
     assert n_back == 3000
 
-    # the known difference: the reference's float64 pyramid links fewer fine vertices
+    # the known differences: the reference's float64 pyramid stores coarse levels as
+    # float32 and links fewer fine vertices; level 0 is the reference's, byte for byte
     ref = tmp_path / "ref"
     ref.mkdir()
     reference(ref / "s.zarrvectors", P3, {}, levels=3, chunk_shape=(250.0,) * 3,
               dtype="float64")
     ref_parents = _parents(str(ref / "s.zarrvectors"))
     assert len(ref_parents) < 3000
-    # everything but the links is the reference's: positions, metavertices, documents
     a, b = files(ref / "s.zarrvectors"), files(ours)
-    same = [k for k in a if "/links/" not in k]
-    assert sorted(same) == sorted(k for k in b if "/links/" not in k)
-    for k in same:
+    level0 = [k for k in a if k.startswith("0/") and "/links/" not in k]
+    assert sorted(level0) == sorted(k for k in b if k.startswith("0/") and "/links/" not in k)
+    for k in level0:
         if k.endswith("zarr.json"):
             assert json.loads(a[k]) == json.loads(b[k]), k
         else:
             assert a[k] == b[k], k
+    # coarse metavertices are the reference's to float32 precision
+    for level in (1, 2):
+        got = np.concatenate(list(_rows(ours, level, "<f8").values()))
+        want = np.concatenate(list(_rows(str(ref / "s.zarrvectors"), level, "<f4").values()))
+        np.testing.assert_allclose(rows_sorted(got), rows_sorted(want.astype(np.float64)),
+                                   rtol=1e-6)

@@ -7,8 +7,8 @@ reference's ``write_points`` + ``build_pyramid(factors=[(2, 1)] * (levels - 1))`
 
 * level 0: rows sorted by chunk, then bin (fragment), then input order; one range
   fragment per bin, empty bins included;
-* level k: level k-1 positions (float32) binned with ``floor(p / bin_k)``, one
-  metavertex per occupied bin at the float64 centroid stored as float32, ordered inside
+* level k: level k-1 positions (in the level-0 dtype) binned with ``floor(p / bin_k)``,
+  one metavertex per occupied bin at the float64 centroid stored in that dtype, ordered inside
   its chunk as ``np.unique`` orders the raw bytes of the int64 bin coordinates; one
   fragment per metavertex; ``links/+1`` at level k-1 (fine row -> parent) and
   ``links/-1`` at level k (parent -> fine row), grouped by chunk offset.
@@ -87,7 +87,9 @@ def build_block(spec: WriteSpec, pos: np.ndarray, attrs: dict, seq: np.ndarray) 
         for at in spec.attributes:
             put(f"vertex_attributes/{at.name}", E.rows_payload(attrs[at.name][order[a:b]], at.dtype))
     del frag, order, attrs, seq  # level 0 is encoded: only positions go on
-    fine_pos = pos.astype(np.float32, copy=False)
+    # coarse levels keep level 0's dtype: float32 is the reference's, and float64 stays
+    # float64 so that large coordinates (UTM) are not moved across chunk faces
+    fine_pos = pos.astype(spec.dtype, copy=False)
     for level in range(1, spec.levels):
         fine_pos, chunks, vi = _coarsen(spec, level, fine_pos, chunks, vi, origin, out)
     return out
@@ -119,7 +121,7 @@ def _coarsen(spec: WriteSpec, level: int, fine_pos, fine_chunks, fine_vi, origin
     del bins
     m = int(inv.max()) + 1
     counts = np.bincount(inv, minlength=m)
-    cent = np.empty((m, d), np.float32)
+    cent = np.empty((m, d), fine_pos.dtype)
     for a in range(d):
         cent[:, a] = np.bincount(inv, weights=fine_pos[:, a].astype(np.float64), minlength=m) / counts
     mv_chunks = np.floor(cent / np.asarray(spec.chunk_shape, np.float64)).astype(np.int64)
@@ -131,7 +133,7 @@ def _coarsen(spec: WriteSpec, level: int, fine_pos, fine_chunks, fine_vi, origin
         mv_vi[order[a:b]] = np.arange(b - a)
         coord = mv_chunks[order[a]]
         put = _putter(out, level, coord, origin, None)
-        put("vertices", E.rows_payload(cent[order[a:b]], np.float32), b - a)
+        put("vertices", E.rows_payload(cent[order[a:b]], cent.dtype), b - a)
         put("vertex_fragments", E.fragment_index(np.ones(b - a, np.int64)))
     parent_chunks, parent_vi = np.take(mv_chunks, inv, axis=0), mv_vi[inv]
     # +1 at the fine level: (fine row, parent) in the fine cell
@@ -241,6 +243,6 @@ def _check_nested(spec: WriteSpec, fine_chunks, mv_chunks, inv):
 
         raise WriteInputError(
             "a coarse metavertex fell outside the block of its fine rows (floating-point "
-            "rounding at a block face; float32 coarse levels at large coordinates); choose "
+            "rounding at a block face); choose "
             "chunk and bin shapes that are powers of two multiples of each other, write "
             "one level, or shift the coordinates towards 0", store=spec.store_name)

@@ -175,9 +175,8 @@ def documents(spec: WriteSpec, cells) -> dict:
         verts = keys.get((lv, "vertices"), set())
         vc = counts.get((lv, "vertices"), 0)
         codecs, outer = (codecs0, shard0) if lv == 0 else (plain, plain_outer)
-        dtype = spec.dtype if lv == 0 else "float32"
         docs[f"{lv}/vertices/zarr.json"] = grid_array_document(
-            spec, verts, {"zv_array": "vertices", "dtype": dtype, "encoding": "raw"}, codecs,
+            spec, verts, {"zv_array": "vertices", "dtype": spec.dtype, "encoding": "raw"}, codecs,
             outer)
         docs[f"{lv}/vertex_fragments/zarr.json"] = grid_array_document(
             spec, verts, {"zv_array": "vertex_fragments", "encoding": "fragment_index_v1"}, codecs,

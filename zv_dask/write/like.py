@@ -162,9 +162,9 @@ def layout_of(meta, name: str) -> dict:
                                   "codecs; to_zv gives every level-0 array the same", name)
             else:
                 coarse.append((f"{where} array {path}", got))
-        if lv and lm.vertices.dtype != np.float32:
+        if lv and lm.vertices.dtype not in (np.float32, meta.levels[0].vertices.dtype):
             raise _refuse(f"{where} stores {lm.vertices.dtype} positions; to_zv's coarse "
-                          "levels are float32", name)
+                          "levels are in level 0's dtype", name)
     dtype = meta.levels[0].vertices.dtype
     if dtype not in (np.float32, np.float64):
         raise _refuse(f"level 0 stores {dtype} positions; to_zv writes float32 or "

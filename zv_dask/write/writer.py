@@ -38,9 +38,11 @@ def to_zv(df, path_or_url, *, chunk_shape=None, bin_shape=None, bounds=None, lev
     ``build_pyramid(factors=[(2, 1)] * (levels - 1))``): the same chunk cells
     ``floor(p / bin) // bins_per_chunk`` (absolute, negative allowed), row order,
     fragment indexes, documents, metavertices and cross-level links.  One exception:
-    with ``dtype="float64"`` and ``levels > 1`` the reference's link pass re-reads
-    level-k float64 positions as float32 and drops the links of the vertices it then
-    misplaces; every fine vertex here is linked to its metavertex (the rest is equal).
+    with ``dtype="float64"`` and ``levels > 1`` coarse levels are float64 too, binned
+    from float64 positions (the reference writes float32 coarse levels, whose
+    metavertices round across chunk faces at UTM-sized coordinates, and its link pass
+    drops the links of the vertices it then misplaces); level 0 is the reference's, and
+    every fine vertex is linked to its metavertex.
 
     Rows reach their chunk through the p2p shuffle on a block key on ``distributed``,
     and through spill files in dask's ``temporary-directory`` on the local schedulers
