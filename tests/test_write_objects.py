@@ -257,3 +257,30 @@ def test_object_source_fills_the_keywords_and_records_its_facts(tmp_path):
                       object_attributes=table)
     with pytest.raises(WriteInputError, match="holds 'streamline'"):
         zv_dask.to_zv(src, str(tmp_path / "u.zarrvectors"), chunk_shape=50, geometry="mesh")
+
+
+@pytest.mark.parametrize("levels", [1, 2])
+def test_local_writes_park_rows_in_spill_files_and_remove_them(tmp_path, case, levels):
+    """On the local schedulers rows reach their blocks through spill files, not dask's
+    in-memory shuffle (which held every split until the last output partition); the
+    store is the same, and the scratch folder is empty afterwards."""
+    import dask
+
+    lines, attrs, oattrs, ref = case
+    ddf = dd.from_pandas(_frame(lines, attrs=attrs), npartitions=4, sort=False)
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    ours = tmp_path / "ours" / "lines.zarrvectors"
+    with dask.config.set({"temporary-directory": str(scratch)}):
+        job = zv_dask.to_zv(ddf, ours, chunk_shape=100, geometry="streamline", levels=levels,
+                            object_attributes=pd.DataFrame(oattrs), compute=False)
+        keys = " ".join(str(k) for k in dict(job.__dask_graph__()))
+        assert "zv-park-objects" in keys and "shuffle" not in keys
+        job.compute()
+    assert list(scratch.iterdir()) == []
+    if levels == 1:
+        assert_same_store(ref, ours)
+    assert_valid(ours)
+    got = zv_dask.open_zv(ours).read_objects()
+    np.testing.assert_array_equal(got["positions"].astype(np.float64),
+                                  np.concatenate(lines).astype(np.float32))

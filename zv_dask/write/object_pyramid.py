@@ -2,11 +2,12 @@
 ``build_pyramid(factors=[(2, 1)] * (levels - 1))`` then
 ``building.build_fragment_owner_index()`` make them.  Pure: no IO, no dask.
 
-Level k (k >= 1) bins the level k-1 vertices with ``floor(p / bin_k)`` (float32
-positions); each occupied bin is one metavertex at the mean of the level k-1 vertices it
-holds, each counted as often as it appears in the level k-1 manifests (once at level 0),
-stored as float32 in the chunk of that mean, ordered in its chunk as ``np.unique`` orders
-the bin keys; one fragment per metavertex.  An object's level-k manifest is its level
+Level k (k >= 1) bins the level k-1 vertices with ``floor(p / bin_k)`` (positions in
+level 0's dtype: float32 as the reference, float64 kept so large coordinates stay put);
+each occupied bin is one metavertex at the mean of the level k-1 vertices it holds, each
+counted as often as it appears in the level k-1 manifests (once at level 0), stored in
+that dtype in the chunk of that mean, ordered in its chunk as ``np.unique`` orders the
+bin keys; one fragment per metavertex.  An object's level-k manifest is its level
 k-1 manifest mapped to metavertices with consecutive repeats removed.  The owner column
 holds the one object naming a metavertex, ``-2`` when several do.
 
@@ -41,7 +42,7 @@ def coarse_levels(spec: WriteSpec, pos: np.ndarray, oid: np.ndarray,
     chunks = polyline_chunks(pos, spec)
     # level-0 rows in cell order, as build_polyline_block orders them
     order = np.lexsort([vidx, oid] + [chunks[:, a] for a in range(d - 1, -1, -1)])
-    fine_chunks, fine_pos = chunks[order], pos[order].astype(np.float32, copy=False)
+    fine_chunks, fine_pos = chunks[order], pos[order].astype(spec.dtype, copy=False)
     n = len(order)
     new_cell = np.ones(n, bool)
     if n > 1:
@@ -80,7 +81,7 @@ def _coarsen(spec, level, fine_pos, fine_chunks, fine_vi, e_ref, cont, e_oid, or
     m = int(inv.max()) + 1 if len(inv) else 0
     weight = np.bincount(e_ref, minlength=m_fine)  # appearances in the finer manifests
     counts = np.bincount(inv, weights=weight, minlength=m)
-    cent = np.empty((m, d), np.float32)
+    cent = np.empty((m, d), fine_pos.dtype)
     for a in range(d):
         cent[:, a] = np.bincount(inv, weights=weight * fine_pos[:, a].astype(np.float64),
                                  minlength=m) / np.maximum(counts, 1)
@@ -106,7 +107,7 @@ def _coarsen(spec, level, fine_pos, fine_chunks, fine_vi, e_ref, cont, e_oid, or
     for a, z in zip(np.concatenate(([0], cuts)), np.concatenate((cuts, [m]))):
         mv_vi[order[a:z]] = np.arange(z - a)
         put = _putter(out, level, sorted_chunks[a], origin, None)
-        put("vertices", E.rows_payload(cent[order[a:z]], np.float32), z - a)
+        put("vertices", E.rows_payload(cent[order[a:z]], cent.dtype), z - a)
         put("vertex_fragments", E.fragment_index(np.ones(z - a, np.int64)))
         put("fragment_attributes/object_id", owner[a:z].tobytes())
     parent_chunks, parent_vi = mv_chunks[inv], mv_vi[inv]

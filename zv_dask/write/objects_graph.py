@@ -29,6 +29,7 @@ from zv_dask.write.documents import dumps
 from zv_dask.write.graph import (_attribute_arrays, _balanced_labels, _shuffle_method,
                                  compute_options)
 from zv_dask.write.object_documents import object_arrays, object_documents, object_root_document
+from zv_dask.write.local_objects import done, local_frames, parkable
 from zv_dask.write.object_pyramid import coarse_levels
 
 
@@ -244,18 +245,29 @@ def write_graph(ddf, spec: P.WriteSpec, writer: StoreWriter, stats: dict, column
         O.VIDX_COLUMN: np.zeros(0, np.int64)})
     keyed = src.map_partitions(_add_keys, spec, labels, blocks, stats["rank_offsets"], column,
                                meta=meta)
-    shuffled = keyed.shuffle(on=P.KEY_COLUMN, npartitions=nparts,
-                             shuffle_method=_shuffle_method())
     token = dask.base.tokenize(spec, writer.loc.token())
+    local = _shuffle_method() == "tasks" and parkable(keyed._meta)
+    if local:  # spill files, not a shuffle holding every row
+        frames = local_frames(keyed, labels, P.KEY_COLUMN, nparts, writer, token)
+    else:
+        frames = keyed.shuffle(on=P.KEY_COLUMN, npartitions=nparts,
+                               shuffle_method=_shuffle_method()).to_delayed()
     if spec.levels > 1:
         fn = dask.delayed(write_pyramid_partition, pure=False)
         parts = [fn(p, spec, writer, dask_key_name=f"zv-write-objects-{token}-{i}")
-                 for i, p in enumerate(shuffled.to_delayed())]
-        return dask.delayed(finalize_pyramid, pure=False)(
+                 for i, p in enumerate(frames)]
+        final = dask.delayed(finalize_pyramid, pure=False)(
             spec, writer, parts, stats["object_ids"], stats["object_rows"],
             object_attributes, geometry, dask_key_name=f"zv-finalize-objects-{token}")
-    written = shuffled.map_partitions(write_partition, spec, writer,
-                                      meta=O.fragment_meta(spec.ndim), enforce_metadata=False)
-    return dask.delayed(finalize, pure=False)(
-        spec, writer, written, stats["object_ids"], stats["object_rows"], object_attributes,
-        geometry, dask_key_name=f"zv-finalize-objects-{token}")
+    else:
+        fn = dask.delayed(write_partition, pure=False)
+        written = [fn(p, spec, writer, dask_key_name=f"zv-write_partition-objects-{token}-{i}")
+                   for i, p in enumerate(frames)]
+        final = dask.delayed(finalize, pure=False)(
+            spec, writer, dask.delayed(pd.concat)(written, ignore_index=True),
+            stats["object_ids"], stats["object_rows"], object_attributes, geometry,
+            dask_key_name=f"zv-finalize-objects-{token}")
+    if local:
+        return dask.delayed(done, pure=False)(final, writer.scratch,
+                                              dask_key_name=f"zv-done-objects-{token}")
+    return final
