@@ -16,7 +16,7 @@ from zv_dask.ingest import tractography as T
 from zv_dask.ingest.files import expand_paths
 from zv_dask.ingest.source import ObjectSource
 
-DEFAULT_STREAMLINES_PER_PARTITION = 100_000
+DEFAULT_STREAMLINES_PER_PARTITION = 10_000
 
 
 def _source(fmt, files, reader, meta, per_partition, object_columns, label, extra=None):
@@ -74,7 +74,7 @@ def read_trk(paths, streamlines_per_partition=DEFAULT_STREAMLINES_PER_PARTITION,
     ----------
     paths : str, os.PathLike or list of them
         Files, globs or fsspec URLs; all with the same scalars and properties.
-    streamlines_per_partition : int or None, default 100,000
+    streamlines_per_partition : int or None, default 10,000
         Streamlines per task; ``None``: one task per file.
     storage_options : dict, optional
         fsspec options of remote ``paths``.
@@ -133,7 +133,7 @@ def read_tck(paths, streamlines_per_partition=DEFAULT_STREAMLINES_PER_PARTITION,
     ----------
     paths : str, os.PathLike or list of them
         Files, globs or fsspec URLs.
-    streamlines_per_partition : int or None, default 100,000
+    streamlines_per_partition : int or None, default 10,000
         Streamlines per task; ``None``: one task per file.
     storage_options : dict, optional
         fsspec options of remote ``paths``.
@@ -182,7 +182,7 @@ def read_trx(paths, streamlines_per_partition=DEFAULT_STREAMLINES_PER_PARTITION
     ----------
     paths : str, os.PathLike or list of them
         Local TRX files (zip) or directories, or globs.
-    streamlines_per_partition : int or None, default 100,000
+    streamlines_per_partition : int or None, default 10,000
         Streamlines per task; ``None``: one task per file.
 
     Returns
