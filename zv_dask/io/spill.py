@@ -50,6 +50,44 @@ class SpillDir:
         os.remove(path)
         return arrays
 
+    def put_split(self, part: int, target: np.ndarray, order: np.ndarray, arrays: list,
+                  nparts: int) -> np.ndarray:
+        """Park the rows of input ``part`` by output task: row ``r`` of every array goes
+        to task ``target[r]``; ``order`` is ``target``'s stable sort order (callers pick
+        the sort).  Returns the rows parked per output task.
+
+        Examples
+        --------
+        >>> import tempfile, numpy as np
+        >>> spill = SpillDir(tempfile.mkdtemp())
+        >>> t = np.array([1, 0, 1])
+        >>> spill.put_split(0, t, np.argsort(t, kind="stable"), [np.arange(3)], 2).tolist()
+        [1, 2]
+        >>> spill.take_columns(1, [np.array([1, 2])], 1)[0].tolist()
+        [0, 2]
+        >>> spill.remove()
+        """
+        cuts = np.searchsorted(target[order], np.arange(nparts + 1))
+        for o in range(nparts):
+            a, b = cuts[o], cuts[o + 1]
+            if b > a:
+                self.put(o, part, [np.take(x, order[a:b], axis=0) for x in arrays])
+        return np.diff(cuts)
+
+    def take_columns(self, out: int, parked: list, width: int) -> list | None:
+        """Output task ``out``'s ``width`` arrays, each concatenated over the inputs in
+        input order (``parked[i]``: what :meth:`put_split` returned for input ``i``);
+        ``None`` when no input parked rows for it.  The files are removed."""
+        pieces = [self.take(out, i, width) for i, n in enumerate(parked) if n[out]]
+        if not pieces:
+            return None
+        cols = []
+        for j in range(width):  # one column at a time: the pieces go as they are copied
+            cols.append(np.concatenate([p[j] for p in pieces]))
+            for p in pieces:
+                p[j] = None
+        return cols
+
     def remove(self) -> None:
         """Delete the folder and whatever is left in it."""
         shutil.rmtree(self.path, ignore_errors=True)

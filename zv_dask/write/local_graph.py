@@ -62,30 +62,17 @@ def _park(frame, i: int, spec: P.WriteSpec, blocks, offsets, nparts: int,
     arrays += [attrs[at.name] for at in spec.attributes]
     del frame, attrs, keys, groups
     target = run % nparts
-    order = _stable_order(target)  # a radix sort of 16-bit keys when they fit
-    target = target[order]
-    cuts = np.searchsorted(target, np.arange(nparts + 1))
-    for o in range(nparts):
-        a, b = cuts[o], cuts[o + 1]
-        if b > a:
-            spill.put(o, i, [np.take(x, order[a:b], axis=0) for x in arrays])
-    return np.diff(cuts)
+    # a radix sort of 16-bit keys when they fit
+    return spill.put_split(i, target, _stable_order(target), arrays, nparts)
 
 
 def _write_parked(o: int, spec: P.WriteSpec, writer: StoreWriter, spill: SpillDir,
                   parked) -> list:
     """Output task ``o``: read its rows from every input's file, then build and put its
     blocks (groups when sharded) one at a time; returns the cells written."""
-    width = 3 + len(spec.attributes)
-    pieces = [spill.take(o, i, width) for i, n in enumerate(parked) if n[o]]
-    if not pieces:
+    cols = spill.take_columns(o, parked, 3 + len(spec.attributes))
+    if cols is None:
         return []
-    cols = []
-    for j in range(width):  # one column at a time: the pieces go as they are copied
-        cols.append(np.concatenate([p[j] for p in pieces]))
-        for p in pieces:
-            p[j] = None
-    del pieces
     run, pos, seq = cols[:3]
     attrs = dict(zip((at.name for at in spec.attributes), cols[3:]))
     order = _stable_order(run)

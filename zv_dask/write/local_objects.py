@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from zv_dask.io.spill import SpillDir
+from zv_dask.write.block import _stable_order
 
 
 def parkable(meta: pd.DataFrame) -> bool:
@@ -62,27 +63,17 @@ def _park(frame: pd.DataFrame, i: int, key_column: str, sorted_labels, sorter, n
     parked per output task."""
     keys = frame[key_column].to_numpy()
     target = sorter[np.searchsorted(sorted_labels, keys)] % nparts
-    order = np.argsort(target, kind="stable")
-    cuts = np.searchsorted(target[order], np.arange(nparts + 1))
     columns = [frame[c].to_numpy() for c in frame.columns]
     del frame
-    for o in range(nparts):
-        a, b = cuts[o], cuts[o + 1]
-        if b > a:
-            spill.put(o, i, [np.take(x, order[a:b]) for x in columns])
-    return np.diff(cuts)
+    return spill.put_split(i, target, _stable_order(target), columns, nparts)
 
 
 def _take(o: int, meta: pd.DataFrame, spill: SpillDir, parked) -> pd.DataFrame:
     """Output task ``o``'s frame: its parts from every input, in input order."""
-    width = len(meta.columns)
-    pieces = [spill.take(o, i, width) for i, n in enumerate(parked) if n[o]]
-    if not pieces:
+    cols = spill.take_columns(o, parked, len(meta.columns))
+    if cols is None:
         return meta.iloc[:0].copy()
-    data = {}
-    for j, name in enumerate(meta.columns):  # one column at a time: pieces go as copied
-        data[name] = np.concatenate([p[j] for p in pieces]).astype(meta.dtypes.iloc[j],
-                                                                    copy=False)
-        for p in pieces:
-            p[j] = None
+    data = {name: col.astype(dtype, copy=False)
+            for name, dtype, col in zip(meta.columns, meta.dtypes, cols)}
+    del cols
     return pd.DataFrame(data, columns=meta.columns)
