@@ -294,7 +294,8 @@ def to_zv(df, path_or_url, *, chunk_shape=None, bin_shape=None, bounds=None, lev
     cache = None
     if objects:
         stats = OW.prepass(ddf, ax, str(dtype), given, cat_cols, cs, OW.OBJECT_ID, name,
-                           raw_extent=geometry in OW.POLYLINES)
+                           raw_extent=geometry in OW.POLYLINES,
+                           fragments=geometry in OW.RECORD_WIDTH and int(levels or 1) > 1)
         object_attrs = align_object_attributes(object_attributes, stats["object_ids"], name)
         if geometry in OW.RECORD_WIDTH:
             recs = OW.records(geometry, edges, faces, stats["n"], name)
