@@ -20,8 +20,7 @@ from zarr_vectors.types.graphs import read_graph, write_graph
 from zarr_vectors.types.meshes import read_mesh, write_mesh
 
 import zv_dask
-from zv_dask.errors import WriteInputError
-from writehelpers import assert_same_store, assert_valid, files
+from writehelpers import assert_same_store, assert_valid, files, forest
 
 
 def _cloud(rng, n, ndim=3, objects=6, lo=-60.0, hi=340.0):
@@ -37,25 +36,6 @@ def _frame(pos, oids=None, attrs=None):
     for name, a in (attrs or {}).items():
         df[name] = a
     return df
-
-
-def _forest(rng, sizes, ndim=3):
-    """Trees (one per object) by random walks, vertices and edges shuffled."""
-    pos, edges, oids, off = [], [], [], 0
-    for o, n in enumerate(sizes):
-        par = np.array([rng.integers(0, i) for i in range(1, n)])
-        p = np.zeros((n, ndim))
-        p[0] = rng.uniform(-50, 50, ndim)
-        for i in range(1, n):
-            p[i] = p[par[i - 1]] + rng.normal(0, 25, ndim)
-        pos.append(p + 150)
-        edges.append(np.stack([np.arange(1, n) + off, par + off], 1))
-        oids += [o] * n
-        off += n
-    pos, edges, oids = np.concatenate(pos), np.concatenate(edges), np.array(oids)
-    perm = rng.permutation(len(pos))
-    edges = np.argsort(perm)[edges]
-    return pos[perm], edges[rng.permutation(len(edges))], oids[perm]
 
 
 def _pyramid(path, levels):
@@ -171,7 +151,7 @@ def test_mesh_same_store_as_build_pyramid(tmp_path, levels):
 @pytest.mark.parametrize("levels", [2, 3])
 def test_skeleton_same_store_as_build_pyramid(tmp_path, levels):
     rng = np.random.default_rng(40 + levels)
-    pos, edges, oids = _forest(rng, (90, 60, 120, 40))
+    pos, edges, oids = forest(rng, (90, 60, 120, 40))
     r = rng.random(len(edges)).astype(np.float32)
     oattrs = {"cable": rng.random(4).astype(np.float64)}
     ref = tmp_path / "ref" / "k.zarrvectors"
@@ -244,30 +224,6 @@ def test_float64_graph_valid_and_read_back(tmp_path):
         for k, oid in enumerate(coarse["object_ids"]):
             a, b = coarse["offsets"][k], coarse["offsets"][k + 1]
             np.testing.assert_array_equal(coarse["positions"][a:b], want[oid])
-
-
-def _existing(tmp_path):
-    target = tmp_path / "deep" / "g.zarrvectors"
-    df = pd.DataFrame(np.random.default_rng(9).uniform(0, 200, (10, 3)), columns=list("xyz"))
-    zv_dask.to_zv(df, target, chunk_shape=100, geometry="graph", edges=np.array([[0, 1]]))
-    return target, files(tmp_path)
-
-
-@pytest.mark.parametrize("kw, match", [
-    ({"geometry": "graph", "edges": np.array([[0, 1], [2, 10]])}, "vertex row 10"),
-    ({"geometry": "mesh", "faces": np.array([[0, 1, 10]])}, "vertex row 10"),
-    ({"geometry": "skeleton", "edges": np.array([[1, 0], [3, 2]])}, "object 0 has .* roots"),
-    ({"geometry": "graph", "edges": np.array([[0, 1]]), "compressor": "blosc"},
-     "compressor other than 'zstd'"),
-    ({"geometry": "mesh", "faces": np.array([[0, 1, 2]]), "shard_shape": 2}, "shard_shape"),
-])
-def test_bad_input_refused_before_writing(tmp_path, kw, match):
-    target, before = _existing(tmp_path)
-    df = pd.DataFrame(np.random.default_rng(3).uniform(0, 200, (10, 3)), columns=list("xyz"))
-    df["object_id"] = 0
-    with pytest.raises(WriteInputError, match=match):
-        zv_dask.to_zv(df, target, chunk_shape=100, overwrite=True, levels=3, **kw)
-    assert files(tmp_path) == before
 
 
 def test_on_a_cluster_same_store_as_local(tmp_path):
