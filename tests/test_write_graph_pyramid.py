@@ -93,10 +93,8 @@ def _check_readers(path, levels, geometry, pos, oids, ndim=3):
 
 @pytest.mark.parametrize("levels, kw", [
     (2, {}),
-    (3, {"compressor": "zstd"}),
-    (4, {}),
-    (3, {"bin_shape": 25}),
-], ids=["2", "3-zstd", "4", "3-bin"])
+    (4, {"compressor": "zstd", "bin_shape": 25}),
+], ids=["2", "4-zstd-bin"])
 def test_graph_same_store_as_build_pyramid(tmp_path, levels, kw):
     rng = np.random.default_rng(20 + levels)
     n = 300
@@ -130,7 +128,7 @@ def test_graph_same_store_as_build_pyramid(tmp_path, levels, kw):
                               or k.split("/")[1:3] == ["links", "0"] for k in coarse)
 
 
-@pytest.mark.parametrize("levels", [2, 3, 4])
+@pytest.mark.parametrize("levels", [2, 4])
 def test_mesh_same_store_as_build_pyramid(tmp_path, levels):
     rng = np.random.default_rng(30 + levels)
     n = 300
