@@ -381,3 +381,38 @@ def test_convert_picks_swc_and_obj_by_extension_and_format(tmp_path, capsys):
                  "--chunk-shape", "4", "--scheduler", "sync"]) == 0
     store = zv_dask.open_zv(out)
     assert store.geometry_type == "mesh" and len(np.asarray(store.faces())) == 3
+
+
+@pytest.mark.parametrize("folder, fmt, chunk, levels", [
+    ("swc", "swc", "2000", 3), ("obj", "obj", "5000", 2)])
+def test_convert_levels_give_the_pyramid_build_pyramid_adds(tmp_path, capsys, folder, fmt,
+                                                            chunk, levels):
+    """``--levels`` on navis's neurons and meshes: the one-level store our convert makes,
+    then the reference's build_pyramid and owner index, file for file; valid; the
+    reference reader's coarse vertices are ours."""
+    import shutil
+
+    from zarr_vectors.building import build_fragment_owner_index
+    from zarr_vectors.multiresolution.coarsen import build_pyramid
+
+    from writehelpers import assert_same_store
+
+    paths = navis_files(folder)
+    one, many, ref = (tmp_path / d / "n.zarrvectors" for d in ("one", "many", "ref"))
+    for out, lv in ((one, 1), (many, levels)):
+        assert main(["convert", *paths, str(out), "--chunk-shape", chunk, "--levels", str(lv),
+                     "--scheduler", "sync"]) == 0
+    shutil.copytree(one, ref)
+    build_pyramid(str(ref), factors=[(2, 1)] * (levels - 1))
+    build_fragment_owner_index(str(ref))
+    assert_same_store(ref, many, coarse_tolerance=False)
+    assert_valid(many)
+    store = zv_dask.open_zv(many)
+    assert store.levels == list(range(levels))
+    top = levels - 1
+    back = (read_graph(str(many), level=top)["positions"] if fmt == "swc"
+            else read_mesh(str(many), level=top)["vertices"])
+    mine = store.to_dask_dataframe(level=top)[list("xyz")].compute().to_numpy()
+    np.testing.assert_array_equal(back, mine)
+    assert 0 < len(mine) < store.vertex_count(0)
+    assert len(store.read_objects(level=top)["object_ids"]) == len(store.read_objects()["object_ids"])

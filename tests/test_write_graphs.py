@@ -15,7 +15,7 @@ from zarr_vectors.types.meshes import read_mesh, write_mesh
 
 import zv_dask
 from zv_dask.errors import WriteInputError
-from writehelpers import assert_same_store, assert_valid, files
+from writehelpers import assert_same_store, assert_valid, files, forest
 
 N = 300
 
@@ -94,28 +94,9 @@ def test_graph_without_object_ids_is_one_object(tmp_path, verts):
     assert_same_store(ref, ours)
 
 
-def _forest(rng, sizes=(80, 50, 70)):
-    """Trees (one per object) by random walks, vertices and edges shuffled."""
-    pos, edges, oids, off = [], [], [], 0
-    for o, n in enumerate(sizes):
-        par = np.array([rng.integers(0, i) for i in range(1, n)])
-        p = np.zeros((n, 3))
-        p[0] = rng.uniform(-50, 50, 3)
-        for i in range(1, n):
-            p[i] = p[par[i - 1]] + rng.normal(0, 25, 3)
-        pos.append(p + 150)
-        edges.append(np.stack([np.arange(1, n) + off, par + off], 1))
-        oids += [o] * n
-        off += n
-    pos, edges, oids = np.concatenate(pos), np.concatenate(edges), np.array(oids)
-    perm = rng.permutation(len(pos))
-    edges = np.argsort(perm)[edges]
-    return pos[perm], edges[rng.permutation(len(edges))], oids[perm]
-
-
 def test_skeleton_same_store_as_write_graph_kind_skeleton(tmp_path):
     rng = np.random.default_rng(4)
-    pos, edges, oids = _forest(rng)
+    pos, edges, oids = forest(rng, (80, 50, 70))
     w = rng.random(len(pos)).astype(np.float32)
     r = rng.random(len(edges)).astype(np.float32)
     ref = tmp_path / "ref" / "k.zarrvectors"
@@ -138,7 +119,7 @@ def test_skeleton_tree_read_back_by_both_readers(tmp_path):
     first depth-first and its reader then joins the others' roots to a previous row;
     the store is still the reference's own, as the test above shows.)"""
     rng = np.random.default_rng(6)
-    pos, edges, oids = _forest(rng, sizes=(150,))
+    pos, edges, oids = forest(rng, sizes=(150,))
     df = pd.DataFrame(pos, columns=list("xyz"))
     df["object_id"] = oids
     ours = tmp_path / "tree.zarrvectors"
@@ -172,13 +153,14 @@ def _existing(tmp_path):
     ({"geometry": "skeleton", "edges": np.array([[1, 0], [3, 2]]),
       "object_attributes": None}, "object 0 has .* roots"),
 ])
-def test_bad_records_refused_before_writing(tmp_path, kw, match):
+@pytest.mark.parametrize("levels", [1, 3])
+def test_bad_records_refused_before_writing(tmp_path, kw, match, levels):
     target, before = _existing(tmp_path)
     df = pd.DataFrame(np.random.default_rng(3).uniform(0, 200, (10, 3)), columns=list("xyz"))
     kw.pop("object_attributes", None)
     df["object_id"] = 0  # one object
     with pytest.raises(WriteInputError, match=match) as ei:
-        zv_dask.to_zv(df, target, chunk_shape=100, overwrite=True, **kw)
+        zv_dask.to_zv(df, target, chunk_shape=100, overwrite=True, levels=levels, **kw)
     assert files(tmp_path) == before
     assert str(target) in str(ei.value)
 

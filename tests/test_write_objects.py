@@ -179,8 +179,6 @@ def test_bad_object_attributes_refused(tmp_path, table, match):
 
 @pytest.mark.parametrize("kw, match", [
     ({"geometry": "surface"}, "geometry must be"),
-    ({"geometry": "graph", "levels": 2}, "levels > 1"),
-    ({"geometry": "mesh", "levels": 3}, "but for streamlines and polylines"),
     ({"compressor": "blosc"}, "compressor other than 'zstd'"),
     ({"shard_shape": 2}, "shard_shape"),
 ])

@@ -92,3 +92,22 @@ def rows_sorted(pos, attrs=None):
         cols.append(a.reshape(len(a), -1).astype(np.float64))
     t = np.concatenate(cols, axis=1) if cols else np.zeros((0, 0))
     return t[np.lexsort(t.T[::-1])] if len(t) else t
+
+
+def forest(rng, sizes, ndim=3):
+    """Trees (one per object) by random walks, vertices and edges shuffled."""
+    pos, edges, oids, off = [], [], [], 0
+    for o, n in enumerate(sizes):
+        par = np.array([rng.integers(0, i) for i in range(1, n)])
+        p = np.zeros((n, ndim))
+        p[0] = rng.uniform(-50, 50, ndim)
+        for i in range(1, n):
+            p[i] = p[par[i - 1]] + rng.normal(0, 25, ndim)
+        pos.append(p + 150)
+        edges.append(np.stack([np.arange(1, n) + off, par + off], 1))
+        oids += [o] * n
+        off += n
+    pos, edges, oids = np.concatenate(pos), np.concatenate(edges), np.array(oids)
+    perm = rng.permutation(len(pos))
+    edges = np.argsort(perm)[edges]
+    return pos[perm], edges[rng.permutation(len(edges))], oids[perm]

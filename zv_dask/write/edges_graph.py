@@ -21,6 +21,7 @@ from zv_dask.io.puts import ROOT_DOC, StoreWriter
 from zv_dask.write import grid as G
 from zv_dask.write import links as K
 from zv_dask.write import objects as O
+from zv_dask.write import objects_graph as OG
 from zv_dask.write import plan as P
 from zv_dask.write import skeleton as S
 from zv_dask.write.columns import check_name
@@ -29,6 +30,7 @@ from zv_dask.write.graph import (_attribute_arrays, _balanced_labels, _shuffle_m
                                  compute_options, to_dask_frame)
 from zv_dask.write.object_documents import (graph_documents, object_arrays,
                                             object_root_document)
+from zv_dask.write.object_pyramid import fragment_pairs
 from zv_dask.write.objects_graph import check_object_ids
 
 _LINK_META = pd.DataFrame({"seg": pd.Series(dtype=object), "key": pd.Series(dtype=object),
@@ -96,19 +98,29 @@ def check_records(rdf, width: int, n_vertices: int, store: str) -> list:
     return [f[0] for f in facts]
 
 
-def _add_keys(frame, spec, labels, blocks, offsets, column, inverse, partition_info=None):
+def _add_keys(frame, spec, labels, blocks, offsets, column, inverse, fstarts=None,
+              partition_info=None):
     i = (partition_info or {}).get("number", 0)
     pos = P.positions_of(frame, spec.axes, spec.dtype)
-    keys, found = G.ranks(blocks, O.polyline_chunks(pos, spec))
-    if not found:
-        raise WriteInputError(f"partition {i} has rows in a chunk the pre-pass did not see: "
+    chunks = O.polyline_chunks(pos, spec)
+    keys, found = G.ranks(blocks, np.floor_divide(chunks, np.asarray(spec.block_chunks,
+                                                                     np.int64)))
+    changed = WriteInputError(f"partition {i} has rows in a chunk the pre-pass did not see: "
                               "the input changed between the two passes over it; persist "
                               "it (ddf.persist())", store=spec.store_name)
+    if not found:
+        raise changed
+    oid = check_object_ids(frame, column, spec.store_name, i)
     cols = list(dict.fromkeys(list(spec.axes) + [c for a in spec.attributes for c in a.columns]))
+    extra = {}
+    if fstarts is not None:  # the pre-pass's fragments of this partition, in its order
+        pairs, _, which = fragment_pairs(oid, chunks)
+        if len(pairs) != len(fstarts[i]):
+            raise changed
+        extra[O.FSTART_COLUMN] = fstarts[i][which]
     return frame[cols].assign(**{
-        P.KEY_COLUMN: labels[keys],
-        O.OID_COLUMN: check_object_ids(frame, column, spec.store_name, i),
-        O.VIDX_COLUMN: _rows(offsets[i], len(frame), inverse)})
+        P.KEY_COLUMN: labels[keys], O.OID_COLUMN: oid,
+        O.VIDX_COLUMN: _rows(offsets[i], len(frame), inverse), **extra})
 
 
 def _rows(first: int, n: int, inverse) -> np.ndarray:
@@ -189,23 +201,32 @@ def write_link_cells(frame, spec, writer, width, extra) -> pd.DataFrame:
 
 
 def finalize(spec, writer, fragments, link_summary, object_ids, object_attributes, geometry,
-             width, extra_dtypes):
+             width, extra_dtypes, pyramid=False):
+    """Manifests, object arrays and documents, the root document last.  ``pyramid``:
+    ``fragments`` is the list of :func:`OG.write_pyramid_partition` results."""
     d = spec.ndim
+    coarse_cells, coarse_blobs = [], {}
+    if pyramid:
+        fragments, coarse_cells, coarse_blobs = OG.coarse_parts(spec, fragments, object_ids,
+                                                                object_attributes)
     n_records = int(link_summary["n"].sum())
     t = O.sort_fragments(fragments, d, by_cell=True)
     blobs = object_arrays(spec, object_ids, O.manifest_blobs(t, d, object_ids),
                           object_attributes)
+    blobs.update(coarse_blobs)
     coords = np.stack([t[f"c{a}"] for a in range(d)], axis=1)
     cells_c, cells_n = G.unique_rows(coords, t["n"])
     cells = [(0, "vertices", E.cell_key(c), int(n)) for c, n in zip(cells_c, cells_n)]
     links = list(zip(link_summary["seg"], link_summary["key"], link_summary["n"]))
-    docs = graph_documents(spec, cells, links, width, extra_dtypes, n_records)
+    docs = graph_documents(spec, cells + coarse_cells, links, width, extra_dtypes, n_records,
+                           len(object_ids))
     docs.update({k: v for k, v in blobs.items() if isinstance(v, dict)})
     writer.put_many({k: v for k, v in blobs.items() if not isinstance(v, dict)})
     writer.put_many({k: dumps(v) for k, v in docs.items()})
     writer.put_many({ROOT_DOC: dumps(object_root_document(spec, geometry))})
-    return {"url": writer.url, "vertex_count": [int(t["n"].sum())], "objects": len(object_ids),
-            "chunks": [len(cells)]}
+    out = {"url": writer.url, "vertex_count": [int(t["n"].sum())], "objects": len(object_ids),
+           "chunks": [len(cells)]}
+    return OG.add_coarse_counts(out, spec.levels, coarse_cells)
 
 
 def skeleton_order(ddf, rdf, column: str, store: str):
@@ -235,7 +256,9 @@ def write_graph(ddf, spec, writer, stats, column, object_attributes, geometry, r
     import dask
 
     chunks = stats["chunks"] if len(stats["chunks"]) else np.zeros((0, spec.ndim), np.int64)
-    blocks = G.sorted_keys(chunks)
+    # whole blocks to a task: every coarse bin nests in one (a block is a chunk at 1 level)
+    blocks = G.sorted_keys(np.floor_divide(chunks, np.asarray(spec.block_chunks, np.int64)))
+    pyramid = spec.levels > 1
     nparts = max(1, min(ddf.npartitions, len(blocks)))
     labels = _balanced_labels(max(1, len(blocks)), nparts, P.KEY_COLUMN)
     offsets = np.concatenate(([0], np.cumsum(stats["counts"])[:-1])).astype(np.int64)
@@ -244,13 +267,21 @@ def write_graph(ddf, spec, writer, stats, column, object_attributes, geometry, r
     src = ddf[cols]
     meta = src._meta[[c for c in cols if c != column]].assign(**{
         P.KEY_COLUMN: np.zeros(0, labels.dtype), O.OID_COLUMN: np.zeros(0, np.int64),
-        O.VIDX_COLUMN: np.zeros(0, np.int64)})
+        O.VIDX_COLUMN: np.zeros(0, np.int64),
+        **({O.FSTART_COLUMN: np.zeros(0, np.int64)} if pyramid else {})})
     keyed = src.map_partitions(_add_keys, spec, labels, blocks, offsets, column, inverse,
-                               meta=meta)
+                               stats["fragment_starts"] if pyramid else None, meta=meta)
     shuffled = keyed.shuffle(on=P.KEY_COLUMN, npartitions=nparts,
                              shuffle_method=_shuffle_method())
-    fragments = shuffled.map_partitions(write_vertices, spec, writer,
-                                        meta=O.fragment_meta(spec.ndim), enforce_metadata=False)
+    token = dask.base.tokenize(spec, writer.loc.token())
+    if pyramid:
+        fn = dask.delayed(OG.write_pyramid_partition, pure=False)
+        fragments = [fn(p, spec, writer, False, dask_key_name=f"zv-write-graph-{token}-{i}")
+                     for i, p in enumerate(shuffled.to_delayed())]
+    else:
+        fragments = shuffled.map_partitions(write_vertices, spec, writer,
+                                            meta=O.fragment_meta(spec.ndim),
+                                            enforce_metadata=False)
     located = shuffled.map_partitions(locate_vertices, spec, enforce_metadata=False,
                                       meta=locate_vertices(shuffled._meta.iloc[:0], spec))
     eoff = np.concatenate(([0], np.cumsum(record_counts)[:-1])).astype(np.int64)
@@ -269,10 +300,9 @@ def write_graph(ddf, spec, writer, stats, column, object_attributes, geometry, r
     link_summary = by_cell.map_partitions(write_link_cells, spec, writer, width, extra,
                                           meta=_LINK_META, enforce_metadata=False)
     extra_dtypes = {c: str(rdf[c].dtype) for c in extra}
-    token = dask.base.tokenize(spec, writer.loc.token())
     return dask.delayed(finalize, pure=False)(
         spec, writer, fragments, link_summary, stats["object_ids"], object_attributes, geometry,
-        width, extra_dtypes, dask_key_name=f"zv-finalize-graph-{token}")
+        width, extra_dtypes, pyramid, dask_key_name=f"zv-finalize-graph-{token}")
 
 
 def _number(frame, offsets, inverse, partition_info=None):

@@ -1,5 +1,6 @@
-"""The documents and object-wide arrays of an object store (polylines, streamlines), as
-``write_polylines`` makes them.  Pure: dicts and bytes out, no IO.
+"""The documents and object-wide arrays of an object store (polylines, streamlines,
+graphs, skeletons, meshes), as the reference's writers and ``build_pyramid`` make them.
+Pure: dicts and bytes out, no IO.
 
 * ``object_index/manifests``: vlen-bytes then zstd (level 0), ``min(16384, O)`` rows a chunk;
 * ``object_index/object_ids``: int64 rows in one chunk, fill 0 (an all-zero chunk has
@@ -162,7 +163,13 @@ def object_documents(spec: WriteSpec, cells: list, link_cells: dict, n_links: in
         docs[f"0/links/0/{seg}/zarr.json"] = grid_array_document(spec, keys, {
             "zv_array": "links", "dtype": "int64", "offsets": [off], "has_perm": True,
             "link_width": 2, "level_delta": 0}, E.codecs_for(spec.compressor))
-    for lv in range(1, spec.levels):  # build_pyramid's per-object levels
+    return _coarse_level_documents(docs, spec, cells, num_objects)
+
+
+def _coarse_level_documents(docs: dict, spec: WriteSpec, cells: list, num_objects: int) -> dict:
+    """``docs`` with build_pyramid's per-object levels: vertices and object index only,
+    whatever the geometry (no edges or faces at coarse levels)."""
+    for lv in range(1, spec.levels):
         keys = sorted({key for l2, array, key, _ in cells if l2 == lv and array == "vertices"})
         level = docs[f"{lv}/zarr.json"]["attributes"]["zarr_vectors_level"]
         level.update(arrays_present=["vertices", "object_index"], preserves_object_ids=True,
@@ -189,11 +196,12 @@ def _offsets_of(seg: str) -> list:
 
 
 def graph_documents(spec: WriteSpec, cells: list, link_cells: list, width: int,
-                    link_attribute_dtypes: dict, n_links: int) -> dict:
+                    link_attribute_dtypes: dict, n_links: int, num_objects: int = 0) -> dict:
     """Every non-root grid document of a graph or mesh store (``write_graph``,
-    ``write_mesh``): ``link_cells`` lists ``(segment, cell key, records)``."""
+    ``write_mesh``, then ``build_pyramid``): ``link_cells`` lists ``(segment, cell key,
+    records)`` of level 0."""
     docs = documents(spec, cells)
-    verts = sorted({key for _, array, key, _ in cells if array == "vertices"})
+    verts = sorted({key for lv, array, key, _ in cells if array == "vertices" and lv == 0})
     level = docs["0/zarr.json"]["attributes"]["zarr_vectors_level"]
     level["arrays_present"] = ["vertices", "links", "object_index"]
     docs["0/fragment_attributes/zarr.json"] = group_document()
@@ -230,4 +238,4 @@ def graph_documents(spec: WriteSpec, cells: list, link_cells: list, width: int,
                     spec, ks, {"zv_array": "link_attribute", "name": name, "dtype": dt,
                                "offsets": _offsets_of(seg), "level_delta": 0,
                                "row_shape": []}, plain)
-    return docs
+    return _coarse_level_documents(docs, spec, cells, num_objects)

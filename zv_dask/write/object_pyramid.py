@@ -1,6 +1,13 @@
-"""The coarse levels of a polyline/streamline store from the rows of whole blocks, as
-``build_pyramid(factors=[(2, 1)] * (levels - 1))`` then
-``building.build_fragment_owner_index()`` make them.  Pure: no IO, no dask.
+"""The coarse levels of an object store (polylines, streamlines, graphs, skeletons,
+meshes) from the rows of whole blocks, as ``build_pyramid(factors=[(2, 1)] * (levels - 1))``
+then ``building.build_fragment_owner_index()`` make them.  Pure: no IO, no dask.
+
+Level 1 coarsens each object's level-0 vertices in its manifest order.  For polylines
+that is the vertex order; a graph or mesh manifest lists one fragment per cell in
+coordinate order, each holding the object's rows of that cell in row order, so a vertex's
+rank is the rows of the object's earlier cells (:func:`fragment_starts`, from the
+pre-pass) plus its rank in its cell.  Coarse levels hold vertices only (no edges or
+faces), as the reference writes them.
 
 Level k (k >= 1) bins the level k-1 vertices with ``floor(p / bin_k)`` (positions in
 level 0's dtype: float32 as the reference, float64 kept so large coordinates stay put);
@@ -29,12 +36,29 @@ from zv_dask.write.plan import WriteSpec
 SHARED = -2
 
 
-def coarse_levels(spec: WriteSpec, pos: np.ndarray, oid: np.ndarray,
-                  vidx: np.ndarray) -> tuple:
-    """``(BlockResult of levels >= 1 and the level-0 ``+1`` links, entries)`` of the rows
-    of whole blocks; ``entries[k - 1]`` lists level k's manifest entries as a dict of
-    arrays ``oid, vstart, frag, c0..`` (``vstart``: the level-0 rank of the first vertex
-    the entry stands for, so sorting by ``(oid, vstart)`` gives manifest order)."""
+def coarse_levels(spec: WriteSpec, pos: np.ndarray, oid: np.ndarray, vidx: np.ndarray,
+                  fstart: np.ndarray | None = None) -> tuple:
+    """The coarse levels of the rows of whole blocks.
+
+    Parameters
+    ----------
+    spec : WriteSpec
+        The store being written.
+    pos, oid, vidx : numpy.ndarray
+        Positions ``(N, D)`` in ``spec.dtype``, object id and rank of each row within its
+        object (polylines) or its row (graphs, meshes; ordering the object's rows in a cell).
+    fstart : numpy.ndarray, optional
+        Graphs and meshes: the manifest rank of the first row of each row's fragment
+        (:func:`fragment_starts`); a row's rank is that plus its rank in the fragment.
+
+    Returns
+    -------
+    tuple
+        ``(BlockResult of levels >= 1 and the level-0 "+1" links, entries)``;
+        ``entries[k - 1]`` lists level k's manifest entries as a dict of arrays ``oid,
+        vstart, frag, c0..`` (``vstart``: the level-0 rank of the first vertex the entry
+        stands for, so sorting by ``(oid, vstart)`` gives manifest order).
+    """
     d = spec.ndim
     origin = spec.grid()[0]
     out = BlockResult({}, [])
@@ -51,6 +75,12 @@ def coarse_levels(spec: WriteSpec, pos: np.ndarray, oid: np.ndarray,
     fine_vi = np.arange(n) - np.repeat(starts, np.diff(np.append(starts, n)))
     # manifest entries of level 0: one per vertex, in object order
     e_oid, e_v = oid[order], vidx[order]
+    if fstart is not None:  # a fragment is an object's rows of one cell, in row order
+        new_frag = new_cell.copy()
+        if n > 1:
+            new_frag[1:] |= e_oid[1:] != e_oid[:-1]
+        first = np.flatnonzero(new_frag)
+        e_v = fstart[order] + np.arange(n) - np.repeat(first, np.diff(np.append(first, n)))
     by_obj = np.lexsort([e_v, e_oid])
     e_oid, e_v, e_ref = e_oid[by_obj], e_v[by_obj], by_obj.astype(np.int64)
     cont = np.zeros(n, bool)  # entry follows the one before it in its object
@@ -64,6 +94,51 @@ def coarse_levels(spec: WriteSpec, pos: np.ndarray, oid: np.ndarray,
         table.update({f"c{a}": fine_chunks[e_ref, a] for a in range(d)})
         entries.append(table)
     return out, entries
+
+
+def fragment_pairs(oid: np.ndarray, chunks: np.ndarray) -> tuple:
+    """``(pairs (K, 1 + D), rows of each, pair of each row)``: the distinct
+    ``(object id, cell)`` of some rows, sorted by object id then cell coordinates."""
+    keys = np.concatenate([oid.reshape(-1, 1), chunks], axis=1).astype(np.int64)
+    n = len(keys)
+    order = np.lexsort(keys.T[::-1]) if n else np.zeros(0, np.int64)
+    s = keys[order]
+    new = np.ones(n, bool)
+    if n > 1:
+        new[1:] = (s[1:] != s[:-1]).any(axis=1)
+    first = np.flatnonzero(new)
+    which = np.empty(n, np.int64)
+    which[order] = np.cumsum(new) - 1
+    return s[first], np.diff(np.append(first, n)).astype(np.int64), which
+
+
+def fragment_starts(pairs: list, rows: list) -> list:
+    """Per partition, the manifest rank of the first row of each of its fragments.
+
+    Parameters
+    ----------
+    pairs, rows : list of numpy.ndarray
+        Per partition, :func:`fragment_pairs`'s pairs and rows (a fragment, an object's
+        rows of one cell, may span partitions).
+
+    Returns
+    -------
+    list of numpy.ndarray
+        Per partition, aligned with its pairs: the rows of the object's cells that come
+        before the pair's cell in coordinate order (its manifest order).
+    """
+    if not pairs:
+        return []
+    allp = np.concatenate(pairs)
+    u, n, which = fragment_pairs(allp[:, 0], allp[:, 1:])
+    total = np.bincount(which, weights=np.concatenate(rows), minlength=len(u)).astype(np.int64)
+    before = np.cumsum(total) - total
+    new_obj = np.ones(len(u), bool)
+    new_obj[1:] = u[1:, 0] != u[:-1, 0]
+    first = np.flatnonzero(new_obj)
+    before -= np.repeat(before[first], np.diff(np.append(first, len(u))))
+    cuts = np.cumsum([0] + [len(p) for p in pairs])
+    return [before[which[a:b]] for a, b in zip(cuts[:-1], cuts[1:])]
 
 
 def _coarsen(spec, level, fine_pos, fine_chunks, fine_vi, e_ref, cont, e_oid, origin, out):

@@ -24,16 +24,12 @@ def check_geometry(geometry, options: dict, attributes, store: str) -> bool:
                               f"got {geometry!r}", store=store)
     if geometry == "point":
         return False
-    why = [k for k, bad in (("levels > 1", (options.get("levels") or 1) != 1
-                             and geometry not in POLYLINES),
-                            ("compressor other than 'zstd'",
+    why = [k for k, bad in (("compressor other than 'zstd'",
                              options.get("compressor") not in (None, False, "none", "zstd")),
                             ("shard_shape", options.get("shard_shape") is not None)) if bad]
     if why:
-        raise WriteInputError(f"geometry={geometry!r} is written with compressor None or 'zstd', "
-                              f"no shard_shape and (but for streamlines and polylines) "
-                              f"levels=1 for now; drop "
-                              f"{', '.join(why)}", store=store)
+        raise WriteInputError(f"geometry={geometry!r} is written with compressor None or 'zstd' "
+                              f"and no shard_shape; drop {', '.join(why)}", store=store)
     if attributes is not None and OBJECT_ID in attributes:
         raise WriteInputError(f"{OBJECT_ID!r} names the objects, not an attribute: leave it "
                               "out of attributes=[...]", store=store)
@@ -66,14 +62,15 @@ def records(geometry: str, edges, faces, n_vertices: int, store: str) -> tuple:
 
 
 def prepass(ddf, axes, dtype, bounds, cat_columns, chunk_shape, column, store,
-            raw_extent=True) -> dict:
-    """The objects' pre-pass; a frame without the id column or without rows is refused."""
+            raw_extent=True, fragments=False) -> dict:
+    """The objects' pre-pass (``fragments``: with each partition's fragment starts, for a
+    graph or mesh pyramid); a frame without the id column or without rows is refused."""
     if column not in ddf.columns:
         raise WriteInputError(f"geometry needs an integer {column!r} column naming each "
                               f"vertex's object; the DataFrame has {list(ddf.columns)}",
                               store=store)
     stats = _prepass(ddf, axes, dtype, bounds, cat_columns, chunk_shape, column, store,
-                     raw_extent)
+                     raw_extent, fragments)
     if stats["n"] == 0:
         raise WriteInputError("the DataFrame has no rows, so there are no objects to write",
                               store=store)

@@ -27,6 +27,7 @@ from zv_dask.write.plan import WriteSpec
 
 OID_COLUMN = "_zv_oid"
 VIDX_COLUMN = "_zv_vidx"
+FSTART_COLUMN = "_zv_fstart"  # graph/mesh pyramids: manifest rank of the fragment's first row
 # one row per fragment: owner, its first vertex rank, cell, local fragment, first row, rows
 FRAGMENT_COLUMNS = ("oid", "vstart", "frag", "first", "n")
 

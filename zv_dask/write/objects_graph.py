@@ -30,7 +30,7 @@ from zv_dask.write.graph import (_attribute_arrays, _balanced_labels, _shuffle_m
                                  compute_options)
 from zv_dask.write.object_documents import object_arrays, object_documents, object_root_document
 from zv_dask.write.local_objects import done, local_frames, parkable
-from zv_dask.write.object_pyramid import coarse_levels
+from zv_dask.write.object_pyramid import coarse_levels, fragment_pairs, fragment_starts
 
 
 def check_object_ids(frame, column: str, store: str, partition: int = 0) -> np.ndarray:
@@ -54,7 +54,7 @@ def check_object_ids(frame, column: str, store: str, partition: int = 0) -> np.n
 
 
 def _partition_facts(frame, axes, dtype, bounds, cat_columns, chunk_shape, column, store,
-                     partition_info=None, raw_extent=True):
+                     partition_info=None, raw_extent=True, fragments=False):
     i = (partition_info or {}).get("number", 0)
     st = P.partition_stats(frame, axes, dtype, bounds, cat_columns, store)
     raw = P.positions_of(frame, axes, "float64")  # write_polylines' bounds: the input's
@@ -63,21 +63,33 @@ def _partition_facts(frame, axes, dtype, bounds, cat_columns, chunk_shape, colum
         st["lo"], st["hi"] = raw[fin].min(axis=0).tolist(), raw[fin].max(axis=0).tolist()
     chunks = G.chunk_counts(P.positions_of(frame, axes, dtype), chunk_shape,
                             (1,) * len(axes))
-    ids, counts = np.unique(check_object_ids(frame, column, store, i), return_counts=True)
-    return st, chunks, ids, counts
+    oid = check_object_ids(frame, column, store, i)
+    ids, counts = np.unique(oid, return_counts=True)
+    pairs = _pairs(frame, axes, dtype, chunk_shape, oid)[:2] if fragments else None
+    return st, chunks, ids, counts, pairs
+
+
+def _pairs(frame, axes, dtype, chunk_shape, oid) -> tuple:
+    """:func:`fragment_pairs` of a partition's rows with finite positions (the others
+    are refused before the write)."""
+    pos = P.positions_of(frame, axes, dtype)
+    fin = np.isfinite(pos).all(axis=1)
+    chunks = np.floor(pos[fin] / np.asarray(chunk_shape, np.float64)).astype(np.int64)
+    return fragment_pairs(oid[fin], chunks)
 
 
 def prepass(ddf, axes, dtype, bounds, cat_columns, chunk_shape, column, store,
-            raw_extent=True) -> dict:
+            raw_extent=True, fragments=False) -> dict:
     """The point pre-pass's facts (extent from the input positions, as ``write_polylines``)
-    plus, per partition, the rows of each object id."""
+    plus, per partition, the rows of each object id and (``fragments``: graph and mesh
+    pyramids) the manifest rank of each of its fragments' first row."""
     import dask
 
     cols = list(dict.fromkeys(list(axes) + list(cat_columns.values()) + [column]))
     parts = ddf[cols].to_delayed()
     fn = dask.delayed(_partition_facts, pure=True)
     facts = dask.compute(*[fn(p, tuple(axes), dtype, bounds, cat_columns, chunk_shape, column,
-                              store, {"number": i}, raw_extent)
+                              store, {"number": i}, raw_extent, fragments)
                            for i, p in enumerate(parts)],
                          **compute_options())
     out = P.merge_stats([f[0] for f in facts])
@@ -86,6 +98,9 @@ def prepass(ddf, axes, dtype, bounds, cat_columns, chunk_shape, column, store,
     ids = [f[2] for f in facts]
     counts = [f[3] for f in facts]
     out["object_ids"], out["object_rows"], out["rank_offsets"] = _rank_offsets(ids, counts)
+    if fragments:
+        out["fragment_starts"] = fragment_starts([f[4][0] for f in facts],
+                                                 [f[4][1] for f in facts])
     return out
 
 
@@ -148,26 +163,31 @@ def write_partition(frame, spec: P.WriteSpec, writer: StoreWriter) -> pd.DataFra
     return res.fragments
 
 
-def write_pyramid_partition(frame, spec: P.WriteSpec, writer: StoreWriter) -> tuple:
+def write_pyramid_partition(frame, spec: P.WriteSpec, writer: StoreWriter,
+                            runs: bool = True) -> tuple:
     """Encode and put every level's cells of one shuffled partition (whole blocks);
-    return ``(level-0 fragments, coarse manifest entries per level, coarse cells)``."""
+    return ``(level-0 fragments, coarse manifest entries per level, coarse cells)``.
+    ``runs=False``: a graph or mesh (one fragment per object per cell, the rows carry
+    their fragment's manifest rank)."""
     if not len(frame):
         return O.fragment_meta(spec.ndim), [], []
     pos = P.positions_of(frame, spec.axes, spec.dtype)
     oid = frame[O.OID_COLUMN].to_numpy(np.int64)
     vidx = frame[O.VIDX_COLUMN].to_numpy(np.int64)
-    res = O.build_polyline_block(spec, pos, _attribute_arrays(frame, spec), oid, vidx)
+    res = O.build_polyline_block(spec, pos, _attribute_arrays(frame, spec), oid, vidx,
+                                 runs=runs)
     writer.put_many(res.blobs)
     del res.blobs
-    coarse, entries = coarse_levels(spec, pos, oid, vidx)
+    fstart = None if runs else frame[O.FSTART_COLUMN].to_numpy(np.int64)
+    coarse, entries = coarse_levels(spec, pos, oid, vidx, fstart)
     writer.put_many(coarse.blobs)
     return res.fragments, entries, coarse.cells
 
 
-def finalize_pyramid(spec: P.WriteSpec, writer: StoreWriter, parts: list, object_ids,
-                     object_rows, object_attributes: dict, geometry: str) -> dict:
-    """:func:`finalize` with the coarse levels: their manifests and object arrays from
-    the partitions' entry tables (one row per manifest entry, no vertices)."""
+def coarse_parts(spec: P.WriteSpec, parts: list, object_ids, object_attributes: dict) -> tuple:
+    """``(level-0 fragments, coarse cells, coarse object arrays)`` of the pyramid
+    partitions' results: the coarse manifests from their entry tables (one row per
+    manifest entry, no vertices)."""
     d = spec.ndim
     fragments = pd.concat([p[0] for p in parts], ignore_index=True)
     cells = [c for p in parts for c in p[2]]
@@ -179,10 +199,13 @@ def finalize_pyramid(spec: P.WriteSpec, writer: StoreWriter, parts: list, object
         t = {k: v[order] for k, v in t.items()}
         blobs.update(object_arrays(spec, object_ids, O.manifest_blobs(t, d, object_ids),
                                    object_attributes, level=lv))
-    out = finalize(spec, writer, fragments, object_ids, object_rows, object_attributes,
-                   geometry, coarse_cells=cells, coarse_blobs=blobs)
-    counts = [0] * spec.levels
-    nchunks = [set() for _ in range(spec.levels)]
+    return fragments, cells, blobs
+
+
+def add_coarse_counts(out: dict, levels: int, cells: list) -> dict:
+    """``out``'s per-level vertex and chunk counts extended by the coarse levels'."""
+    counts = [0] * levels
+    nchunks = [set() for _ in range(levels)]
     for lv, array, key, n in cells:
         if array == "vertices":
             counts[lv] += n
@@ -190,6 +213,15 @@ def finalize_pyramid(spec: P.WriteSpec, writer: StoreWriter, parts: list, object
     out["vertex_count"] += counts[1:]
     out["chunks"] += [len(c) for c in nchunks[1:]]
     return out
+
+
+def finalize_pyramid(spec: P.WriteSpec, writer: StoreWriter, parts: list, object_ids,
+                     object_rows, object_attributes: dict, geometry: str) -> dict:
+    """:func:`finalize` with the coarse levels (:func:`coarse_parts`)."""
+    fragments, cells, blobs = coarse_parts(spec, parts, object_ids, object_attributes)
+    out = finalize(spec, writer, fragments, object_ids, object_rows, object_attributes,
+                   geometry, coarse_cells=cells, coarse_blobs=blobs)
+    return add_coarse_counts(out, spec.levels, cells)
 
 
 def finalize(spec: P.WriteSpec, writer: StoreWriter, fragments, object_ids, object_rows,

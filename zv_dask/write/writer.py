@@ -163,6 +163,8 @@ def to_zv(df, path_or_url, *, chunk_shape=None, bin_shape=None, bounds=None, lev
         fragment per object per chunk, by object id then row; every record in
         ``links/0``, winding and direction restored by the stored permutation), owner
         column included; without an ``object_id`` column every vertex is object 0.
+        With ``levels > 1`` the pyramid ``build_pyramid`` then the owner index add
+        (coarse levels: each object's metavertices and manifest, no edges or faces).
         ``"skeleton"``: as ``write_graph(kind="skeleton")``: vertices reordered
         depth-first from the first root (their indices, not positions, are gathered
         in one step for that), only the edges the implicit parent rule does not give
@@ -294,7 +296,8 @@ def to_zv(df, path_or_url, *, chunk_shape=None, bin_shape=None, bounds=None, lev
     cache = None
     if objects:
         stats = OW.prepass(ddf, ax, str(dtype), given, cat_cols, cs, OW.OBJECT_ID, name,
-                           raw_extent=geometry in OW.POLYLINES)
+                           raw_extent=geometry in OW.POLYLINES,
+                           fragments=geometry in OW.RECORD_WIDTH and int(levels or 1) > 1)
         object_attrs = align_object_attributes(object_attributes, stats["object_ids"], name)
         if geometry in OW.RECORD_WIDTH:
             recs = OW.records(geometry, edges, faces, stats["n"], name)
