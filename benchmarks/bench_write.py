@@ -27,7 +27,7 @@ seeded generator, ``_part``); both sides see the same points in the same order:
 
 ``--geometry streamline``: ``--points`` lines (default 30,000) of 40-80 vertices (random
 walks of step 4 from uniform starts in a 1000^3 box, float32 ``fa`` per vertex), chunk
-100, one level (``--levels L``: ``to_zv(geometry="streamline", levels=L)`` against
+100, one level (``--levels L``, streamlines and meshes: ``to_zv(geometry=..., levels=L)`` against
 ``write_polylines`` + ``build_pyramid(factors=[(2, 1)] * (L - 1))`` +
 ``build_fragment_owner_index``): ours ``to_zv(geometry="streamline")`` of a
 ``dd.from_map`` frame (``object_id`` column), the reference ``write_polylines`` of the
@@ -164,6 +164,15 @@ def _cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
+def _reference_pyramid(out: str, levels: int) -> None:
+    """``build_pyramid`` then the owner index of every level (which ours writes)."""
+    from zarr_vectors.building import build_fragment_owner_index
+    from zarr_vectors.multiresolution.coarsen import build_pyramid
+
+    build_pyramid(out, factors=[(2, 1)] * (levels - 1))
+    build_fragment_owner_index(out)
+
+
 def run_objects(side: str, geometry: str, n: int, partitions: int, out: str,
                 levels: int = 1) -> dict:
     import pandas as pd
@@ -184,7 +193,8 @@ def run_objects(side: str, geometry: str, n: int, partitions: int, out: str,
             faces = dd.from_map(_faces_part, range(partitions), n=n, parts=partitions,
                                 meta=_faces_part(0, 4, 1).iloc[:0], enforce_metadata=False)
             t, c = time.perf_counter(), _cpu()
-            zv_dask.to_zv(ddf, out, chunk_shape=100, geometry="mesh", faces=faces)
+            zv_dask.to_zv(ddf, out, chunk_shape=100, geometry="mesh", faces=faces,
+                          levels=levels)
     elif geometry == "streamline":
         from zarr_vectors.types.polylines import write_polylines
 
@@ -196,11 +206,7 @@ def run_objects(side: str, geometry: str, n: int, partitions: int, out: str,
         t, c = time.perf_counter(), _cpu()
         write_polylines(out, lines, chunk_shape=(100, 100, 100), vertex_attributes={"fa": fa})
         if levels > 1:
-            from zarr_vectors.building import build_fragment_owner_index
-            from zarr_vectors.multiresolution.coarsen import build_pyramid
-
-            build_pyramid(out, factors=[(2, 1)] * (levels - 1))
-            build_fragment_owner_index(out)  # ours writes the owner column of every level
+            _reference_pyramid(out, levels)
     else:
         from zarr_vectors.types.meshes import write_mesh
 
@@ -209,6 +215,8 @@ def run_objects(side: str, geometry: str, n: int, partitions: int, out: str,
         verts, faces = verts.to_numpy(), faces.to_numpy()
         t, c = time.perf_counter(), _cpu()
         write_mesh(out, verts, faces, chunk_shape=(100, 100, 100))
+        if levels > 1:
+            _reference_pyramid(out, levels)
     wall = time.perf_counter() - t
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"side": side, "wall": wall, "cpu": _cpu() - c, "rss_mb": rss}
@@ -289,7 +297,7 @@ def main(argv=None) -> int:
                     help="points (2,000,000), lines (30,000) or mesh vertices (250,000)")
     ap.add_argument("--geometry", choices=["point", "streamline", "mesh"], default="point")
     ap.add_argument("--levels", type=int, default=None,
-                    help="levels (default 3 for points, 1 for objects; meshes: 1 only)")
+                    help="levels (default 3 for points, 1 for objects)")
     ap.add_argument("--partitions", type=int, default=8)
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--data", default=str(Path(__file__).parent / "_data"))
@@ -305,7 +313,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if args.points is None:
         args.points = {"point": 2_000_000, "streamline": 30_000, "mesh": 250_000}[args.geometry]
-    if args.levels is None or args.geometry == "mesh":
+    if args.levels is None:
         args.levels = 3 if args.geometry == "point" else 1
 
     if args.side:  # child process: one run, one JSON line
